@@ -1,0 +1,5 @@
+export default {
+  async 'Кировка АвтоматическоеПолучениеТаблицыМарокПоТаймеру'(ctx) {
+    await ctx.log('INFO', 'tick');
+  },
+};

@@ -1,0 +1,40 @@
+import type { Sql } from '../db/client.ts';
+import type { LogLevel } from '../db/rows.ts';
+
+/** What a connector call (and a server operation) receives. */
+export interface CallContext {
+  signal: AbortSignal;
+  /** Writes a log entry tied to the job and run. */
+  log(level: LogLevel, message: string, details?: unknown): Promise<void>;
+  jobId: string;
+  runId: string;
+  scheduledAt: Date;
+  /** A small pool of its own, so a hung operation cannot starve the scheduler. */
+  sql: Sql;
+}
+
+export type ConnectorKind = 'SERVER_OPERATIONS' | 'HTTP';
+
+/** A named call target. Adding a kind means one module implementing this; no scheduler code. */
+export interface Connector {
+  readonly id: string;
+  readonly kind: ConnectorKind;
+  readonly builtIn: boolean;
+  /** Calls `method`; rejects on failure. The result is ignored. */
+  call(method: string, ctx: CallContext): Promise<unknown>;
+  /** Whether `method` is known now; undefined when the connector cannot tell in advance. */
+  hasMethod(method: string): boolean | undefined;
+  /** The known method names, for connectors that can list them. */
+  methods(): string[] | null;
+}
+
+export interface ConnectorRegistry {
+  get(id: string): Connector | undefined;
+  list(): Connector[];
+}
+
+/** A registry over a fixed set of connectors (configured HTTP connectors join it later). */
+export function staticRegistry(connectors: Connector[]): ConnectorRegistry {
+  const byId = new Map(connectors.map((c) => [c.id, c]));
+  return { get: (id) => byId.get(id), list: () => [...byId.values()] };
+}

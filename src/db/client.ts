@@ -1,0 +1,35 @@
+import postgres from 'postgres';
+
+export type Sql = postgres.Sql;
+/** A pool or a transaction: what a single query needs. */
+export type Queryable = postgres.Sql | postgres.TransactionSql;
+
+export interface Database {
+  sql: Sql;
+  close(): Promise<void>;
+}
+
+/**
+ * Queries are plain postgres.js SQL (drizzle defines the schema and migrations only: its
+ * driver would replace this client's date serializers).
+ */
+export function connect(url: string, options: { max?: number; applicationName?: string } = {}): Database {
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    // Rows arrive with camelCase keys, matching the types in rows.ts.
+    transform: postgres.camel,
+    connection: { application_name: options.applicationName ?? 'server-jobs' },
+    // A statement that hangs must not hold the scheduler forever.
+    idle_timeout: 60,
+  });
+  return { sql, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** Database time minus local time, measured at the midpoint of a round trip. */
+export async function measureClockOffset(sql: Sql): Promise<number> {
+  const before = Date.now();
+  const [row] = await sql<{ ms: number }[]>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
+  const after = Date.now();
+  return row!.ms - (before + after) / 2;
+}

@@ -1,0 +1,70 @@
+import type { Queryable } from './client.ts';
+import type { JobRow } from './rows.ts';
+
+export interface NewJob {
+  id: string;
+  name: string;
+  connectorId: string;
+  method: string;
+  periodSeconds: number;
+  enabled: boolean;
+  timeoutSeconds: number | null;
+  anchorAt: Date;
+  nextDueAt: Date;
+  now: Date;
+}
+
+/** Inserts a job; returns null when the id is taken. */
+export async function insertJob(sql: Queryable, job: NewJob): Promise<JobRow | null> {
+  const rows = await sql<JobRow[]>`
+    insert into jobs (id, name, connector_id, method, period_seconds, enabled, timeout_seconds,
+                      anchor_at, next_due_at, created_at, updated_at)
+    values (${job.id}, ${job.name}, ${job.connectorId}, ${job.method}, ${job.periodSeconds}, ${job.enabled},
+            ${job.timeoutSeconds}, ${job.anchorAt}, ${job.nextDueAt}, ${job.now}, ${job.now})
+    on conflict (id) do nothing
+    returning *`;
+  return rows[0] ?? null;
+}
+
+export async function findJob(sql: Queryable, id: string): Promise<JobRow | null> {
+  const rows = await sql<JobRow[]>`select * from jobs where id = ${id}`;
+  return rows[0] ?? null;
+}
+
+/** Locks the job row for the rest of the transaction, so claims and changes of one job serialise. */
+export async function lockJob(sql: Queryable, id: string): Promise<JobRow | null> {
+  const rows = await sql<JobRow[]>`select * from jobs where id = ${id} for update`;
+  return rows[0] ?? null;
+}
+
+export async function listJobs(sql: Queryable, filter: { enabled?: boolean | null }): Promise<JobRow[]> {
+  return filter.enabled == null
+    ? sql<JobRow[]>`select * from jobs order by id`
+    : sql<JobRow[]>`select * from jobs where enabled = ${filter.enabled} order by id`;
+}
+
+export type JobChanges = Partial<
+  Pick<
+    JobRow,
+    'name' | 'connectorId' | 'method' | 'periodSeconds' | 'enabled' | 'pausedNote' | 'timeoutSeconds' | 'anchorAt' | 'nextDueAt'
+  >
+>;
+
+export async function updateJobRow(sql: Queryable, id: string, changes: JobChanges, now: Date): Promise<JobRow | null> {
+  // Keys are camelCase; the client's transform maps them to the snake_case columns.
+  const values: Record<string, unknown> = { updatedAt: now };
+  for (const [key, value] of Object.entries(changes)) if (value !== undefined) values[key] = value;
+  const rows = await sql<JobRow[]>`update jobs set ${sql(values as Record<string, never>)} where id = ${id} returning *`;
+  return rows[0] ?? null;
+}
+
+export async function deleteJobRow(sql: Queryable, id: string): Promise<boolean> {
+  const rows = await sql`delete from jobs where id = ${id} returning id`;
+  return rows.length > 0;
+}
+
+/** The earliest due time among enabled jobs: when the scheduler must next look. */
+export async function earliestDue(sql: Queryable): Promise<Date | null> {
+  const [row] = await sql<{ due: Date | null }[]>`select min(next_due_at) as due from jobs where enabled`;
+  return row?.due ?? null;
+}

@@ -1,0 +1,202 @@
+import type { Queryable, Sql } from './client.ts';
+import { insertLogEntries, type NewLogEntry } from './log.ts';
+import type { JobRow, LogLevel, LogRow, RunRow, RunStatus } from './rows.ts';
+
+/** A job as the claim sees it: the job and whether a run of it is in progress. */
+export interface DueJob extends JobRow {
+  busy: boolean;
+}
+
+export interface NewScheduledRun {
+  jobId: string;
+  scheduledAt: Date;
+  missed: number;
+  status: 'RUNNING' | 'SKIPPED';
+  nextDueAt: Date;
+}
+
+export interface Holder {
+  instance: string;
+  /** This process's lease token: the fencing token of every run it holds. */
+  token: string;
+}
+
+export interface Claimed {
+  run: RunRow;
+  job: JobRow;
+  entries: LogRow[];
+}
+
+/**
+ * Claims due jobs in one transaction: locks up to `limit` due, enabled jobs (skipping rows
+ * another instance holds), lets `decide` turn each into a run, advances each job's next due
+ * time, inserts the runs and the log entries `describe` gives for them. The job row lock plus
+ * the unique (job, due time) key make the claim exactly-once across instances; the decisions
+ * are the caller's pure functions.
+ */
+export async function claimDue(
+  sql: Sql,
+  args: { now: Date; limit: number; holder: Holder; leaseMs: number },
+  decide: (job: DueJob) => NewScheduledRun,
+  describe: (run: RunRow, job: JobRow) => NewLogEntry[],
+): Promise<Claimed[]> {
+  return sql.begin(async (tx) => {
+    const due = await tx<DueJob[]>`
+      select j.*, exists (select 1 from job_runs r where r.job_id = j.id and r.status = 'RUNNING') as busy
+      from jobs j
+      where j.enabled and j.next_due_at <= ${args.now}
+      order by j.next_due_at
+      limit ${args.limit}
+      for update of j skip locked`;
+    if (due.length === 0) return [];
+    const planned = due.map(decide);
+    await tx`
+      update jobs set next_due_at = v.next_due_at
+      from unnest(${tx.array(planned.map((r) => r.jobId))}::text[],
+                  ${tx.array(planned.map((r) => r.nextDueAt.toISOString()))}::timestamptz[]) as v(id, next_due_at)
+      where jobs.id = v.id`;
+    const leaseUntil = new Date(args.now.getTime() + args.leaseMs);
+    const runs = await tx<RunRow[]>`
+      insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed,
+                            lease_token, lease_expires_at)
+      select v.job_id, 'SCHEDULE', v.scheduled_at, ${args.now}::timestamptz,
+             case when v.status = 'SKIPPED' then ${args.now}::timestamptz end,
+             v.status, ${args.holder.instance}, v.missed,
+             case when v.status = 'RUNNING' then ${args.holder.token}::uuid end,
+             case when v.status = 'RUNNING' then ${leaseUntil}::timestamptz end
+      from unnest(${tx.array(planned.map((r) => r.jobId))}::text[],
+                  ${tx.array(planned.map((r) => r.scheduledAt.toISOString()))}::timestamptz[],
+                  ${tx.array(planned.map((r) => r.status))}::text[],
+                  ${tx.array(planned.map((r) => r.missed))}::int[]) as v(job_id, scheduled_at, status, missed)
+      on conflict do nothing
+      returning *`;
+    const jobsById = new Map<string, JobRow>(due.map((j) => [j.id, j]));
+    const claimed = runs.map((run) => ({ run, job: jobsById.get(run.jobId)!, entries: [] as LogRow[] }));
+    const entries = await insertLogEntries(tx, claimed.flatMap((c) => describe(c.run, c.job)));
+    for (const entry of entries) claimed.find((c) => c.run.id === entry.runId)?.entries.push(entry);
+    return claimed;
+  });
+}
+
+/** Starts a manual run unless one of the job is in progress. Returns null on conflict. */
+export async function insertManualRun(
+  sql: Queryable,
+  args: { jobId: string; now: Date; holder: Holder; leaseMs: number },
+): Promise<RunRow | null> {
+  const rows = await sql<RunRow[]>`
+    insert into job_runs (job_id, trigger, scheduled_at, started_at, status, instance, lease_token, lease_expires_at)
+    values (${args.jobId}, 'MANUAL', ${args.now}, ${args.now}, 'RUNNING', ${args.holder.instance},
+            ${args.holder.token}, ${new Date(args.now.getTime() + args.leaseMs)})
+    on conflict do nothing
+    returning *`;
+  return rows[0] ?? null;
+}
+
+export interface RunEnd {
+  status: Exclude<RunStatus, 'RUNNING' | 'SKIPPED'>;
+  error: string | null;
+  now: Date;
+  log?: { level: LogLevel; message: string; details: unknown } | undefined;
+}
+
+/**
+ * Ends a run, fenced by its lease token: refused (null) when the run is no longer held by this
+ * token, e.g. it was marked ABANDONED after this process lost its lease. The run's closing log
+ * entry is written in the same transaction, so it exists exactly when the end does.
+ */
+export async function finishRun(
+  sql: Sql,
+  runId: string,
+  token: string,
+  end: RunEnd,
+): Promise<{ run: RunRow; entry: LogRow | null } | null> {
+  return sql.begin(async (tx) => {
+    const [run] = await tx<RunRow[]>`
+      update job_runs set status = ${end.status}, error = ${end.error}, finished_at = ${end.now}
+      where id = ${runId} and lease_token = ${token} and status = 'RUNNING'
+      returning *`;
+    if (!run) return null;
+    if (!end.log) return { run, entry: null };
+    const [entry] = await tx<LogRow[]>`
+      insert into log_entries (at, level, message, job_id, run_id, details)
+      values (${end.now}, ${end.log.level}, ${end.log.message}, ${run.jobId}, ${run.id}, ${tx.json(end.log.details as never)})
+      returning *`;
+    return { run, entry: entry ?? null };
+  });
+}
+
+/**
+ * Renews the leases of the runs this process is executing. Returns, per run it still holds,
+ * whether a cancel was requested; a run missing from the answer is no longer held.
+ */
+export async function renewLeases(sql: Queryable, token: string, runIds: string[], until: Date): Promise<Map<string, boolean>> {
+  if (runIds.length === 0) return new Map();
+  const rows = await sql<{ id: string; cancelRequested: boolean }[]>`
+    update job_runs set lease_expires_at = ${until}
+    where id = any(${sql.array(runIds)}::bigint[]) and lease_token = ${token} and status = 'RUNNING'
+    returning id, cancel_requested_at is not null as cancel_requested`;
+  return new Map(rows.map((r) => [r.id, r.cancelRequested]));
+}
+
+/** Asks whichever instance holds a running run to cancel it. */
+export async function requestCancel(sql: Queryable, runId: string, now: Date): Promise<RunRow | null> {
+  const rows = await sql<RunRow[]>`
+    update job_runs set cancel_requested_at = coalesce(cancel_requested_at, ${now})
+    where id = ${runId} and status = 'RUNNING'
+    returning *`;
+  return rows[0] ?? null;
+}
+
+export interface AbandonedRun extends RunRow {
+  externalCall: string | null;
+}
+
+/**
+ * Marks ABANDONED every run whose lease expired (its process died or froze) — or, with
+ * `exceptToken`, every running run not held by that token, used when this process owns the
+ * database alone and so knows all other holders are dead.
+ */
+export async function abandonRuns(
+  sql: Queryable,
+  args: { now: Date; error: string } & ({ expiredBefore: Date } | { exceptToken: string }),
+): Promise<AbandonedRun[]> {
+  const condition =
+    'expiredBefore' in args
+      ? sql`lease_expires_at < ${args.expiredBefore}`
+      : sql`lease_token is distinct from ${args.exceptToken}::uuid`;
+  return sql<AbandonedRun[]>`
+    update job_runs set status = 'ABANDONED', finished_at = ${args.now}, error = ${args.error}
+    where status = 'RUNNING' and ${condition}
+    returning job_runs.*, (select j.connector_id || ':' || j.method from jobs j where j.id = job_runs.job_id) as external_call`;
+}
+
+export async function findRun(sql: Queryable, id: string): Promise<RunRow | null> {
+  if (!/^\d{1,18}$/.test(id)) return null;
+  const rows = await sql<RunRow[]>`select * from job_runs where id = ${id}`;
+  return rows[0] ?? null;
+}
+
+export async function lastRunOf(sql: Queryable, jobId: string): Promise<RunRow | null> {
+  const rows = await sql<RunRow[]>`
+    select * from job_runs where job_id = ${jobId} order by scheduled_at desc, id desc limit 1`;
+  return rows[0] ?? null;
+}
+
+export interface RunPageArgs {
+  jobId?: string | null;
+  status?: RunStatus | null;
+  first: number;
+  after?: { at: Date; id: string } | null;
+}
+
+/** Newest first by due time, then id; fetches one extra row to tell whether a next page exists. */
+export async function pageRuns(sql: Queryable, args: RunPageArgs): Promise<RunRow[]> {
+  return sql<RunRow[]>`
+    select * from job_runs
+    where true
+      ${args.jobId != null ? sql`and job_id = ${args.jobId}` : sql``}
+      ${args.status != null ? sql`and status = ${args.status}` : sql``}
+      ${args.after ? sql`and (scheduled_at, id) < (${args.after.at}, ${args.after.id})` : sql``}
+    order by scheduled_at desc, id desc
+    limit ${args.first + 1}`;
+}

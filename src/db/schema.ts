@@ -1,0 +1,93 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const at = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' });
+
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    connectorId: text('connector_id').notNull(),
+    method: text('method').notNull(),
+    periodSeconds: integer('period_seconds').notNull(),
+    enabled: boolean('enabled').notNull().default(true),
+    pausedNote: text('paused_note'),
+    /** Null: the default, min(period, 1 h), which follows later period changes. */
+    timeoutSeconds: integer('timeout_seconds'),
+    /** The grid is anchor + k·period. */
+    anchorAt: at('anchor_at').notNull(),
+    /** The oldest due time not yet claimed. */
+    nextDueAt: at('next_due_at').notNull(),
+    createdAt: at('created_at').notNull(),
+    updatedAt: at('updated_at').notNull(),
+  },
+  (t) => [
+    // The claim scans only enabled jobs by due time.
+    index('jobs_due_idx').on(t.nextDueAt).where(sql`${t.enabled}`),
+    check('jobs_period_positive', sql`${t.periodSeconds} > 0`),
+  ],
+);
+
+export const jobRuns = pgTable(
+  'job_runs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    // No foreign key: runs outlive their job (SPEC §3, deleting keeps runs and log entries).
+    jobId: text('job_id').notNull(),
+    trigger: text('trigger', { enum: ['SCHEDULE', 'MANUAL'] }).notNull(),
+    scheduledAt: at('scheduled_at').notNull(),
+    startedAt: at('started_at'),
+    finishedAt: at('finished_at'),
+    status: text('status', {
+      enum: ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABANDONED', 'SKIPPED', 'CANCELLED'],
+    }).notNull(),
+    error: text('error'),
+    instance: text('instance'),
+    missed: integer('missed').notNull().default(0),
+    /** The fencing token: the holding process's token. Writes of the run must match it. */
+    leaseToken: uuid('lease_token'),
+    leaseExpiresAt: at('lease_expires_at'),
+    /** Set by cancelRun; the holding instance sees it when it renews its leases and aborts the run. */
+    cancelRequestedAt: at('cancel_requested_at'),
+  },
+  (t) => [
+    // The atomic claim key: one scheduled run per job and due time, whatever instance claims it.
+    uniqueIndex('job_runs_due_key').on(t.jobId, t.scheduledAt).where(sql`${t.trigger} = 'SCHEDULE'`),
+    // At most one run of a job in progress at a time.
+    uniqueIndex('job_runs_one_running').on(t.jobId).where(sql`${t.status} = 'RUNNING'`),
+    index('job_runs_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'RUNNING'`),
+    index('job_runs_job_page_idx').on(t.jobId, t.scheduledAt.desc(), t.id.desc()),
+    index('job_runs_page_idx').on(t.scheduledAt.desc(), t.id.desc()),
+  ],
+);
+
+export const logEntries = pgTable(
+  'log_entries',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: at('at').notNull(),
+    level: text('level', { enum: ['DEBUG', 'INFO', 'WARNING', 'ERROR'] }).notNull(),
+    message: text('message').notNull(),
+    jobId: text('job_id'),
+    runId: bigint('run_id', { mode: 'number' }),
+    details: jsonb('details'),
+  },
+  (t) => [
+    index('log_entries_page_idx').on(t.at.desc(), t.id.desc()),
+    index('log_entries_job_page_idx').on(t.jobId, t.at.desc(), t.id.desc()),
+  ],
+);

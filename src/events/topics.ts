@@ -1,0 +1,25 @@
+import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
+
+/** Every topic the bus carries and its payload. Names are `noun:verb`. */
+export interface Topics {
+  'job:created': { at: Date; job: JobRow };
+  'job:updated': { at: Date; job: JobRow };
+  'job:deleted': { at: Date; jobId: string };
+  'run:started': { at: Date; run: RunRow };
+  'run:skipped': { at: Date; run: RunRow };
+  /** A run ended: SUCCEEDED, FAILED, TIMED_OUT, ABANDONED or CANCELLED. */
+  'run:finished': { at: Date; run: RunRow };
+  'log:added': { entry: LogRow };
+}
+
+export type Topic = keyof Topics;
+export type TopicEvent = { [T in Topic]: { topic: T; payload: Topics[T] } }[Topic];
+
+export const JOB_EVENT_TOPICS = [
+  'job:created',
+  'job:updated',
+  'job:deleted',
+  'run:started',
+  'run:skipped',
+  'run:finished',
+] as const satisfies readonly Topic[];

@@ -1,0 +1,112 @@
+import { findJob, listJobs } from '../db/jobs.ts';
+import { lastRunOf } from '../db/runs.ts';
+import { formatExternalCall } from '../scheduling/external-call.ts';
+import { defaultTimeoutSeconds, formatPeriod } from '../scheduling/period.ts';
+import { validateJobId } from '../jobs/validate.ts';
+import { builder } from './builder.ts';
+import { JobRunConnection, runsPage } from './runs.ts';
+import { JobRef, JobRunRef } from './types.ts';
+
+JobRef.implement({
+  description: 'A server job: calls `externalCall` once every `period`.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    externalCall: t.string({ description: 'ConnectorId:MethodName', resolve: (job) => formatExternalCall(job) }),
+    connectorId: t.exposeString('connectorId'),
+    method: t.exposeString('method'),
+    period: t.string({ nullable: true, description: 'Normalised H:MM:SS.', resolve: (job) => formatPeriod(job.periodSeconds) }),
+    periodSeconds: t.exposeInt('periodSeconds', { nullable: true }),
+    enabled: t.exposeBoolean('enabled'),
+    pausedNote: t.exposeString('pausedNote', { nullable: true }),
+    timeoutSeconds: t.int({
+      description: 'The run timeout; when not set, the smaller of the period and one hour.',
+      resolve: (job) => job.timeoutSeconds ?? defaultTimeoutSeconds(job.periodSeconds),
+    }),
+    nextRunAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'The next due time; null while paused.',
+      resolve: (job) => (job.enabled ? job.nextDueAt : null),
+    }),
+    lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => lastRunOf(ctx.sql, job.id) }),
+    runs: t.field({
+      type: JobRunConnection,
+      args: { first: t.arg.int(), after: t.arg.string() },
+      resolve: (job, args, ctx) => runsPage(ctx.sql, { ...args, jobId: job.id }),
+    }),
+    createdAt: t.field({ type: 'DateTime', resolve: (job) => job.createdAt }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (job) => job.updatedAt }),
+  }),
+});
+
+builder.queryType({
+  fields: (t) => ({
+    jobs: t.field({
+      type: [JobRef],
+      description: 'Jobs by id.',
+      args: { enabled: t.arg.boolean() },
+      resolve: (_, args, ctx) => listJobs(ctx.sql, { enabled: args.enabled }),
+    }),
+    job: t.field({
+      type: JobRef,
+      nullable: true,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: (_, args, ctx) => findJob(ctx.sql, validateJobId(args.id)),
+    }),
+  }),
+});
+
+const CreateJobInput = builder.inputType('CreateJobInput', {
+  fields: (t) => ({
+    id: t.id({ required: true, description: '1–128 letters, digits, _ . -' }),
+    name: t.string({ required: true }),
+    externalCall: t.string({ required: true, description: 'ConnectorId:MethodName' }),
+    period: t.string({ required: true, description: 'h:m:s, e.g. 0:0:30' }),
+    enabled: t.boolean({ defaultValue: true }),
+    startAt: t.field({ type: 'DateTime', description: 'The first due time; the grid is startAt + k·period.' }),
+    timeoutSeconds: t.int({ description: '1–86400; default: the smaller of the period and one hour.' }),
+  }),
+});
+
+const UpdateJobInput = builder.inputType('UpdateJobInput', {
+  fields: (t) => ({
+    name: t.string(),
+    externalCall: t.string(),
+    period: t.string({ description: 'Changing it re-anchors the grid at now (or at startAt).' }),
+    enabled: t.boolean(),
+    startAt: t.field({ type: 'DateTime' }),
+    timeoutSeconds: t.int({ description: 'null restores the default.' }),
+  }),
+});
+
+builder.mutationType({
+  fields: (t) => ({
+    createJob: t.field({
+      type: JobRef,
+      args: { input: t.arg({ type: CreateJobInput, required: true }) },
+      resolve: (_, { input }, ctx) => ctx.jobs.create(input),
+    }),
+    updateJob: t.field({
+      type: JobRef,
+      args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateJobInput, required: true }) },
+      resolve: (_, { id, input }, ctx) => ctx.jobs.update(id, input),
+    }),
+    deleteJob: t.field({
+      type: 'ID',
+      description: 'Removes the job; its runs and log entries stay.',
+      args: { id: t.arg.id({ required: true }) },
+      resolve: (_, { id }, ctx) => ctx.jobs.delete(id),
+    }),
+    pauseJob: t.field({
+      type: JobRef,
+      args: { id: t.arg.id({ required: true }), note: t.arg.string() },
+      resolve: (_, { id, note }, ctx) => ctx.jobs.pause(id, note),
+    }),
+    resumeJob: t.field({
+      type: JobRef,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: (_, { id }, ctx) => ctx.jobs.resume(id),
+    }),
+  }),
+});

@@ -1,0 +1,10 @@
+import { builder } from './builder.ts';
+import './scalars.ts';
+import './enums.ts';
+import './jobs.ts';
+import './runs.ts';
+import './log.ts';
+import './connectors.ts';
+import './subscriptions.ts';
+
+export const schema = builder.toSchema({ sortSchema: false });

@@ -1,0 +1,239 @@
+import type { Clock } from '../clock.ts';
+import type { ConnectorRegistry } from '../connectors/types.ts';
+import type { Sql } from '../db/client.ts';
+import { deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
+import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
+import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
+import { findRun, insertManualRun, requestCancel } from '../db/runs.ts';
+import { conflict, notFound } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import { formatExternalCall } from '../scheduling/external-call.ts';
+import { firstGridPointAfter, initialSchedule } from '../scheduling/grid.ts';
+import { formatPeriod } from '../scheduling/period.ts';
+import type { Scheduler } from '../scheduling/scheduler.ts';
+import {
+  validateExternalCall,
+  validateJobId,
+  validateName,
+  validateNote,
+  validatePeriod,
+  validateStartAt,
+  validateTimeout,
+} from './validate.ts';
+
+export interface CreateJobInput {
+  id: string;
+  name: string;
+  externalCall: string;
+  period: string;
+  enabled?: boolean | null;
+  startAt?: Date | null;
+  timeoutSeconds?: number | null;
+}
+
+export interface UpdateJobInput {
+  name?: string | null;
+  externalCall?: string | null;
+  period?: string | null;
+  enabled?: boolean | null;
+  startAt?: Date | null;
+  timeoutSeconds?: number | null;
+}
+
+export interface JobServiceDeps {
+  sql: Sql;
+  clock: Clock;
+  bus: EventBus;
+  registry: ConnectorRegistry;
+  scheduler: Scheduler;
+}
+
+/**
+ * Every change to jobs and runs that a person or program asks for. Each validates all input
+ * before it writes anything, writes the change and its audit entry in one transaction, then
+ * publishes events and wakes the scheduler.
+ */
+export class JobService {
+  constructor(private readonly deps: JobServiceDeps) {}
+
+  async create(input: CreateJobInput): Promise<JobRow> {
+    const id = validateJobId(input.id);
+    const name = validateName(input.name);
+    const call = validateExternalCall(input.externalCall);
+    const periodSeconds = validatePeriod(input.period);
+    const timeoutSeconds = input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds);
+    const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
+    const now = this.deps.clock.now();
+    const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
+    const { job, entries } = await this.deps.sql.begin(async (tx) => {
+      const row = await insertJob(tx, {
+        id,
+        name,
+        ...call,
+        periodSeconds,
+        enabled: input.enabled ?? true,
+        timeoutSeconds,
+        anchorAt: new Date(anchorMs),
+        nextDueAt: new Date(nextDueMs),
+        now: new Date(now),
+      });
+      if (!row) throw conflict(`A job with id "${id}" already exists.`);
+      const audit = this.#audit(row, now, `Job "${id}" created`, {
+        externalCall: formatExternalCall(call),
+        period: formatPeriod(periodSeconds),
+        enabled: row.enabled,
+      });
+      return { job: row, entries: await insertLogEntries(tx, [audit, ...this.#targetWarnings(row, now)]) };
+    });
+    this.#announce('job:created', job, now, entries);
+    return job;
+  }
+
+  async update(rawId: string, input: UpdateJobInput): Promise<JobRow> {
+    const changes: JobChanges = {};
+    if (input.name != null) changes.name = validateName(input.name);
+    if (input.externalCall != null) Object.assign(changes, validateExternalCall(input.externalCall));
+    if (input.period != null) changes.periodSeconds = validatePeriod(input.period);
+    if (input.timeoutSeconds !== undefined) {
+      changes.timeoutSeconds = input.timeoutSeconds === null ? null : validateTimeout(input.timeoutSeconds);
+    }
+    const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
+    return this.#change(rawId, (job, now) => {
+      const periodSeconds = changes.periodSeconds ?? job.periodSeconds;
+      // The grid moves only when the period or the start changes; name and call keep it.
+      if (changes.periodSeconds !== undefined || startAt !== null) {
+        const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
+        changes.anchorAt = new Date(anchorMs);
+        changes.nextDueAt = new Date(nextDueMs);
+      }
+      if (input.enabled === false && job.enabled) changes.enabled = false;
+      if (input.enabled === true && !job.enabled) Object.assign(changes, this.#resumeChanges(job, changes, now));
+      return { changes, message: `Job "${job.id}" updated`, details: describeChanges(input) };
+    });
+  }
+
+  pause(rawId: string, rawNote?: string | null): Promise<JobRow> {
+    const pausedNote = validateNote(rawNote);
+    return this.#change(rawId, (job) => ({
+      changes: { enabled: false, pausedNote },
+      message: `Job "${job.id}" paused${pausedNote ? `: ${pausedNote}` : ''}`,
+      details: { note: pausedNote },
+    }));
+  }
+
+  resume(rawId: string): Promise<JobRow> {
+    return this.#change(rawId, (job, now) =>
+      job.enabled
+        ? null
+        : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: {} },
+    );
+  }
+
+  async delete(rawId: string): Promise<string> {
+    const id = validateJobId(rawId);
+    const now = this.deps.clock.now();
+    const entries = await this.deps.sql.begin(async (tx) => {
+      if (!(await deleteJobRow(tx, id))) throw notFound(`No job with id "${id}".`);
+      return insertLogEntries(tx, [{ at: new Date(now), level: 'INFO', message: `Job "${id}" deleted`, jobId: id }]);
+    });
+    this.deps.bus.publish('job:deleted', { at: new Date(now), jobId: id });
+    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    return id;
+  }
+
+  /** Starts a MANUAL run at once, also while the job is paused; CONFLICT while one is in progress. */
+  async runNow(rawId: string): Promise<RunRow> {
+    const id = validateJobId(rawId);
+    const { scheduler } = this.deps;
+    const now = new Date(this.deps.clock.now());
+    const { job, run } = await this.deps.sql.begin(async (tx) => {
+      // The job row lock orders this against a concurrent claim of the same job.
+      const locked = await lockJob(tx, id);
+      if (!locked) throw notFound(`No job with id "${id}".`);
+      const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
+      if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
+      return { job: locked, run: inserted };
+    });
+    void scheduler.launch(run, job);
+    return run;
+  }
+
+  /** Cancels a run in progress on whichever instance holds it. */
+  async cancelRun(runId: string): Promise<RunRow> {
+    const run = await findRun(this.deps.sql, runId);
+    if (!run) throw notFound(`No run with id "${runId}".`);
+    if (run.status !== 'RUNNING') throw conflict(`Run ${runId} is not in progress (it is ${run.status}).`);
+    const local = this.deps.scheduler.cancelLocal(run.id);
+    if (local) return (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
+    // Held by another instance: it sees the request when it next renews its lease.
+    const requested = await requestCancel(this.deps.sql, run.id, new Date(this.deps.clock.now()));
+    if (!requested) throw conflict(`Run ${runId} is not in progress.`);
+    return requested;
+  }
+
+  #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
+    const periodMs = (changes.periodSeconds ?? job.periodSeconds) * 1000;
+    const anchorMs = (changes.anchorAt ?? job.anchorAt).getTime();
+    // Due times while paused are not due; the grid stays, and the next due time is the first after now.
+    const nextDueAt = changes.nextDueAt ?? new Date(firstGridPointAfter(anchorMs, periodMs, now));
+    return { enabled: true, pausedNote: null, nextDueAt };
+  }
+
+  async #change(
+    rawId: string,
+    plan: (job: JobRow, now: number) => { changes: JobChanges; message: string; details: Record<string, unknown> } | null,
+  ): Promise<JobRow> {
+    const id = validateJobId(rawId);
+    const now = this.deps.clock.now();
+    const result = await this.deps.sql.begin(async (tx) => {
+      const job = await lockJob(tx, id);
+      if (!job) throw notFound(`No job with id "${id}".`);
+      const planned = plan(job, now);
+      if (!planned) return { job, entries: [] as LogRow[] };
+      const updated = (await updateJobRow(tx, id, planned.changes, new Date(now)))!;
+      const audit = this.#audit(updated, now, planned.message, planned.details);
+      const warnings = planned.changes.connectorId || planned.changes.method ? this.#targetWarnings(updated, now) : [];
+      return { job: updated, entries: await insertLogEntries(tx, [audit, ...warnings]) };
+    });
+    if (result.entries.length > 0) this.#announce('job:updated', result.job, now, result.entries);
+    return result.job;
+  }
+
+  #audit(job: JobRow, now: number, message: string, details: Record<string, unknown>): NewLogEntry {
+    return { at: new Date(now), level: 'INFO', message, jobId: job.id, details };
+  }
+
+  /** Says when a job calls a connector or operation that does not exist (yet). */
+  #targetWarnings(job: JobRow, now: number): NewLogEntry[] {
+    const connector = this.deps.registry.get(job.connectorId);
+    const problem = !connector
+      ? `connector "${job.connectorId}" does not exist (yet)`
+      : connector.hasMethod(job.method) === false
+        ? `operation "${job.method}" of ${job.connectorId} does not exist (yet)`
+        : null;
+    if (!problem) return [];
+    return [
+      {
+        at: new Date(now),
+        level: 'WARNING',
+        message: `Job "${job.id}" calls ${formatExternalCall(job)}, but ${problem}; its runs fail until it does`,
+        jobId: job.id,
+        details: { externalCall: formatExternalCall(job) },
+      },
+    ];
+  }
+
+  #announce(topic: 'job:created' | 'job:updated', job: JobRow, now: number, entries: LogRow[]): void {
+    this.deps.bus.publish(topic, { at: new Date(now), job });
+    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    this.deps.scheduler.wake();
+  }
+}
+
+function describeChanges(input: UpdateJobInput): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(input)
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => [key, value instanceof Date ? value.toISOString() : value]),
+  );
+}

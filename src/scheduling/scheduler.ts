@@ -1,0 +1,285 @@
+import { randomUUID } from 'node:crypto';
+import { earliestDue } from '../db/jobs.ts';
+import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
+import type { RunRow } from '../db/rows.ts';
+import { abandonRuns, type AbandonedRun, claimDue, type Claimed, type DueJob, type Holder, renewLeases } from '../db/runs.ts';
+import { toError } from '../errors.ts';
+import { claimDue as planClaim } from './grid.ts';
+import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
+import { executeRun, type RunDeps, type RunJob } from './run.ts';
+
+export interface SchedulerOptions {
+  instance: string;
+  leaseSeconds: number;
+  /** How many due jobs one claim transaction takes. */
+  batchSize?: number;
+  /** The longest the loop sleeps without looking, for changes made by other instances. */
+  maxIdleMs?: number;
+}
+
+interface InFlight {
+  abort: AbortController;
+  done: Promise<RunRow | null>;
+}
+
+export const SHUTDOWN_REASON: AbortReason = { status: 'ABANDONED', error: 'instance shut down' };
+const LEASE_LOST: AbortReason = { status: 'ABANDONED', error: 'lease lost: another instance took the run over' };
+const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by request' };
+
+/**
+ * One loop per process: it sleeps until the earliest due time the database knows of (or until
+ * woken by a change), claims every due job in batches, and starts their runs without waiting
+ * for them. A second timer renews the leases of the runs in flight and marks ABANDONED the runs
+ * whose holders stopped renewing. Failures of the loop are logged and retried with backoff;
+ * they never end it.
+ */
+export class Scheduler {
+  readonly holder: Holder;
+  #deps: Omit<RunDeps, 'token'>;
+  #options: Required<SchedulerOptions>;
+  #inFlight = new Map<string, InFlight>();
+  #running = false;
+  #loop: Promise<void> | null = null;
+  #wake = new AbortController();
+  #stop = new AbortController();
+  #maintenance: Promise<void> | null = null;
+  #lastLoopAt = 0;
+  #healthy = true;
+
+  constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
+    this.#deps = deps;
+    this.#options = { batchSize: 500, maxIdleMs: 5000, ...options };
+    // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
+    this.holder = { instance: options.instance, token: randomUUID() };
+  }
+
+  get leaseMs(): number {
+    return this.#options.leaseSeconds * 1000;
+  }
+
+  /** True while the loop runs and its last round reached the database. */
+  get healthy(): boolean {
+    return this.#running && this.#healthy;
+  }
+
+  get inFlightCount(): number {
+    return this.#inFlight.size;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#runLoop();
+    this.#maintenance = this.#runMaintenance();
+  }
+
+  /** Look again now: a job was created, changed or resumed. */
+  wake(): void {
+    this.#wake.abort();
+  }
+
+  /**
+   * Claims everything due at the clock's now and starts those runs. Returns the claims. The
+   * loop calls it; tests call it directly with a controlled clock.
+   */
+  async tick(): Promise<Claimed[]> {
+    const all: Claimed[] = [];
+    for (;;) {
+      const now = this.#deps.clock.now();
+      const claimed = await claimDue(
+        this.#deps.sql,
+        { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
+        (job: DueJob) => {
+          const plan = planClaim(job.nextDueAt.getTime(), job.periodSeconds * 1000, now)!;
+          return {
+            jobId: job.id,
+            scheduledAt: new Date(plan.scheduledMs),
+            missed: plan.missed,
+            nextDueAt: new Date(plan.nextDueMs),
+            status: claimStatus(job.busy),
+          };
+        },
+        (run) => claimLogEntries(run, now),
+      );
+      for (const claim of claimed) this.#publishClaim(claim);
+      all.push(...claimed);
+      if (claimed.length < this.#options.batchSize) return all;
+    }
+  }
+
+  /** Starts a run the caller has inserted (a manual run) under this process's lease. */
+  launch(run: RunRow, job: RunJob): Promise<RunRow | null> {
+    const abort = new AbortController();
+    const done = executeRun({ ...this.#deps, token: this.holder.token }, run, job, abort)
+      .catch((error: unknown) => {
+        this.#deps.log.error({ err: toError(error), runId: run.id }, 'run failed unexpectedly');
+        return null;
+      })
+      .finally(() => this.#inFlight.delete(run.id));
+    this.#inFlight.set(run.id, { abort, done });
+    return done;
+  }
+
+  /** Cancels a run this process holds; resolves to its final row, or undefined when not held here. */
+  cancelLocal(runId: string): Promise<RunRow | null> | undefined {
+    const flight = this.#inFlight.get(runId);
+    if (!flight) return undefined;
+    flight.abort.abort(CANCELLED);
+    return flight.done;
+  }
+
+  /**
+   * Renews the leases of the runs in flight (aborting those this process lost or whose cancel
+   * was requested elsewhere) and marks ABANDONED every run whose lease expired.
+   */
+  async maintain(): Promise<RunRow[]> {
+    const { sql, clock } = this.#deps;
+    const now = clock.now();
+    const held = await renewLeases(sql, this.holder.token, [...this.#inFlight.keys()], new Date(now + this.leaseMs));
+    for (const [runId, flight] of this.#inFlight) {
+      if (!held.has(runId)) flight.abort.abort(LEASE_LOST);
+      else if (held.get(runId)) flight.abort.abort(CANCELLED);
+    }
+    const abandoned = await abandonRuns(sql, {
+      now: new Date(now),
+      expiredBefore: new Date(now),
+      error: 'lease expired: the instance running it stopped',
+    });
+    await this.#recordAbandoned(abandoned);
+    return abandoned;
+  }
+
+  /** Marks ABANDONED the runs of every other holder: used when this process owns the database alone. */
+  async abandonOrphans(): Promise<RunRow[]> {
+    const now = new Date(this.#deps.clock.now());
+    const abandoned = await abandonRuns(this.#deps.sql, {
+      now,
+      exceptToken: this.holder.token,
+      error: 'instance crashed: the run was in progress when its process stopped',
+    });
+    await this.#recordAbandoned(abandoned);
+    return abandoned;
+  }
+
+  /**
+   * Stops claiming, lets runs in flight finish within the grace period, then aborts the rest
+   * (recorded ABANDONED, "instance shut down") and waits for their ends to be written.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#stop.abort();
+    this.#wake.abort();
+    await Promise.allSettled([this.#loop, this.#maintenance]);
+    const pending = [...this.#inFlight.values()];
+    if (pending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.allSettled(pending.map((f) => f.done)), grace]);
+      clearTimeout(timer);
+      for (const flight of this.#inFlight.values()) flight.abort.abort(SHUTDOWN_REASON);
+      await Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
+    }
+  }
+
+  async #runLoop(): Promise<void> {
+    const { clock, log, sql } = this.#deps;
+    let failures = 0;
+    while (this.#running) {
+      this.#lastLoopAt = Date.now();
+      let sleepUntil: number;
+      // A fresh wake signal per round: a wake() during the round makes the next sleep return at once.
+      const wake = this.#wake;
+      try {
+        const claimed = await this.tick();
+        for (const { run, job } of claimed) if (run.status === 'RUNNING') void this.launch(run, job);
+        const next = await earliestDue(sql);
+        const idleLimit = clock.now() + this.#options.maxIdleMs;
+        sleepUntil = next ? Math.min(next.getTime(), idleLimit) : idleLimit;
+        failures = 0;
+        this.#healthy = true;
+      } catch (error) {
+        failures++;
+        this.#healthy = false;
+        const backoff = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+        log.error({ err: toError(error), retryInMs: backoff }, 'scheduler round failed; retrying');
+        sleepUntil = clock.now() + backoff;
+      }
+      if (wake.signal.aborted) this.#wake = new AbortController();
+      else await clock.sleepUntil(sleepUntil, AbortSignal.any([wake.signal, this.#stop.signal]));
+      if (this.#wake.signal.aborted) this.#wake = new AbortController();
+    }
+  }
+
+  async #runMaintenance(): Promise<void> {
+    const { clock, log } = this.#deps;
+    // Renewing three times per lease keeps a healthy holder's lease from lapsing on a slow round.
+    const every = this.leaseMs / 3;
+    while (this.#running) {
+      try {
+        await this.maintain();
+      } catch (error) {
+        log.error({ err: toError(error) }, 'lease maintenance failed; retrying');
+      }
+      await clock.sleepUntil(clock.now() + every, this.#stop.signal);
+    }
+  }
+
+  #publishClaim({ run, entries }: Claimed): void {
+    const at = new Date(this.#deps.clock.now());
+    if (run.status === 'SKIPPED') this.#deps.bus.publish('run:skipped', { at, run });
+    for (const entry of entries) this.#deps.bus.publish('log:added', { entry });
+  }
+
+  async #recordAbandoned(runs: AbandonedRun[]): Promise<void> {
+    if (runs.length === 0) return;
+    const { sql, bus, clock } = this.#deps;
+    const at = new Date(clock.now());
+    const entries = await insertLogEntries(
+      sql,
+      runs.map((run) => {
+        const entry = endLogEntry(
+          { jobId: run.jobId, runId: run.id, externalCall: run.externalCall },
+          { status: 'ABANDONED', error: run.error },
+        );
+        return { at, jobId: run.jobId, runId: run.id, ...entry! };
+      }),
+    );
+    for (const run of runs) bus.publish('run:finished', { at, run });
+    for (const entry of entries) bus.publish('log:added', { entry });
+  }
+
+  /** How long ago the loop last went round, for /health. */
+  get loopAgeMs(): number {
+    return this.#running ? Date.now() - this.#lastLoopAt : Infinity;
+  }
+}
+
+/** The log entries a claim writes: a WARNING for a skipped due time and for coalesced misses. */
+export function claimLogEntries(run: RunRow, nowMs: number): NewLogEntry[] {
+  const at = new Date(nowMs);
+  const entries: NewLogEntry[] = [];
+  const due = run.scheduledAt.toISOString();
+  if (run.status === 'SKIPPED') {
+    entries.push({
+      at,
+      level: 'WARNING',
+      message: `Job "${run.jobId}" skipped its run due at ${due}: the previous run is still in progress`,
+      jobId: run.jobId,
+      runId: run.id,
+      details: { scheduledAt: due, missed: run.missed },
+    });
+  }
+  if (run.missed > 0) {
+    entries.push({
+      at,
+      level: 'WARNING',
+      message: `Job "${run.jobId}" missed ${run.missed} due time${run.missed === 1 ? '' : 's'}; coalesced into the run due at ${due}`,
+      jobId: run.jobId,
+      runId: run.id,
+      details: { scheduledAt: due, missed: run.missed },
+    });
+  }
+  return entries;
+}
+

@@ -1,0 +1,126 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { type Clock, OffsetClock } from './clock.ts';
+import type { Config } from './config.ts';
+import { ServerOperationsConnector } from './connectors/server-operations.ts';
+import { staticRegistry } from './connectors/types.ts';
+import { connect, measureClockOffset } from './db/client.ts';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
+import { runMigrations } from './db/migrate.ts';
+import { EventBus } from './events/bus.ts';
+import { buildApp } from './http/app.ts';
+import { JobService } from './jobs/service.ts';
+import { builtinOperations } from './operations/builtin.ts';
+import { Scheduler } from './scheduling/scheduler.ts';
+
+export interface Service {
+  /** The bound HTTP port. */
+  port: number;
+  databaseUrl: string;
+  scheduler: Scheduler;
+  bus: EventBus;
+  /** Graceful: stop claiming, let runs finish within the grace period, close everything. */
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  config: Config;
+  log: Logger;
+  /** Tests pass a controlled clock; production measures its offset to the database's clock. */
+  clock?: Clock;
+}
+
+/** How often the offset to the database's clock is measured again. */
+const CLOCK_SYNC_MS = 60_000;
+
+/** Composition root of one instance: database → migrations → connectors → scheduler → HTTP. */
+export async function startService({ config, log, clock: givenClock }: ServiceOptions): Promise<Service> {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  const unwind = async () => {
+    for (const step of cleanup.reverse()) await Promise.resolve(step()).catch((error: unknown) => log.error({ err: error }, 'shutdown step failed'));
+  };
+  try {
+    let embedded: EmbeddedPostgres | null = null;
+    let databaseUrl = config.DATABASE_URL;
+    if (!databaseUrl) {
+      embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.DATA_DIR), port: config.EMBEDDED_PG_PORT, log });
+      cleanup.push(() => embedded!.stop());
+      databaseUrl = embedded.url;
+      log.info({ dataDir: embedded.dataDir, port: embedded.port }, 'embedded PostgreSQL started');
+    }
+    await runMigrations(databaseUrl);
+
+    const db = connect(databaseUrl, { max: 10, applicationName: `server-jobs ${config.INSTANCE_ID}` });
+    cleanup.push(() => db.close());
+    // Operations get a small pool of their own, so a hung operation cannot starve the scheduler.
+    const operationsDb = connect(databaseUrl, { max: 3, applicationName: `server-jobs operations ${config.INSTANCE_ID}` });
+    cleanup.push(() => operationsDb.close());
+
+    let clock = givenClock;
+    if (!clock) {
+      const offsetClock = new OffsetClock();
+      offsetClock.setOffset(await measureClockOffset(db.sql));
+      log.info({ offsetMs: Math.round(offsetClock.offsetMs) }, 'clock offset to the database measured');
+      const timer = setInterval(() => {
+        measureClockOffset(db.sql).then(
+          (offset) => offsetClock.setOffset(offset),
+          (error: unknown) => log.warn({ err: error }, 'measuring the clock offset failed'),
+        );
+      }, CLOCK_SYNC_MS);
+      timer.unref();
+      cleanup.push(() => clearInterval(timer));
+      clock = offsetClock;
+    }
+
+    const bus = new EventBus();
+    const operations = new ServerOperationsConnector(
+      path.resolve(config.SERVER_OPERATIONS_DIR),
+      builtinOperations({ logRetentionDays: config.LOG_RETENTION_DAYS, runRetentionDays: config.RUN_RETENTION_DAYS, now: clock.now.bind(clock) }),
+      log.child({ component: 'operations' }),
+    );
+    await operations.start();
+    cleanup.push(() => operations.stop());
+    const registry = staticRegistry([operations]);
+
+    const scheduler = new Scheduler(
+      { sql: db.sql, operationsSql: operationsDb.sql, clock, bus, registry, log: log.child({ component: 'scheduler' }) },
+      { instance: config.INSTANCE_ID, leaseSeconds: config.LEASE_SECONDS },
+    );
+    // An embedded database belongs to this process alone: any run still RUNNING was left by a crashed predecessor.
+    if (embedded) {
+      const orphans = await scheduler.abandonOrphans();
+      if (orphans.length > 0) log.warn({ runs: orphans.length }, 'marked runs of a crashed predecessor ABANDONED');
+    }
+    scheduler.start();
+    cleanup.push(() => scheduler.stop(config.SHUTDOWN_GRACE_SECONDS * 1000));
+
+    const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
+    const app = buildApp({
+      context: { sql: db.sql, jobs, registry, bus },
+      log,
+      health: async () => {
+        const database = await db.sql`select 1`.then(
+          () => 'up',
+          () => 'down',
+        );
+        const ok = database === 'up' && scheduler.healthy;
+        return { ok, body: { instance: config.INSTANCE_ID, database, scheduler: scheduler.healthy ? 'running' : 'stalled' } };
+      },
+    });
+    const port = await app.listen(config.PORT, config.HOST);
+    // HTTP closes first (no new work), then the scheduler drains, then the database goes.
+    cleanup.push(() => app.close());
+
+    let stopping: Promise<void> | null = null;
+    return {
+      port,
+      databaseUrl,
+      scheduler,
+      bus,
+      stop: () => (stopping ??= unwind()),
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}
