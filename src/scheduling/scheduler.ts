@@ -17,6 +17,11 @@ export interface SchedulerOptions {
   maxIdleMs?: number;
 }
 
+export interface Started extends Claimed {
+  /** The end of the run, for a claim that started one (not for a SKIPPED due time). */
+  done: Promise<RunRow | null> | null;
+}
+
 interface InFlight {
   abort: AbortController;
   done: Promise<RunRow | null>;
@@ -79,11 +84,12 @@ export class Scheduler {
   }
 
   /**
-   * Claims everything due at the clock's now and starts those runs. Returns the claims. The
-   * loop calls it; tests call it directly with a controlled clock.
+   * Claims everything due at the clock's now and starts those runs without waiting for them.
+   * Returns the claims, each started run with the promise of its end. The loop calls it; tests
+   * call it directly with a controlled clock.
    */
-  async tick(): Promise<Claimed[]> {
-    const all: Claimed[] = [];
+  async tick(): Promise<Started[]> {
+    const all: Started[] = [];
     for (;;) {
       const now = this.#deps.clock.now();
       const claimed = await claimDue(
@@ -101,8 +107,10 @@ export class Scheduler {
         },
         (run) => claimLogEntries(run, now),
       );
-      for (const claim of claimed) this.#publishClaim(claim);
-      all.push(...claimed);
+      for (const claim of claimed) {
+        this.#publishClaim(claim);
+        all.push({ ...claim, done: claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null });
+      }
       if (claimed.length < this.#options.batchSize) return all;
     }
   }
@@ -191,8 +199,7 @@ export class Scheduler {
       // A fresh wake signal per round: a wake() during the round makes the next sleep return at once.
       const wake = this.#wake;
       try {
-        const claimed = await this.tick();
-        for (const { run, job } of claimed) if (run.status === 'RUNNING') void this.launch(run, job);
+        await this.tick();
         const next = await earliestDue(sql);
         const idleLimit = clock.now() + this.#options.maxIdleMs;
         sleepUntil = next ? Math.min(next.getTime(), idleLimit) : idleLimit;

@@ -1,0 +1,66 @@
+import { after } from 'node:test';
+import pino from 'pino';
+import { staticRegistry } from '../../src/connectors/types.ts';
+import type { Sql } from '../../src/db/client.ts';
+import { EventBus } from '../../src/events/bus.ts';
+import type { Topic, TopicEvent, Topics } from '../../src/events/topics.ts';
+import { JobService } from '../../src/jobs/service.ts';
+import { Scheduler } from '../../src/scheduling/scheduler.ts';
+import { ManualClock } from './clock.ts';
+import { ScriptedConnector } from './connector.ts';
+
+export const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+export const silentLog = pino({ level: 'silent' });
+
+export interface Harness {
+  sql: Sql;
+  clock: ManualClock;
+  bus: EventBus;
+  connector: ScriptedConnector;
+  scheduler: Scheduler;
+  jobs: JobService;
+  events: TopicEvent[];
+}
+
+/**
+ * A scheduler, job service and event bus on a real database with a controlled clock. The loop
+ * is not started: tests drive it with `scheduler.tick()` and await run ends through the bus.
+ */
+export function harness(sql: Sql, options: { clock?: ManualClock; instance?: string; leaseSeconds?: number } = {}): Harness {
+  const clock = options.clock ?? new ManualClock(T0);
+  const bus = new EventBus();
+  const connector = new ScriptedConnector('Test');
+  const registry = staticRegistry([connector]);
+  const scheduler = new Scheduler(
+    { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
+    { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15 },
+  );
+  const jobs = new JobService({ sql, clock, bus, registry, scheduler });
+  const events: TopicEvent[] = [];
+  bus.on((event) => events.push(event));
+  after(() => scheduler.stop(0));
+  return { sql, clock, bus, connector, scheduler, jobs, events };
+}
+
+/** Resolves with the next event on `topic` that passes `match`. */
+export function nextEvent<T extends Topic>(
+  bus: EventBus,
+  topic: T,
+  match: (payload: Topics[T]) => boolean = () => true,
+): Promise<Topics[T]> {
+  return new Promise((resolve) => {
+    const off = bus.on((event) => {
+      if (event.topic === topic && match(event.payload as Topics[T])) {
+        off();
+        resolve(event.payload as Topics[T]);
+      }
+    });
+  });
+}
+
+/** Claims what is due now, starts the runs, and waits until every started run has ended. */
+export async function tickAndSettle(h: Harness) {
+  const started = await h.scheduler.tick();
+  await Promise.all(started.map((s) => s.done));
+  return started;
+}

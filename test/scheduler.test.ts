@@ -1,0 +1,361 @@
+import assert from 'node:assert/strict';
+import { beforeEach, describe, it } from 'node:test';
+import type { RunRow } from '../src/db/rows.ts';
+import { ManualClock } from './helpers/clock.ts';
+import { gate } from './helpers/connector.ts';
+import { harness, nextEvent, T0, tickAndSettle } from './helpers/harness.ts';
+import { testDatabase } from './helpers/db.ts';
+
+const { sql } = await testDatabase();
+// Each test starts from empty tables: a tick claims every due job in the database.
+beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
+
+const runsOf = (jobId: string) =>
+  sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+describe('scheduling on the grid', () => {
+  it('should run a job once every period, never before its due time', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'every-5s', name: 'x', externalCall: 'Test:ok', period: '0:0:5' });
+
+    h.clock.set(T0 + 4999);
+    assert.equal((await h.scheduler.tick()).length, 0, 'nothing is due before the first period has passed');
+    for (let k = 1; k <= 3; k++) {
+      h.clock.set(T0 + k * 5000);
+      await tickAndSettle(h);
+    }
+    const runs = await runsOf('every-5s');
+    assert.deepEqual(
+      runs.map((r) => [r.scheduledAt.toISOString(), r.status, r.trigger, r.missed]),
+      [1, 2, 3].map((k) => [iso(T0 + k * 5000), 'SUCCEEDED', 'SCHEDULE', 0]),
+    );
+    assert.ok(runs.every((r) => r.startedAt!.getTime() >= r.scheduledAt.getTime()));
+  });
+
+  it('should keep the grid when a run is slow (no drift)', async () => {
+    const h = harness(sql);
+    h.connector.define('slow', async () => {
+      // Each run takes 1.5 s of the 2 s period.
+      h.clock.advance(1500);
+    });
+    await h.jobs.create({ id: 'slow', name: 'x', externalCall: 'Test:slow', period: '0:0:2' });
+    for (let k = 1; k <= 4; k++) {
+      h.clock.set(T0 + k * 2000 + 300);
+      await tickAndSettle(h);
+    }
+    const runs = await runsOf('slow');
+    assert.deepEqual(
+      runs.map((r) => r.scheduledAt.getTime() - T0),
+      [2000, 4000, 6000, 8000],
+    );
+    const job = await h.jobs.update('slow', {});
+    assert.equal(job.nextDueAt.getTime() - T0, 10_000);
+  });
+
+  it('should start at startAt and continue on its grid', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'start-at', name: 'x', externalCall: 'Test:ok', period: '0:1:0', startAt: new Date(T0 + 90_000) });
+    h.clock.set(T0 + 90_000);
+    await tickAndSettle(h);
+    h.clock.set(T0 + 150_000);
+    await tickAndSettle(h);
+    assert.deepEqual((await runsOf('start-at')).map((r) => r.scheduledAt.getTime() - T0), [90_000, 150_000]);
+  });
+});
+
+describe('overlap', () => {
+  it('should skip a due time while the previous run is still running', async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hang', () => hold.promise);
+    await h.jobs.create({ id: 'overlap', name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 60 });
+
+    h.clock.set(T0 + 1000);
+    const [first] = await h.scheduler.tick();
+    assert.equal(first?.run.status, 'RUNNING');
+    h.clock.set(T0 + 2000);
+    const skippedEvent = nextEvent(h.bus, 'run:skipped');
+    const [second] = await h.scheduler.tick();
+    assert.equal(second?.run.status, 'SKIPPED');
+    assert.equal(second?.done, null);
+    assert.equal((await skippedEvent).run.id, second?.run.id);
+    hold.open();
+    await first?.done;
+
+    const runs = await runsOf('overlap');
+    assert.deepEqual(runs.map((r) => r.status), ['SUCCEEDED', 'SKIPPED']);
+    const warnings = await sql`select message from log_entries where run_id = ${second!.run.id} and level = 'WARNING'`;
+    assert.equal(warnings.length, 1);
+    assert.match(String(warnings[0]!['message']), /skipped/);
+    // No RUN_STARTED for the skipped due time.
+    assert.equal(h.events.filter((e) => e.topic === 'run:started' && e.payload.run.id === second!.run.id).length, 0);
+  });
+});
+
+describe('coalescing', () => {
+  it('should coalesce due times missed during downtime into one run that counts them', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'downtime', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
+    h.clock.set(T0 + 10_000);
+    await tickAndSettle(h);
+    // Down from 10 s to 65 s: due times 20, 30, 40, 50, 60 pass unclaimed.
+    h.clock.set(T0 + 65_000);
+    await tickAndSettle(h);
+    h.clock.set(T0 + 70_000);
+    await tickAndSettle(h);
+
+    const runs = await runsOf('downtime');
+    assert.deepEqual(
+      runs.map((r) => [r.scheduledAt.getTime() - T0, r.missed]),
+      [
+        [10_000, 0],
+        [60_000, 4],
+        [70_000, 0],
+      ],
+    );
+    // Audit: due times plus missed counts cover every grid point once.
+    const covered = runs.reduce((n, r) => n + 1 + r.missed, 0);
+    assert.equal(covered, 7);
+    const [warning] = await sql`select message, details from log_entries where run_id = ${runs[1]!.id} and level = 'WARNING'`;
+    assert.match(String(warning!['message']), /missed 4 due times/);
+  });
+});
+
+describe('failures', () => {
+  it('should record a throwing call as FAILED with an ERROR entry, and keep the schedule', async () => {
+    const h = harness(sql);
+    h.connector.define('boom', async () => {
+      throw new Error('remote system said no');
+    });
+    await h.jobs.create({ id: 'fails', name: 'x', externalCall: 'Test:boom', period: '0:0:1' });
+    for (let k = 1; k <= 3; k++) {
+      h.clock.set(T0 + k * 1000);
+      await tickAndSettle(h);
+    }
+    const runs = await runsOf('fails');
+    assert.deepEqual(runs.map((r) => r.status), ['FAILED', 'FAILED', 'FAILED']);
+    assert.equal(runs[0]!.error, 'remote system said no');
+    const errors = await sql<{ message: string; jobId: string; runId: string; details: Record<string, unknown> }[]>`
+      select * from log_entries where job_id = 'fails' and level = 'ERROR' order by id`;
+    assert.equal(errors.length, 3);
+    assert.match(errors[0]!.message, /"fails".*Test:boom.*remote system said no/);
+    assert.equal(errors[0]!.runId, runs[0]!.id);
+    assert.equal(errors[0]!.details['externalCall'], 'Test:boom');
+  });
+
+  it('should time out a call that does not answer, abort its signal and record TIMED_OUT', async () => {
+    const h = harness(sql);
+    let signal: AbortSignal | undefined;
+    h.connector.define('hang', (ctx) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    });
+    await h.jobs.create({ id: 'hangs', name: 'x', externalCall: 'Test:hang', period: '0:1:0', timeoutSeconds: 3 });
+    h.clock.set(T0 + 60_000);
+    const [started] = await h.scheduler.tick();
+    h.clock.advance(2999);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(signal?.aborted, false, 'not aborted before the timeout');
+    h.clock.advance(1);
+    const end = await started!.done;
+    assert.equal(end?.status, 'TIMED_OUT');
+    assert.equal(signal?.aborted, true);
+    const [entry] = await sql`select level, message from log_entries where run_id = ${end!.id}`;
+    assert.equal(entry!['level'], 'ERROR');
+    assert.match(String(entry!['message']), /timed out/);
+  });
+
+  it('should fail clearly when the connector or the operation does not exist', async () => {
+    const h = harness(sql);
+    await h.jobs.create({ id: 'no-connector', name: 'x', externalCall: 'Missing:op', period: '0:0:1' });
+    await h.jobs.create({ id: 'no-operation', name: 'x', externalCall: 'Test:nothing', period: '0:0:1' });
+    h.clock.set(T0 + 1000);
+    await tickAndSettle(h);
+    const [a] = await runsOf('no-connector');
+    const [b] = await runsOf('no-operation');
+    assert.equal(a?.status, 'FAILED');
+    assert.match(a!.error!, /Unknown connector "Missing"/);
+    assert.equal(b?.status, 'FAILED');
+    // Both were warned about at creation.
+    const warnings = await sql`select job_id from log_entries where level = 'WARNING' and job_id in ('no-connector', 'no-operation') and run_id is null`;
+    assert.equal(warnings.length, 2);
+  });
+
+  it('should not let a failing or hanging job disturb another job', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    h.connector.define('reject-non-error', () => Promise.reject(42));
+    h.connector.define('hang', () => new Promise(() => {}));
+    await h.jobs.create({ id: 'healthy', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
+    await h.jobs.create({ id: 'weird', name: 'x', externalCall: 'Test:reject-non-error', period: '0:0:1' });
+    await h.jobs.create({ id: 'stuck', name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 100 });
+    for (let k = 1; k <= 3; k++) {
+      h.clock.set(T0 + k * 1000);
+      const started = await h.scheduler.tick();
+      await Promise.all(started.filter((s) => s.run.jobId !== 'stuck').map((s) => s.done));
+    }
+    assert.deepEqual((await runsOf('healthy')).map((r) => r.status), ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
+    assert.deepEqual((await runsOf('weird')).map((r) => r.status), ['FAILED', 'FAILED', 'FAILED']);
+    assert.deepEqual((await runsOf('stuck')).map((r) => r.status), ['RUNNING', 'SKIPPED', 'SKIPPED']);
+  });
+});
+
+describe('pause, resume and changes', () => {
+  it('should make no rows while paused and resume on the same grid', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'pausable', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
+    h.clock.set(T0 + 10_000);
+    await tickAndSettle(h);
+    const paused = await h.jobs.pause('pausable', 'maintenance');
+    assert.equal(paused.enabled, false);
+    assert.equal(paused.pausedNote, 'maintenance');
+    h.clock.set(T0 + 45_000);
+    assert.equal((await h.scheduler.tick()).length, 0);
+    const resumed = await h.jobs.resume('pausable');
+    assert.equal(resumed.pausedNote, null);
+    assert.equal(resumed.nextDueAt.getTime() - T0, 50_000, 'first grid point after the resume');
+    h.clock.set(T0 + 50_000);
+    await tickAndSettle(h);
+    const runs = await runsOf('pausable');
+    assert.deepEqual(runs.map((r) => [r.scheduledAt.getTime() - T0, r.missed]), [[10_000, 0], [50_000, 0]]);
+    const audit = await sql`select message from log_entries where job_id = 'pausable' and level = 'INFO' order by id`;
+    assert.deepEqual(audit.map((e) => e['message']), ['Job "pausable" created', 'Job "pausable" paused: maintenance', 'Job "pausable" resumed']);
+  });
+
+  it('should re-anchor the grid when the period changes but not when the name or call changes', async () => {
+    const h = harness(sql);
+    await h.jobs.create({ id: 'changing', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
+    h.clock.set(T0 + 3000);
+    const renamed = await h.jobs.update('changing', { name: 'y', externalCall: 'Test:other' });
+    assert.equal(renamed.nextDueAt.getTime() - T0, 10_000);
+    assert.equal(renamed.method, 'other');
+    const faster = await h.jobs.update('changing', { period: '0:0:4' });
+    assert.equal(faster.anchorAt.getTime() - T0, 3000);
+    assert.equal(faster.nextDueAt.getTime() - T0, 7000);
+  });
+
+  it('should stop a deleted job and keep its runs', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'deleted', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
+    h.clock.set(T0 + 1000);
+    await tickAndSettle(h);
+    await h.jobs.delete('deleted');
+    h.clock.set(T0 + 5000);
+    assert.equal((await h.scheduler.tick()).filter((s) => s.run.jobId === 'deleted').length, 0);
+    assert.equal((await runsOf('deleted')).length, 1);
+  });
+});
+
+describe('manual runs and cancel', () => {
+  it('should run a job now, also while paused, without moving the grid', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'manual', name: 'x', externalCall: 'Test:ok', period: '0:1:0', enabled: false });
+    h.clock.set(T0 + 1234);
+    const finished = nextEvent(h.bus, 'run:finished', (p) => p.run.jobId === 'manual');
+    const run = await h.jobs.runNow('manual');
+    assert.equal(run.trigger, 'MANUAL');
+    assert.equal(run.status, 'RUNNING');
+    assert.equal((await finished).run.status, 'SUCCEEDED');
+    const job = (await sql`select next_due_at from jobs where id = 'manual'`)[0]!;
+    assert.equal((job['nextDueAt'] as Date).getTime() - T0, 60_000);
+  });
+
+  it('should answer CONFLICT to runJobNow while a run is in progress', async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hang', () => hold.promise);
+    await h.jobs.create({ id: 'busy', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
+    await h.jobs.runNow('busy');
+    await assert.rejects(h.jobs.runNow('busy'), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT');
+    hold.open();
+  });
+
+  it('should cancel a run in progress: CANCELLED, signal aborted, WARNING entry', async () => {
+    const h = harness(sql);
+    let signal: AbortSignal | undefined;
+    h.connector.define('hang', (ctx) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    });
+    await h.jobs.create({ id: 'cancel-me', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
+    const run = await h.jobs.runNow('cancel-me');
+    const cancelled = await h.jobs.cancelRun(run.id);
+    assert.equal(cancelled.status, 'CANCELLED');
+    assert.equal(signal?.aborted, true);
+    const [entry] = await sql`select level from log_entries where run_id = ${run.id}`;
+    assert.equal(entry!['level'], 'WARNING');
+    await assert.rejects(h.jobs.cancelRun(run.id), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT');
+    await assert.rejects(h.jobs.cancelRun('999999999'), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'NOT_FOUND');
+  });
+});
+
+describe('leases and crash recovery', () => {
+  it('should mark the runs of a process that stopped renewing ABANDONED after its lease, and fence its late writes', async () => {
+    const clock = new ManualClock(T0);
+    const dead = harness(sql, { clock, instance: 'dead', leaseSeconds: 5 });
+    const alive = harness(sql, { clock, instance: 'alive', leaseSeconds: 5 });
+    const hold = gate();
+    dead.connector.define('hang', () => hold.promise);
+    await dead.jobs.create({ id: 'orphaned', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
+    const run = await dead.jobs.runNow('orphaned');
+
+    clock.advance(4999);
+    assert.equal((await alive.scheduler.maintain()).length, 0, 'lease still valid');
+    clock.advance(2);
+    const abandoned = await alive.scheduler.maintain();
+    assert.deepEqual(abandoned.map((r) => [r.id, r.status]), [[run.id, 'ABANDONED']]);
+    const [entry] = await sql`select level, message from log_entries where run_id = ${run.id}`;
+    assert.equal(entry!['level'], 'ERROR');
+    assert.match(String(entry!['message']), /Test:hang/);
+
+    // The frozen holder wakes and finishes: its write is refused.
+    hold.open();
+    const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const [after] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
+    assert.equal(row!.status, 'ABANDONED');
+    assert.equal(after!.status, 'ABANDONED');
+  });
+
+  it('should mark every run of a crashed predecessor ABANDONED at start when it owns the database', async () => {
+    const clock = new ManualClock(T0);
+    const crashed = harness(sql, { clock, instance: 'crashed' });
+    crashed.connector.define('hang', () => new Promise(() => {}));
+    await crashed.jobs.create({ id: 'crashed-run', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
+    const run = await crashed.jobs.runNow('crashed-run');
+    const next = harness(sql, { clock, instance: 'restarted' });
+    const orphans = await next.scheduler.abandonOrphans();
+    assert.ok(orphans.some((r) => r.id === run.id));
+    const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
+    assert.equal(row!.status, 'ABANDONED');
+    assert.match(row!.error!, /crashed/);
+  });
+});
+
+describe('two schedulers on one database', () => {
+  it('should claim each due time exactly once when two instances tick together', async () => {
+    const clock = new ManualClock(T0);
+    const a = harness(sql, { clock, instance: 'a' });
+    const b = harness(sql, { clock, instance: 'b' });
+    for (const h of [a, b]) h.connector.define('ok', async () => {});
+    for (let i = 0; i < 40; i++) await a.jobs.create({ id: `pair-${i}`, name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
+    for (let k = 1; k <= 5; k++) {
+      clock.set(T0 + k * 1000);
+      await Promise.all([tickAndSettle(a), tickAndSettle(b)]);
+    }
+    const [counts] = await sql`
+      select count(*)::int as runs, count(distinct (job_id, scheduled_at))::int as distinct_due,
+             count(distinct instance)::int as instances
+      from job_runs where job_id like 'pair-%'`;
+    assert.equal(counts!['runs'], 200);
+    assert.equal(counts!['distinctDue'], 200);
+    assert.equal(counts!['instances'], 2, 'both instances took part');
+  });
+});
