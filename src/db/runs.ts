@@ -110,17 +110,20 @@ export async function finishRun(
   token: string,
   end: RunEnd,
 ): Promise<{ run: RunRow; entry: LogRow | null } | null> {
+  const markEnded = (q: Queryable) => q<RunRow[]>`
+    update job_runs set status = ${end.status}, error = ${end.error}, finished_at = ${end.now}
+    where id = ${runId} and lease_token = ${token} and status = 'RUNNING'
+    returning *`;
+  const { log } = end;
+  // A success writes no entry: one statement, no transaction round trips on the hot path.
+  if (!log) {
+    const [run] = await markEnded(sql);
+    return run ? { run, entry: null } : null;
+  }
   return sql.begin(async (tx) => {
-    const [run] = await tx<RunRow[]>`
-      update job_runs set status = ${end.status}, error = ${end.error}, finished_at = ${end.now}
-      where id = ${runId} and lease_token = ${token} and status = 'RUNNING'
-      returning *`;
+    const [run] = await markEnded(tx);
     if (!run) return null;
-    if (!end.log) return { run, entry: null };
-    const [entry] = await tx<LogRow[]>`
-      insert into log_entries (at, level, message, job_id, run_id, details)
-      values (${end.now}, ${end.log.level}, ${end.log.message}, ${run.jobId}, ${run.id}, ${tx.json(end.log.details as never)})
-      returning *`;
+    const [entry] = await insertLogEntries(tx, [{ at: end.now, ...log, jobId: run.jobId, runId: run.id }]);
     return { run, entry: entry ?? null };
   });
 }
