@@ -8,6 +8,7 @@ import { connect, measureClockOffset } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
 import { EventBus } from './events/bus.ts';
+import { PgEventRelay } from './events/pg-relay.ts';
 import { buildApp } from './http/app.ts';
 import { JobService } from './jobs/service.ts';
 import { builtinOperations } from './operations/builtin.ts';
@@ -19,6 +20,7 @@ export interface Service {
   databaseUrl: string;
   scheduler: Scheduler;
   bus: EventBus;
+  relay: PgEventRelay;
   /** Graceful: stop claiming, let runs finish within the grace period, close everything. */
   stop(): Promise<void>;
 }
@@ -91,8 +93,22 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       const orphans = await scheduler.abandonOrphans();
       if (orphans.length > 0) log.warn({ runs: orphans.length }, 'marked runs of a crashed predecessor ABANDONED');
     }
-    scheduler.start();
-    cleanup.push(() => scheduler.stop(config.SHUTDOWN_GRACE_SECONDS * 1000));
+
+    // Events reach the other instances, and theirs reach this one, through PostgreSQL.
+    const relay = new PgEventRelay({
+      sql: db.sql,
+      bus,
+      log: log.child({ component: 'events' }),
+      origin: scheduler.holder.token,
+      onResync: () => scheduler.wake(),
+    });
+    await relay.start();
+    cleanup.push(() => relay.stop());
+    const offReactions = bus.on((event) => {
+      if (event.topic === 'job:created' || event.topic === 'job:updated') scheduler.wake();
+      else if (event.topic === 'run:cancel-requested') void scheduler.cancelLocal(event.payload.runId);
+    });
+    cleanup.push(offReactions);
 
     const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
     const app = buildApp({
@@ -107,6 +123,8 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
         return { ok, body: { instance: config.INSTANCE_ID, database, scheduler: scheduler.healthy ? 'running' : 'stalled' } };
       },
     });
+    scheduler.start();
+    cleanup.push(() => scheduler.stop(config.SHUTDOWN_GRACE_SECONDS * 1000));
     const port = await app.listen(config.PORT, config.HOST);
     // HTTP closes first (no new work), then the scheduler drains, then the database goes.
     cleanup.push(() => app.close());
@@ -117,6 +135,7 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       databaseUrl,
       scheduler,
       bus,
+      relay,
       stop: () => (stopping ??= unwind()),
     };
   } catch (error) {

@@ -15,6 +15,17 @@ export interface CallContext {
 
 export type ConnectorKind = 'SERVER_OPERATIONS' | 'HTTP';
 
+/**
+ * Thrown by a connector whose own deadline passed (e.g. an HTTP connector's timeoutSeconds):
+ * the run ends TIMED_OUT rather than FAILED.
+ */
+export class CallTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CallTimeoutError';
+  }
+}
+
 /** A named call target. Adding a kind means one module implementing this; no scheduler code. */
 export interface Connector {
   readonly id: string;

@@ -15,16 +15,27 @@ export class SubscriberOverflowError extends Error {
  * subscription has a bounded buffer of its own, so a slow subscriber never slows the
  * scheduler or other subscribers. Events reach each subscriber in publish order.
  *
- * Delivery goes through `deliver`, the seam where LISTEN/NOTIFY will feed events published by
- * other instances.
+ * Events published here also go to `onPublish` senders (the LISTEN/NOTIFY relay); events
+ * from other instances come in through `deliver`, so they are never sent back out.
  */
 export class EventBus {
   #listeners = new Set<Listener>();
+  #outbound = new Set<Listener>();
 
+  /** Publishes an event that happened here: local subscribers get it, and so do other instances. */
   publish<T extends Topic>(topic: T, payload: Topics[T]): void {
-    this.deliver({ topic, payload } as TopicEvent);
+    const event = { topic, payload } as TopicEvent;
+    this.deliver(event);
+    for (const send of this.#outbound) send(event);
   }
 
+  /** Registers what carries this instance's events to the others (the LISTEN/NOTIFY relay). */
+  onPublish(send: Listener): () => void {
+    this.#outbound.add(send);
+    return () => this.#outbound.delete(send);
+  }
+
+  /** Hands an event to local subscribers only: used for events that came from another instance. */
   deliver(event: TopicEvent): void {
     for (const listener of this.#listeners) {
       try {

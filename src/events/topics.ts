@@ -10,6 +10,10 @@ export interface Topics {
   /** A run ended: SUCCEEDED, FAILED, TIMED_OUT, ABANDONED or CANCELLED. */
   'run:finished': { at: Date; run: RunRow };
   'log:added': { entry: LogRow };
+  /** Internal: a connector was created, changed or deleted; instances reload their registry. */
+  'connector:changed': { at: Date; connectorId: string };
+  /** Internal: cancelRun asks whichever instance holds the run to abort it. */
+  'run:cancel-requested': { at: Date; runId: string };
 }
 
 export type Topic = keyof Topics;

@@ -166,8 +166,11 @@ export class JobService {
     const local = this.deps.scheduler.cancelLocal(run.id);
     if (local) return (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
     // Held by another instance: it sees the request when it next renews its lease.
-    const requested = await requestCancel(this.deps.sql, run.id, new Date(this.deps.clock.now()));
+    const now = new Date(this.deps.clock.now());
+    const requested = await requestCancel(this.deps.sql, run.id, now);
     if (!requested) throw conflict(`Run ${runId} is not in progress.`);
+    // The holder aborts at once on this event, or at its next lease renewal if it missed it.
+    this.deps.bus.publish('run:cancel-requested', { at: now, runId: run.id });
     return requested;
   }
 

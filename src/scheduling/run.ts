@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
-import type { ConnectorRegistry, CallContext } from '../connectors/types.ts';
+import { CallTimeoutError, type CallContext, type ConnectorRegistry } from '../connectors/types.ts';
 import type { Sql } from '../db/client.ts';
 import { insertRunLogEntry } from '../db/log.ts';
 import type { JobRow, LogLevel, RunRow } from '../db/rows.ts';
@@ -81,7 +81,8 @@ async function invoke(deps: RunDeps, run: RunRow, job: RunJob, signal: AbortSign
     await connector.call(job.method, ctx);
     return { status: 'SUCCEEDED', error: null };
   } catch (thrown) {
-    return { status: 'FAILED', error: describeError(toError(thrown)) };
+    const error = toError(thrown);
+    return { status: error instanceof CallTimeoutError ? 'TIMED_OUT' : 'FAILED', error: describeError(error) };
   }
 }
 
