@@ -359,3 +359,21 @@ describe('two schedulers on one database', () => {
     assert.equal(counts!['instances'], 2, 'both instances took part');
   });
 });
+
+describe('the call context', () => {
+  it('should give the call its job, run and due time, and store its log entries with structured details', async () => {
+    const h = harness(sql);
+    let seen: { jobId: string; runId: string; scheduledAt: Date } | undefined;
+    h.connector.define('logs', async (ctx) => {
+      seen = { jobId: ctx.jobId, runId: ctx.runId, scheduledAt: ctx.scheduledAt };
+      await ctx.log('INFO', 'loaded codes', { loaded: 3, source: 'test' });
+    });
+    await h.jobs.create({ id: 'ctx', name: 'x', externalCall: 'Test:logs', period: '0:0:1' });
+    h.clock.set(T0 + 1000);
+    const [started] = await tickAndSettle(h);
+    assert.deepEqual(seen, { jobId: 'ctx', runId: started!.run.id, scheduledAt: new Date(T0 + 1000) });
+    const [entry] = await sql<{ details: unknown; runId: string }[]>`select details, run_id from log_entries where message = 'loaded codes'`;
+    assert.deepEqual(entry!.details, { loaded: 3, source: 'test' });
+    assert.equal(entry!.runId, started!.run.id);
+  });
+});

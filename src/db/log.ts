@@ -32,7 +32,7 @@ export async function insertRunLogEntry(sql: Queryable, token: string, entry: Ne
   const rows = await sql<LogRow[]>`
     insert into log_entries (at, level, message, job_id, run_id, details)
     select ${entry.at}, ${entry.level}, ${entry.message}, r.job_id, r.id,
-           ${entry.details === undefined ? null : JSON.stringify(entry.details)}::jsonb
+           ${entry.details === undefined ? null : JSON.stringify(entry.details)}::text::jsonb
     from job_runs r
     where r.id = ${entry.runId} and r.lease_token = ${token} and r.status = 'RUNNING'
     returning *`;

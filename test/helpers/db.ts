@@ -18,6 +18,8 @@ const withDatabase = (url: string, name: string): string => {
   return parsed.toString();
 };
 
+const closeFirst: (() => Promise<void>)[] = [];
+
 /** A template migrated once per migration set; each test database is a cheap clone of it. */
 function templateName(): string {
   const hash = createHash('sha256');
@@ -53,6 +55,8 @@ export async function createTestDatabase(): Promise<string> {
     await admin.end();
   }
   after(async () => {
+    // Clients of this database close first, so dropping it terminates nobody.
+    await Promise.allSettled(closeFirst.splice(0).map((close) => close()));
     const cleanup = postgres(serverUrl(), { max: 1, onnotice: () => {} });
     await cleanup`drop database if exists ${cleanup(name)} with (force)`.catch(() => {});
     await cleanup.end();
@@ -64,6 +68,6 @@ export async function createTestDatabase(): Promise<string> {
 export async function testDatabase(): Promise<Database & { url: string }> {
   const url = await createTestDatabase();
   const db = connect(url, { max: 5 });
-  after(() => db.close());
+  closeFirst.push(() => db.close());
   return { ...db, url };
 }

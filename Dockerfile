@@ -1,0 +1,20 @@
+# One instance of Server Jobs. It needs a PostgreSQL server (DATABASE_URL): in a container the
+# embedded one is no use, since its data would die with the container. See docker-compose.yml.
+FROM node:20-slim
+
+WORKDIR /app
+# Dependencies first, so that editing the sources does not reinstall them.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY . .
+
+# In a container the API must listen beyond loopback; publish its port to 127.0.0.1 only on the
+# host while the API has no authentication (see docker-compose.yml).
+ENV HOST=0.0.0.0 \
+    PORT=4000
+EXPOSE 4000
+USER node
+
+# npm forwards SIGTERM to the service, which drains its runs before it exits
+# (SHUTDOWN_GRACE_SECONDS); run with an init (compose: `init: true`) to reap processes.
+CMD ["npm", "start"]

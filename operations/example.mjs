@@ -1,5 +1,0 @@
-export default {
-  async 'Кировка АвтоматическоеПолучениеТаблицыМарокПоТаймеру'(ctx) {
-    await ctx.log('INFO', 'tick');
-  },
-};
