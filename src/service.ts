@@ -3,7 +3,10 @@ import type { Logger } from 'pino';
 import { type Clock, OffsetClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { ServerOperationsConnector } from './connectors/server-operations.ts';
-import { staticRegistry } from './connectors/types.ts';
+import { parseAllowList } from './connectors/address-policy.ts';
+import { HttpConnector } from './connectors/http.ts';
+import { DatabaseConnectorRegistry } from './connectors/registry.ts';
+import { ConnectorService } from './connectors/service.ts';
 import { connect, measureClockOffset } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
@@ -82,7 +85,11 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     );
     await operations.start();
     cleanup.push(() => operations.stop());
-    const registry = staticRegistry([operations]);
+    const allow = parseAllowList(config.HTTP_CONNECTOR_ALLOW_HOSTS);
+    const registry = new DatabaseConnectorRegistry(db.sql, [operations], {
+      HTTP: (row) => new HttpConnector(row, { allow }),
+    });
+    await registry.reload();
 
     const scheduler = new Scheduler(
       { sql: db.sql, operationsSql: operationsDb.sql, clock, bus, registry, log: log.child({ component: 'scheduler' }) },
@@ -100,19 +107,27 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       bus,
       log: log.child({ component: 'events' }),
       origin: scheduler.holder.token,
-      onResync: () => scheduler.wake(),
+      // What changed while the listener was away is read again.
+      onResync: () => {
+        scheduler.wake();
+        registry.reload().catch((error: unknown) => log.error({ err: error }, 'reloading connectors failed'));
+      },
     });
     await relay.start();
     cleanup.push(() => relay.stop());
     const offReactions = bus.on((event) => {
       if (event.topic === 'job:created' || event.topic === 'job:updated') scheduler.wake();
       else if (event.topic === 'run:cancel-requested') void scheduler.cancelLocal(event.payload.runId);
+      else if (event.topic === 'connector:changed') {
+        registry.reload().catch((error: unknown) => log.error({ err: error }, 'reloading connectors failed'));
+      }
     });
     cleanup.push(offReactions);
 
     const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
+    const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry });
     const app = buildApp({
-      context: { sql: db.sql, jobs, registry, bus },
+      context: { sql: db.sql, jobs, connectors, registry, bus },
       log,
       health: async () => {
         const database = await db.sql`select 1`.then(

@@ -1,5 +1,5 @@
 import type { Sql } from '../db/client.ts';
-import type { LogLevel } from '../db/rows.ts';
+import type { ConnectorRow, LogLevel } from '../db/rows.ts';
 
 /** What a connector call (and a server operation) receives. */
 export interface CallContext {
@@ -39,13 +39,24 @@ export interface Connector {
   methods(): string[] | null;
 }
 
+export interface ConnectorEntry {
+  connector: Connector;
+  /** The stored configuration, for connectors configured through the API. */
+  row: ConnectorRow | null;
+}
+
 export interface ConnectorRegistry {
   get(id: string): Connector | undefined;
   list(): Connector[];
+  entries(): ConnectorEntry[];
 }
 
-/** A registry over a fixed set of connectors (configured HTTP connectors join it later). */
+/** A registry over a fixed set of connectors. */
 export function staticRegistry(connectors: Connector[]): ConnectorRegistry {
   const byId = new Map(connectors.map((c) => [c.id, c]));
-  return { get: (id) => byId.get(id), list: () => [...byId.values()] };
+  return {
+    get: (id) => byId.get(id),
+    list: () => [...byId.values()],
+    entries: () => [...byId.values()].map((connector) => ({ connector, row: null })),
+  };
 }

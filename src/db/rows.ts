@@ -47,5 +47,17 @@ export interface LogRow {
   details: unknown;
 }
 
+export interface ConnectorRow {
+  id: string;
+  kind: 'HTTP';
+  baseUrl: string;
+  headers: { name: string; value: string }[];
+  authScheme: 'BEARER' | 'BASIC' | null;
+  secret: string | null;
+  timeoutSeconds: number | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
 /** Levels in increasing severity, for `minLevel` filters. */
 export const levelRank = (level: LogLevel): number => LOG_LEVELS.indexOf(level);

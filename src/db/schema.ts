@@ -91,3 +91,16 @@ export const logEntries = pgTable(
     index('log_entries_job_page_idx').on(t.jobId, t.at.desc(), t.id.desc()),
   ],
 );
+
+export const connectors = pgTable('connectors', {
+  id: text('id').primaryKey(),
+  kind: text('kind', { enum: ['HTTP'] }).notNull(),
+  baseUrl: text('base_url').notNull(),
+  headers: jsonb('headers').notNull().default([]),
+  authScheme: text('auth_scheme', { enum: ['BEARER', 'BASIC'] }),
+  /** Write-only through the API: no query returns it. */
+  secret: text('secret'),
+  timeoutSeconds: integer('timeout_seconds'),
+  createdAt: at('created_at').notNull(),
+  updatedAt: at('updated_at').notNull(),
+});

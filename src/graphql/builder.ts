@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import type { ConnectorService } from '../connectors/service.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
 import type { Sql } from '../db/client.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -8,6 +9,7 @@ import type { JobService } from '../jobs/service.ts';
 export interface Context {
   sql: Sql;
   jobs: JobService;
+  connectors: ConnectorService;
   registry: ConnectorRegistry;
   bus: EventBus;
 }

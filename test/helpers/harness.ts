@@ -1,6 +1,9 @@
 import { after } from 'node:test';
 import pino from 'pino';
-import { staticRegistry } from '../../src/connectors/types.ts';
+import { parseAllowList } from '../../src/connectors/address-policy.ts';
+import { HttpConnector } from '../../src/connectors/http.ts';
+import { DatabaseConnectorRegistry } from '../../src/connectors/registry.ts';
+import { ConnectorService } from '../../src/connectors/service.ts';
 import type { Sql } from '../../src/db/client.ts';
 import { EventBus } from '../../src/events/bus.ts';
 import type { Topic, TopicEvent, Topics } from '../../src/events/topics.ts';
@@ -17,29 +20,35 @@ export interface Harness {
   clock: ManualClock;
   bus: EventBus;
   connector: ScriptedConnector;
+  registry: DatabaseConnectorRegistry;
   scheduler: Scheduler;
   jobs: JobService;
+  connectors: ConnectorService;
   events: TopicEvent[];
 }
 
 /**
- * A scheduler, job service and event bus on a real database with a controlled clock. The loop
+ * A scheduler, job and connector services and an event bus on a real database with a
+ * controlled clock. HTTP connectors may reach 127.0.0.1 (the tests' local servers). The loop
  * is not started: tests drive it with `scheduler.tick()` and await run ends through the bus.
  */
 export function harness(sql: Sql, options: { clock?: ManualClock; instance?: string; leaseSeconds?: number } = {}): Harness {
   const clock = options.clock ?? new ManualClock(T0);
   const bus = new EventBus();
   const connector = new ScriptedConnector('Test');
-  const registry = staticRegistry([connector]);
+  const registry = new DatabaseConnectorRegistry(sql, [connector], {
+    HTTP: (row) => new HttpConnector(row, { allow: parseAllowList('127.0.0.1') }),
+  });
   const scheduler = new Scheduler(
     { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
     { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15 },
   );
   const jobs = new JobService({ sql, clock, bus, registry, scheduler });
+  const connectors = new ConnectorService({ sql, clock, bus, registry });
   const events: TopicEvent[] = [];
   bus.on((event) => events.push(event));
   after(() => scheduler.stop(0));
-  return { sql, clock, bus, connector, scheduler, jobs, events };
+  return { sql, clock, bus, connector, registry, scheduler, jobs, connectors, events };
 }
 
 /** Resolves with the next event on `topic` that passes `match`. */

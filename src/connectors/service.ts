@@ -1,0 +1,152 @@
+import type { Clock } from '../clock.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { deleteConnectorRow, insertConnector, jobsUsingConnector, lockConnector, saveConnector } from '../db/connectors.ts';
+import { insertLogEntries } from '../db/log.ts';
+import type { ConnectorRow } from '../db/rows.ts';
+import { badInput, conflict, notFound } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import { nfc, validateTimeout } from '../jobs/validate.ts';
+import { validateBaseUrl } from './http.ts';
+import type { DatabaseConnectorRegistry } from './registry.ts';
+
+export interface HeaderInput {
+  name: string;
+  value: string;
+}
+
+export interface CreateConnectorInput {
+  id: string;
+  kind?: string | null;
+  baseUrl: string;
+  headers?: HeaderInput[] | null;
+  authScheme?: 'BEARER' | 'BASIC' | null;
+  secret?: string | null;
+  timeoutSeconds?: number | null;
+}
+
+export interface UpdateConnectorInput {
+  baseUrl?: string | null;
+  headers?: HeaderInput[] | null;
+  authScheme?: 'BEARER' | 'BASIC' | null;
+  secret?: string | null;
+  timeoutSeconds?: number | null;
+}
+
+const CONNECTOR_ID = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
+/** Headers the connector sets itself; configuring them would be ignored or would leak auth. */
+const RESERVED_HEADERS = new Set(['authorization', 'x-job-id', 'x-run-id', 'x-scheduled-at', 'content-length', 'host', 'transfer-encoding', 'connection']);
+
+function validateHeaders(headers: HeaderInput[]): HeaderInput[] {
+  if (headers.length > 50) throw badInput('headers', 'At most 50 headers.');
+  return headers.map(({ name, value }) => {
+    if (!HEADER_NAME.test(name)) throw badInput('headers', `Header name "${name}" is not a valid HTTP header name.`);
+    if (RESERVED_HEADERS.has(name.toLowerCase())) throw badInput('headers', `Header ${name} is set by the connector itself.`);
+    if (/[\r\n\0]/.test(value) || value.length > 4096) throw badInput('headers', `Header ${name} has an invalid value.`);
+    return { name, value };
+  });
+}
+
+function validateAuth(scheme: ConnectorRow['authScheme'], secret: string | null): void {
+  if (scheme && !secret) throw badInput('secret', `authScheme ${scheme} needs a secret.`);
+  if (!scheme && secret) throw badInput('secret', 'A secret needs an authScheme (BEARER or BASIC).');
+  if (secret && secret.length > 4096) throw badInput('secret', 'The secret is too long.');
+  if (scheme === 'BASIC' && secret && !secret.includes(':')) throw badInput('secret', 'A BASIC secret is user:password.');
+}
+
+function checkedBaseUrl(text: string): string {
+  try {
+    return validateBaseUrl(nfc(text));
+  } catch (error) {
+    throw badInput('baseUrl', (error as Error).message);
+  }
+}
+
+/**
+ * Creates, changes and deletes the connectors configured through the API. Each change writes
+ * an INFO audit entry (never the secret, nor header values), reloads this instance's registry
+ * and tells the other instances to reload theirs.
+ */
+export class ConnectorService {
+  constructor(private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; registry: DatabaseConnectorRegistry }) {}
+
+  async create(input: CreateConnectorInput): Promise<ConnectorRow> {
+    const id = nfc(input.id);
+    if (!CONNECTOR_ID.test(id)) throw badInput('id', 'A connector id starts with a letter or _ and has only letters, digits, _ . - (at most 128).');
+    if ((input.kind ?? 'HTTP') !== 'HTTP') throw badInput('kind', 'Only HTTP connectors can be created.');
+    if (this.deps.registry.isBuiltIn(id)) throw conflict(`${id} is a built-in connector.`);
+    const row = {
+      id,
+      kind: 'HTTP' as const,
+      baseUrl: checkedBaseUrl(input.baseUrl),
+      headers: validateHeaders(input.headers ?? []),
+      authScheme: input.authScheme ?? null,
+      secret: input.secret ?? null,
+      timeoutSeconds: input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds),
+    };
+    validateAuth(row.authScheme, row.secret);
+    return this.#write(id, 'created', async (tx, now) => {
+      const saved = await insertConnector(tx, row, now);
+      if (!saved) throw conflict(`A connector with id "${id}" already exists.`);
+      return saved;
+    });
+  }
+
+  update(rawId: string, input: UpdateConnectorInput): Promise<ConnectorRow> {
+    const id = nfc(rawId);
+    const baseUrl = input.baseUrl == null ? undefined : checkedBaseUrl(input.baseUrl);
+    const headers = input.headers == null ? undefined : validateHeaders(input.headers);
+    const timeoutSeconds = input.timeoutSeconds == null ? input.timeoutSeconds : validateTimeout(input.timeoutSeconds);
+    return this.#write(id, 'updated', async (tx, now) => {
+      const current = await lockConnector(tx, id);
+      if (!current) throw notFound(`No configured connector with id "${id}".`);
+      // Clearing the scheme clears the secret with it.
+      const authScheme = input.authScheme === undefined ? current.authScheme : input.authScheme;
+      const secret = input.secret !== undefined ? input.secret : authScheme ? current.secret : null;
+      validateAuth(authScheme, secret);
+      return saveConnector(tx, {
+        ...current,
+        baseUrl: baseUrl ?? current.baseUrl,
+        headers: headers ?? current.headers,
+        authScheme,
+        secret,
+        timeoutSeconds: timeoutSeconds === undefined ? current.timeoutSeconds : timeoutSeconds,
+        updatedAt: now,
+      });
+    });
+  }
+
+  async delete(rawId: string, force: boolean): Promise<string> {
+    const id = nfc(rawId);
+    if (this.deps.registry.isBuiltIn(id)) throw conflict(`${id} is a built-in connector and cannot be deleted.`);
+    await this.#write(id, 'deleted', async (tx) => {
+      const current = await lockConnector(tx, id);
+      if (!current) throw notFound(`No configured connector with id "${id}".`);
+      const users = await jobsUsingConnector(tx, id);
+      if (users.length > 0 && !force) {
+        throw conflict(`Connector ${id} is used by jobs ${users.join(', ')}; pass force: true to delete it anyway.`);
+      }
+      await deleteConnectorRow(tx, id);
+      return current;
+    });
+    return id;
+  }
+
+  async #write(
+    id: string,
+    what: 'created' | 'updated' | 'deleted',
+    change: (tx: Queryable, now: Date) => Promise<ConnectorRow>,
+  ): Promise<ConnectorRow> {
+    const now = new Date(this.deps.clock.now());
+    const { row, entries } = await this.deps.sql.begin(async (tx) => {
+      const saved = await change(tx, now);
+      const details = { baseUrl: saved.baseUrl, headers: saved.headers.map((h) => h.name), authScheme: saved.authScheme, hasSecret: saved.secret !== null };
+      const logged = await insertLogEntries(tx, [{ at: now, level: 'INFO', message: `Connector ${id} ${what}`, details }]);
+      return { row: saved, entries: logged };
+    });
+    await this.deps.registry.reload();
+    this.deps.bus.publish('connector:changed', { at: now, connectorId: id });
+    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    return row;
+  }
+}

@@ -1,0 +1,42 @@
+import type { Queryable } from './client.ts';
+import type { ConnectorRow } from './rows.ts';
+
+export type NewConnector = Omit<ConnectorRow, 'createdAt' | 'updatedAt'>;
+
+/** Inserts a connector; null when the id is taken. */
+export async function insertConnector(sql: Queryable, row: NewConnector, now: Date): Promise<ConnectorRow | null> {
+  const rows = await sql<ConnectorRow[]>`
+    insert into connectors (id, kind, base_url, headers, auth_scheme, secret, timeout_seconds, created_at, updated_at)
+    values (${row.id}, ${row.kind}, ${row.baseUrl}, ${sql.json(row.headers)}, ${row.authScheme}, ${row.secret},
+            ${row.timeoutSeconds}, ${now}, ${now})
+    on conflict (id) do nothing
+    returning *`;
+  return rows[0] ?? null;
+}
+
+export async function lockConnector(sql: Queryable, id: string): Promise<ConnectorRow | null> {
+  const rows = await sql<ConnectorRow[]>`select * from connectors where id = ${id} for update`;
+  return rows[0] ?? null;
+}
+
+export async function saveConnector(sql: Queryable, row: ConnectorRow): Promise<ConnectorRow> {
+  const [saved] = await sql<ConnectorRow[]>`
+    update connectors set base_url = ${row.baseUrl}, headers = ${sql.json(row.headers)}, auth_scheme = ${row.authScheme},
+           secret = ${row.secret}, timeout_seconds = ${row.timeoutSeconds}, updated_at = ${row.updatedAt}
+    where id = ${row.id}
+    returning *`;
+  return saved!;
+}
+
+export async function deleteConnectorRow(sql: Queryable, id: string): Promise<boolean> {
+  return (await sql`delete from connectors where id = ${id} returning id`).length > 0;
+}
+
+export async function listConnectorRows(sql: Queryable): Promise<ConnectorRow[]> {
+  return sql<ConnectorRow[]>`select * from connectors order by id`;
+}
+
+export async function jobsUsingConnector(sql: Queryable, id: string): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`select id from jobs where connector_id = ${id} order by id limit 20`;
+  return rows.map((r) => r.id);
+}
