@@ -1,7 +1,5 @@
 import { ConfigError, loadConfig } from './config.ts';
-import { DataDirInUseError } from './db/embedded.ts';
 import { createLogger } from './logger.ts';
-import { startService } from './service.ts';
 
 /** The only place that reads the environment, listens and handles signals. */
 async function main(): Promise<void> {
@@ -16,25 +14,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.LOG_LEVEL, config.INSTANCE_ID);
-  let service;
-  try {
-    service = await startService({ config, log });
-  } catch (error) {
-    if (error instanceof DataDirInUseError) {
-      log.error(error.message);
-      process.exit(1);
-    }
-    log.fatal({ err: error }, 'the service could not start');
-    process.exit(1);
-  }
-  const shown = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
-  log.info(
-    { database: config.DATABASE_URL ? 'external' : 'embedded' },
-    `Server Jobs is running: GraphiQL at http://${shown === '127.0.0.1' ? 'localhost' : shown}:${service.port}/graphql`,
-  );
-  if (!config.AUTH_TOKENS) log.warn(`authentication is off (no AUTH_TOKENS); listening on ${config.HOST} only`);
 
+  // Signals are handled from the start: one that arrives while starting stops the service as
+  // soon as it is up, so the embedded PostgreSQL is never left behind.
+  let stopRequested: NodeJS.Signals | null = null;
   let firstSignalAt = 0;
+  let stop: (() => Promise<void>) | null = null;
   const shutdown = (signal: NodeJS.Signals) => {
     // npm and the terminal may both deliver one Ctrl-C; only a later, second one forces the exit.
     if (firstSignalAt !== 0) {
@@ -43,8 +28,12 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     firstSignalAt = Date.now();
+    stopRequested = signal;
     log.info({ signal, graceSeconds: config.SHUTDOWN_GRACE_SECONDS }, 'shutting down');
-    service.stop().then(
+    if (stop) finish(stop);
+  };
+  const finish = (stopService: () => Promise<void>) =>
+    stopService().then(
       () => {
         log.info('stopped');
         process.exit(0);
@@ -54,9 +43,29 @@ async function main(): Promise<void> {
         process.exit(1);
       },
     );
-  };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+
+  // Loaded only now, so that a bad configuration is reported at once.
+  const { startService } = await import('./service.ts');
+  const { DataDirInUseError } = await import('./db/embedded.ts');
+  let service;
+  try {
+    service = await startService({ config, log });
+  } catch (error) {
+    if (error instanceof DataDirInUseError) log.error(error.message);
+    else log.fatal({ err: error }, 'the service could not start');
+    process.exit(1);
+  }
+  stop = service.stop;
+  if (stopRequested) return void finish(stop);
+
+  const shown = ['127.0.0.1', '0.0.0.0', '::'].includes(config.HOST) ? 'localhost' : config.HOST;
+  log.info(
+    { database: config.DATABASE_URL ? 'external' : 'embedded' },
+    `Server Jobs is running: GraphiQL at http://${shown}:${service.port}/graphql`,
+  );
+  if (!config.AUTH_TOKENS) log.warn(`authentication is off (no AUTH_TOKENS); listening on ${config.HOST} only`);
 }
 
 await main();
