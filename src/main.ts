@@ -45,6 +45,8 @@ async function main(): Promise<void> {
     );
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // A stray rejection (a connector's late promise, a dropped socket) is logged; it never ends the service.
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
 
   // Loaded only now, so that a bad configuration is reported at once.
   const { startService } = await import('./service.ts');

@@ -11,6 +11,7 @@ import { connect, measureClockOffset } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
 import { EventBus } from './events/bus.ts';
+import { createMetrics } from './metrics.ts';
 import { PgEventRelay } from './events/pg-relay.ts';
 import { buildApp } from './http/app.ts';
 import { JobService } from './jobs/service.ts';
@@ -78,6 +79,8 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     }
 
     const bus = new EventBus();
+    const metrics = createMetrics(bus, config.INSTANCE_ID);
+    cleanup.push(() => metrics.stop());
     const operations = new ServerOperationsConnector(
       path.resolve(config.SERVER_OPERATIONS_DIR),
       builtinOperations({ logRetentionDays: config.LOG_RETENTION_DAYS, runRetentionDays: config.RUN_RETENTION_DAYS, now: clock.now.bind(clock) }),
@@ -93,7 +96,11 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
 
     const scheduler = new Scheduler(
       { sql: db.sql, operationsSql: operationsDb.sql, clock, bus, registry, log: log.child({ component: 'scheduler' }) },
-      { instance: config.INSTANCE_ID, leaseSeconds: config.LEASE_SECONDS },
+      {
+        instance: config.INSTANCE_ID,
+        leaseSeconds: config.LEASE_SECONDS,
+        observe: { claimed: (count) => metrics.claims.inc(count), failed: () => metrics.databaseErrors.inc() },
+      },
     );
     // An embedded database belongs to this process alone: any run still RUNNING was left by a crashed predecessor.
     if (embedded) {
@@ -129,6 +136,7 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     const app = buildApp({
       context: { sql: db.sql, jobs, connectors, registry, bus },
       log,
+      metrics: () => metrics.registry,
       health: async () => {
         const database = await db.sql`select 1`.then(
           () => 'up',

@@ -1,11 +1,15 @@
+import { GraphQLError } from 'graphql';
 import type { Topic, TopicEvent, Topics } from './topics.ts';
 
 export type Listener = (event: TopicEvent) => void;
 
 /** What happens to a subscriber whose buffer fills: it is ended with this error, others go on. */
-export class SubscriberOverflowError extends Error {
+export class SubscriberOverflowError extends GraphQLError {
   constructor(limit: number) {
-    super(`Subscriber fell ${limit} events behind and was disconnected; reconnect and catch up from the runs and logEntries queries.`);
+    // A GraphQLError, so the client reads why (it is not masked as an unexpected error).
+    super(`Subscriber fell ${limit} events behind and was disconnected; reconnect and catch up from the runs and logEntries queries.`, {
+      extensions: { code: 'SUBSCRIBER_TOO_SLOW' },
+    });
     this.name = 'SubscriberOverflowError';
   }
 }
@@ -21,6 +25,7 @@ export class SubscriberOverflowError extends Error {
 export class EventBus {
   #listeners = new Set<Listener>();
   #outbound = new Set<Listener>();
+  #subscriptions = 0;
 
   /** Publishes an event that happened here: local subscribers get it, and so do other instances. */
   publish<T extends Topic>(topic: T, payload: Topics[T]): void {
@@ -56,6 +61,11 @@ export class EventBus {
     return this.#listeners.size;
   }
 
+  /** Open `subscribe` iterators: the GraphQL subscriptions of this instance. */
+  get subscriptionCount(): number {
+    return this.#subscriptions;
+  }
+
   /**
    * An async iterator over the events that pass `select` (which may map them), buffered up to
    * `limit`. Ends when the consumer returns, or with SubscriberOverflowError on overflow.
@@ -69,6 +79,7 @@ export class EventBus {
     const finish = () => {
       if (done) return;
       done = true;
+      this.#subscriptions--;
       remove();
       signal?.removeEventListener('abort', finish);
       if (waiting) {
@@ -93,6 +104,7 @@ export class EventBus {
       }
     });
     signal?.addEventListener('abort', finish, { once: true });
+    this.#subscriptions++;
 
     const iterator: AsyncIterableIterator<R> = {
       next: () => {

@@ -6,14 +6,19 @@ import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { Context } from '../graphql/builder.ts';
 import { schema } from '../graphql/schema.ts';
 import { GRAPHIQL_TABS } from './graphiql-tabs.ts';
 
+const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
+
 export interface AppDeps {
   context: Omit<Context, never>;
   log: Logger;
+  /** The Prometheus registry served at /metrics, when there is one. */
+  metrics?: () => Registry;
   /** Readiness: whether the database answers and the scheduler is alive. */
   health(): Promise<{ ok: boolean; body: Record<string, unknown> }>;
 }
@@ -58,6 +63,11 @@ export function buildApp(deps: AppDeps): App {
       const { ok, body } = await deps.health().catch((error: unknown) => ({ ok: false, body: { error: String(error) } }));
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', ...body });
     }
+    if (path === '/metrics' && deps.metrics) {
+      const registry = deps.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      return;
+    }
     if (path === '/') {
       res.writeHead(302, { location: yoga.graphqlEndpoint }).end();
       return;
@@ -68,6 +78,11 @@ export function buildApp(deps: AppDeps): App {
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
   const wsServer = useServer(
     {
+      // A client that does not read its socket is dropped before its backlog grows without bound;
+      // the scheduler never waits for it either way.
+      onNext: (ctx) => {
+        if (ctx.extra.socket.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) ctx.extra.socket.close(1013, 'subscriber too slow');
+      },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, payload) => {

@@ -15,6 +15,8 @@ export interface SchedulerOptions {
   batchSize?: number;
   /** The longest the loop sleeps without looking, for changes made by other instances. */
   maxIdleMs?: number;
+  /** Counts for metrics: due times claimed, failed rounds. */
+  observe?: { claimed(count: number): void; failed(): void };
 }
 
 export interface Started extends Claimed {
@@ -53,7 +55,7 @@ export class Scheduler {
 
   constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
     this.#deps = deps;
-    this.#options = { batchSize: 500, maxIdleMs: 5000, ...options };
+    this.#options = { batchSize: 500, maxIdleMs: 5000, observe: { claimed: () => {}, failed: () => {} }, ...options };
     // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
     this.holder = { instance: options.instance, token: randomUUID() };
   }
@@ -107,6 +109,7 @@ export class Scheduler {
         },
         (run) => claimLogEntries(run, now),
       );
+      if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
       for (const claim of claimed) {
         this.#publishClaim(claim);
         all.push({ ...claim, done: claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null });
@@ -208,6 +211,7 @@ export class Scheduler {
       } catch (error) {
         failures++;
         this.#healthy = false;
+        this.#options.observe.failed();
         const backoff = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
         log.error({ err: toError(error), retryInMs: backoff }, 'scheduler round failed; retrying');
         sleepUntil = clock.now() + backoff;
@@ -226,6 +230,7 @@ export class Scheduler {
       try {
         await this.maintain();
       } catch (error) {
+        this.#options.observe.failed();
         log.error({ err: toError(error) }, 'lease maintenance failed; retrying');
       }
       await clock.sleepUntil(clock.now() + every, this.#stop.signal);
