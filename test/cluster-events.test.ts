@@ -10,6 +10,7 @@ import { loadConfig } from '../src/config.ts';
 import { startService, type Service } from '../src/service.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { silentLog } from './helpers/harness.ts';
+import { sseFrames } from './helpers/live.ts';
 
 const url = await createTestDatabase();
 const operationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cluster-ops-'));
@@ -86,6 +87,30 @@ describe('events across instances', () => {
     );
     await ready;
 
+    // The same over SSE, on B too.
+    const sseEvents: Seen[] = [];
+    const sseAbort = new AbortController();
+    after(() => sseAbort.abort());
+    const sse = await fetch(`http://127.0.0.1:${b.port}/graphql`, {
+      method: 'POST',
+      headers: { accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'subscription { jobEvents { kind jobId run { id status instance } } }' }),
+      signal: sseAbort.signal,
+    });
+    const sseDone = (async () => {
+      try {
+        for await (const frame of sseFrames(sse.body!)) {
+          if (frame.event !== 'next') continue;
+          sseEvents.push((JSON.parse(frame.data) as { data: { jobEvents: Seen } }).data.jobEvents);
+          for (const check of onEvent) check();
+        }
+      } catch {
+        // Aborted at the end of the test.
+      }
+    })();
+    // Both subscriptions are registered on B's bus before any job exists.
+    while (b.bus.subscriptionCount < 2) await new Promise((r) => setTimeout(r, 5));
+
     const JOBS = 20;
     const creates = Array.from({ length: JOBS }, (_, i) => `j${i}: createJob(input: {id: "c${i}", name: "c", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`);
     await gql(a.port, `mutation { ${creates.join('\n')} }`);
@@ -110,16 +135,24 @@ describe('events across instances', () => {
     await gql(a.port, `mutation { ${Array.from({ length: JOBS }, (_, i) => `p${i}: pauseJob(id: "c${i}") { id }`).join('\n')} }`);
     await until(events, () => events.filter((e) => e.kind === 'RUN_STARTED').length <= events.filter((e) => e.kind !== 'RUN_STARTED' && e.run).length, 10_000, 'runs in flight to end', onEvent);
 
-    // Every run A executed and that ended while B listened: started then ended, each once, in order.
-    const byRun = new Map<string, string[]>();
-    for (const event of events) if (event.run) byRun.set(event.run.id, [...(byRun.get(event.run.id) ?? []), event.kind]);
-    const sequences = [...byRun.values()];
-    const complete = sequences.filter((kinds) => kinds.length === 2);
-    assert.ok(complete.length >= 200, `${complete.length} runs seen whole`);
-    for (const kinds of complete) assert.deepEqual(kinds, ['RUN_STARTED', 'RUN_SUCCEEDED']);
-    // Only the runs cut by the reconnect may be seen in part.
-    assert.ok(sequences.length - complete.length <= JOBS * 2, `${sequences.length - complete.length} runs seen in part`);
-    assert.ok(events.every((e) => !e.run || e.run.instance === 'A'));
+    await until(sseEvents, () => sseEvents.length >= events.length, 10_000, 'the SSE subscriber to catch up', onEvent);
+    sseAbort.abort();
+    await sseDone;
+
+    for (const [transport, seen] of [['graphql-ws', events], ['SSE', sseEvents]] as const) {
+      // Every run A executed and that ended while B listened: started then ended, each once, in order.
+      const byRun = new Map<string, string[]>();
+      for (const event of seen) if (event.run) byRun.set(event.run.id, [...(byRun.get(event.run.id) ?? []), event.kind]);
+      const sequences = [...byRun.values()];
+      const complete = sequences.filter((kinds) => kinds.length === 2);
+      assert.ok(complete.length >= 200, `${transport}: ${complete.length} runs seen whole`);
+      for (const kinds of complete) assert.deepEqual(kinds, ['RUN_STARTED', 'RUN_SUCCEEDED'], transport);
+      // Only the runs cut by the reconnect may be seen in part.
+      assert.ok(sequences.length - complete.length <= JOBS * 2, `${transport}: ${sequences.length - complete.length} runs seen in part`);
+      assert.ok(seen.every((e) => !e.run || e.run.instance === 'A'), transport);
+    }
+    // Both transports saw the same events in the same order.
+    assert.deepEqual(sseEvents.slice(0, events.length), events);
     assert.deepEqual(subscriptionErrors, []);
     // Per job, events arrive in the order the runs happened.
     for (let i = 0; i < JOBS; i++) {
