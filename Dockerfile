@@ -17,4 +17,5 @@ USER node
 
 # npm forwards SIGTERM to the service, which drains its runs before it exits
 # (SHUTDOWN_GRACE_SECONDS); run with an init (compose: `init: true`) to reap processes.
-CMD ["npm", "start"]
+# node itself, not npm: SIGTERM from `docker stop` must reach the service for a graceful stop.
+CMD ["node", "--import", "tsx", "src/main.ts"]
