@@ -15,7 +15,7 @@ ENV HOST=0.0.0.0 \
 EXPOSE 4000
 USER node
 
-# npm forwards SIGTERM to the service, which drains its runs before it exits
-# (SHUTDOWN_GRACE_SECONDS); run with an init (compose: `init: true`) to reap processes.
-# node itself, not npm: SIGTERM from `docker stop` must reach the service for a graceful stop.
+# node itself, not npm (whose `sh -c` would not pass SIGTERM on): `docker stop` reaches the
+# service, which drains its runs (SHUTDOWN_GRACE_SECONDS) before it exits. Run with an init
+# (compose: `init: true`) to reap processes.
 CMD ["node", "--import", "tsx", "src/main.ts"]
