@@ -212,7 +212,8 @@ export class Scheduler {
         failures++;
         this.#healthy = false;
         this.#options.observe.failed();
-        const backoff = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+        // Capped low: an instance must resume within seconds of the database coming back.
+        const backoff = Math.min(5000, 250 * 2 ** Math.min(failures, 5));
         log.error({ err: toError(error), retryInMs: backoff }, 'scheduler round failed; retrying');
         sleepUntil = clock.now() + backoff;
       }
