@@ -36,6 +36,15 @@ export interface ServiceOptions {
   clock?: Clock;
 }
 
+/** /health answers within this even when the database does not. */
+const HEALTH_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), ms)));
+  return Promise.race([Promise.resolve(promise), expired]).finally(() => clearTimeout(timer));
+}
+
 /** How often the offset to the database's clock is measured again. */
 const CLOCK_SYNC_MS = 60_000;
 
@@ -138,7 +147,7 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       log,
       metrics: () => metrics.registry,
       health: async () => {
-        const database = await db.sql`select 1`.then(
+        const database = await withTimeout(db.sql`select 1`, HEALTH_TIMEOUT_MS).then(
           () => 'up',
           () => 'down',
         );

@@ -20,8 +20,9 @@ export function connect(url: string, options: { max?: number; applicationName?: 
     // Rows arrive with camelCase keys, matching the types in rows.ts.
     transform: postgres.camel,
     connection: { application_name: options.applicationName ?? 'server-jobs' },
-    // A statement that hangs must not hold the scheduler forever.
     idle_timeout: 60,
+    // While the database is away, fail fast and retry rather than hang for the default 30 s.
+    connect_timeout: 5,
   });
   return { sql, close: () => sql.end({ timeout: 5 }) };
 }
