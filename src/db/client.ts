@@ -23,6 +23,9 @@ export function connect(url: string, options: { max?: number; applicationName?: 
     idle_timeout: 60,
     // While the database is away, fail fast and retry rather than hang for the default 30 s.
     connect_timeout: 5,
+    // Reconnect attempts at most 2 s apart: postgres.js's default backoff, counted across the
+    // pool, waits up to 20 s, so an instance resumed long after its database came back.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 2),
   });
   return { sql, close: () => sql.end({ timeout: 5 }) };
 }

@@ -146,8 +146,12 @@ export class Scheduler {
   async maintain(): Promise<RunRow[]> {
     const { sql, clock } = this.#deps;
     const now = clock.now();
-    const held = await renewLeases(sql, this.holder.token, [...this.#inFlight.keys()], new Date(now + this.leaseMs));
-    for (const [runId, flight] of this.#inFlight) {
+    // Only the runs this renewal asked about: a run launched while it was in flight is not in its answer.
+    const asked = [...this.#inFlight.keys()];
+    const held = await renewLeases(sql, this.holder.token, asked, new Date(now + this.leaseMs));
+    for (const runId of asked) {
+      const flight = this.#inFlight.get(runId);
+      if (!flight) continue;
       if (!held.has(runId)) flight.abort.abort(LEASE_LOST);
       else if (held.get(runId)) flight.abort.abort(CANCELLED);
     }
