@@ -65,7 +65,12 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     }
     await runMigrations(databaseUrl);
 
-    const db = connect(databaseUrl, { max: 10, applicationName: `server-jobs ${config.INSTANCE_ID}` });
+    // The scheduler's transactions are a few statements long: one idle for a fraction of a lease is stuck.
+    const db = connect(databaseUrl, {
+      max: 10,
+      applicationName: `server-jobs ${config.INSTANCE_ID}`,
+      idleInTransactionMs: Math.max(2000, (config.LEASE_SECONDS * 1000) / 3),
+    });
     cleanup.push(() => db.close());
     // Operations get a small pool of their own, so a hung operation cannot starve the scheduler.
     const operationsDb = connect(databaseUrl, { max: 3, applicationName: `server-jobs operations ${config.INSTANCE_ID}` });

@@ -13,13 +13,21 @@ export interface Database {
  * Queries are plain postgres.js SQL (drizzle defines the schema and migrations only: its
  * driver would replace this client's date serializers).
  */
-export function connect(url: string, options: { max?: number; applicationName?: string } = {}): Database {
+export function connect(
+  url: string,
+  options: { max?: number; applicationName?: string; idleInTransactionMs?: number } = {},
+): Database {
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
     // Rows arrive with camelCase keys, matching the types in rows.ts.
     transform: postgres.camel,
-    connection: { application_name: options.applicationName ?? 'server-jobs' },
+    connection: {
+      application_name: options.applicationName ?? 'server-jobs',
+      // A process frozen inside a transaction (SIGSTOP, a long GC pause) must not hold job row
+      // locks for the whole freeze: the server ends such a session and the locks go with it.
+      ...(options.idleInTransactionMs ? { idle_in_transaction_session_timeout: options.idleInTransactionMs } : {}),
+    },
     idle_timeout: 60,
     // While the database is away, fail fast and retry rather than hang for the default 30 s.
     connect_timeout: 5,

@@ -68,7 +68,9 @@ export async function claimDue(
                   ${tx.array(planned.map((r) => r.scheduledAt.toISOString()))}::timestamptz[],
                   ${tx.array(planned.map((r) => r.status))}::text[],
                   ${tx.array(planned.map((r) => r.missed))}::int[]) as v(job_id, scheduled_at, status, missed)
-      on conflict do nothing
+      -- Only a repeat of the same due time is ignored; any other clash (a second RUNNING run)
+      -- fails the claim and rolls back the advance of next_due_at, so no due time is lost.
+      on conflict (job_id, scheduled_at) where trigger = 'SCHEDULE' do nothing
       returning *`;
     const jobsById = new Map<string, JobRow>(due.map((j) => [j.id, j]));
     const claimed = runs.map((run) => ({ run, job: jobsById.get(run.jobId)!, entries: [] as LogRow[] }));

@@ -1,0 +1,85 @@
+// The figures of a chaos run: a table per scenario on stdout, and everything as JSON in
+// bench/results/chaos-<timestamp>.json.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { repoRoot } from './cluster.ts';
+import type { ScenarioResult } from './faults.ts';
+
+const ms = (value: number | null) => (value == null ? '-' : `${Math.round(value)} ms`);
+
+/** The table of one scenario, as lines of text. */
+export function formatScenario(result: ScenarioResult): string {
+  const { params: p, audit: a } = result;
+  const lines: string[] = [];
+  const head = `== ${result.label}: ${p.instances} instances, ${p.jobs} jobs (period ${p.period}, ${p.operation}), ${p.durationSeconds} s, LEASE_SECONDS=${p.leaseSeconds}`;
+  lines.push(head);
+  if (result.skipped) {
+    lines.push(`   SKIPPED: ${result.skipped}`);
+    return lines.join('\n');
+  }
+  const extra = [
+    p.faultEverySeconds != null ? `a fault every ${p.faultEverySeconds} s` : '',
+    p.faultEverySeconds == null && p.faultPlan.length ? `faults: ${p.faultPlan.map((f) => `${f.kind} at ${f.atSeconds} s`).join(', ')}` : '',
+    p.downSeconds != null ? `database down ${p.downSeconds} s` : '',
+    p.clockOffsets.length ? `clock offsets ${p.clockOffsets.join(', ')}` : '',
+  ].filter(Boolean);
+  if (extra.length) lines.push(`   ${extra.join('; ')}; ${result.faults.filter((f) => !['stopping', 'restarted', 'database stopping'].includes(f.kind)).length} faults injected`);
+  const rows: [string, string][] = [
+    ['runs', `${a.runs} (${Object.entries(a.byStatus).map(([s, n]) => `${s} ${n}`).join(', ')})`],
+    ['runs per instance', Object.entries(a.byInstance).map(([i, n]) => `${i} ${n}`).join(', ')],
+    ['due times audited', String(a.dueTimes)],
+    ['duplicate runs', String(a.duplicates)],
+    ['due times unaccounted for', String(a.unaccounted)],
+    ['due times accounted twice', String(a.doubleAccounted)],
+    ['due times off the grid', String(a.offGrid)],
+    ['runs left RUNNING', String(a.leftRunning)],
+    ['coalesced runs / missed due times', `${a.coalesced.runs} / ${a.coalesced.missed}`],
+    ['SKIPPED runs', String(a.skipped)],
+    ['ABANDONED (lease expired / shutdown / other)', `${a.abandoned.total} (${a.abandoned.leaseExpired} / ${a.abandoned.shutdown} / ${a.abandoned.other})`],
+    [
+      'abandon latency p50 / max (bound)',
+      `${ms(a.abandoned.latencyMs.p50)} / ${ms(a.abandoned.latencyMs.max)} (${a.abandoned.boundMs} ms), ${a.abandoned.overBound} over` +
+        (a.abandoned.excluded ? ` (${a.abandoned.excluded} late claims left out)` : ''),
+    ],
+    ['stale log writes', String(a.staleLogWrites)],
+    ['lateness p50 / p99 / max', `${ms(a.latenessMs.p50)} / ${ms(a.latenessMs.p99)} / ${ms(a.latenessMs.max)}`],
+  ];
+  for (const r of result.resume) {
+    const show = (v: number | null | undefined) => (v == null ? 'never' : `${v} ms`);
+    rows.push([
+      `resumed after ${r.kind} ${r.at.slice(11, 23)} (run / health)`,
+      Object.entries(r.latencyMs).map(([i, v]) => `${i} ${show(v)} / ${show(r.healthMs[i])}`).join(', '),
+    ]);
+  }
+  for (const h of result.held) {
+    const abandoned = h.runs.filter((r) => r.status === 'ABANDONED');
+    const worst = Math.max(0, ...abandoned.map((r) => r.abandonLatencyMs ?? 0));
+    rows.push([
+      `${h.kind} ${h.instance} at ${h.at.slice(11, 23)}`,
+      `${h.runs.length} runs held, ${abandoned.length} ABANDONED${abandoned.length ? ` (max ${worst} ms after last renewal)` : ''}`,
+    ]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) lines.push(`   ${k.padEnd(width)}  ${v}`);
+  lines.push('   checks:');
+  for (const c of result.checks) lines.push(`     ${c.ok ? 'PASS' : 'FAIL'}  ${c.name}: ${c.detail}`);
+  lines.push(`   ${result.ok ? 'OK' : 'FAILED'} in ${result.wallSeconds} s`);
+  return lines.join('\n');
+}
+
+export interface ChaosReport {
+  startedAt: string;
+  finishedAt: string;
+  machine: { node: string; platform: string; cpus: number };
+  database: string;
+  ok: boolean;
+  scenarios: ScenarioResult[];
+}
+
+/** Writes the JSON to bench/results/chaos-<timestamp>.json (or `file`); resolves with its path. */
+export async function writeReport(report: ChaosReport, file?: string): Promise<string> {
+  const target = file ?? path.join(repoRoot, 'bench', 'results', `chaos-${report.startedAt.replace(/[:.]/g, '-')}.json`);
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  await fs.writeFile(target, `${JSON.stringify(report, null, 2)}\n`);
+  return target;
+}
