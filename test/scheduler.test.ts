@@ -342,8 +342,9 @@ describe('leases and crash recovery', () => {
 describe('two schedulers on one database', () => {
   it('should claim each due time exactly once when two instances tick together', async () => {
     const clock = new ManualClock(T0);
-    const a = harness(sql, { clock, instance: 'a' });
-    const b = harness(sql, { clock, instance: 'b' });
+    // Small batches, so the two claim loops interleave instead of one taking every job at once.
+    const a = harness(sql, { clock, instance: 'a', batchSize: 3 });
+    const b = harness(sql, { clock, instance: 'b', batchSize: 3 });
     for (const h of [a, b]) h.connector.define('ok', async () => {});
     for (let i = 0; i < 40; i++) await a.jobs.create({ id: `pair-${i}`, name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
     for (let k = 1; k <= 5; k++) {

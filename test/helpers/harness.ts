@@ -32,7 +32,10 @@ export interface Harness {
  * controlled clock. HTTP connectors may reach 127.0.0.1 (the tests' local servers). The loop
  * is not started: tests drive it with `scheduler.tick()` and await run ends through the bus.
  */
-export function harness(sql: Sql, options: { clock?: ManualClock; instance?: string; leaseSeconds?: number } = {}): Harness {
+export function harness(
+  sql: Sql,
+  options: { clock?: ManualClock; instance?: string; leaseSeconds?: number; batchSize?: number } = {},
+): Harness {
   const clock = options.clock ?? new ManualClock(T0);
   const bus = new EventBus();
   const connector = new ScriptedConnector('Test');
@@ -41,7 +44,7 @@ export function harness(sql: Sql, options: { clock?: ManualClock; instance?: str
   });
   const scheduler = new Scheduler(
     { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
-    { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15 },
+    { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15, batchSize: options.batchSize ?? 500 },
   );
   const jobs = new JobService({ sql, clock, bus, registry, scheduler });
   const connectors = new ConnectorService({ sql, clock, bus, registry });
