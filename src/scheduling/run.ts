@@ -20,6 +20,10 @@ export interface RunDeps {
   registry: ConnectorRegistry;
   log: Logger;
   token: string;
+  /** The lease length: how long the end of a run is worth retrying while the database is away. */
+  leaseMs: number;
+  /** Aborted when the instance stops waiting for its runs: retries of their ends stop too. */
+  halted?: AbortSignal;
 }
 
 export type RunJob = Pick<JobRow, 'id' | 'connectorId' | 'method' | 'periodSeconds' | 'timeoutSeconds'>;
@@ -99,11 +103,13 @@ async function writeRunLog(deps: RunDeps, run: RunRow, level: LogLevel, message:
   else deps.log.warn({ runId: run.id }, 'log entry refused: the run is no longer held by this process');
 }
 
-/** Retries a failed write a few times: the database may be briefly away. */
-const END_WRITE_ATTEMPTS = 5;
-
+/**
+ * Records the end, retrying while the database is away: the outcome is known and worth keeping.
+ * Past two leases another instance has marked the run ABANDONED (or will), so retrying stops.
+ */
 async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outcome): Promise<RunRow | null> {
   const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: formatExternalCall(job) }, outcome);
+  const giveUpAt = Date.now() + 2 * deps.leaseMs;
   for (let attempt = 1; ; attempt++) {
     try {
       const now = new Date(deps.clock.now());
@@ -117,12 +123,12 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
       return result.run;
     } catch (error) {
-      if (attempt >= END_WRITE_ATTEMPTS) {
+      if (Date.now() >= giveUpAt || deps.halted?.aborted) {
         // Left RUNNING; its lease lapses and any instance marks it ABANDONED.
-        deps.log.error({ err: error, runId: run.id }, 'recording the end of a run failed');
+        deps.log.error({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed');
         return null;
       }
-      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt)));
     }
   }
 }

@@ -42,18 +42,19 @@ const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by reque
  */
 export class Scheduler {
   readonly holder: Holder;
-  #deps: Omit<RunDeps, 'token'>;
+  #deps: Omit<RunDeps, 'token' | 'leaseMs'>;
   #options: Required<SchedulerOptions>;
   #inFlight = new Map<string, InFlight>();
   #running = false;
   #loop: Promise<void> | null = null;
   #wake = new AbortController();
   #stop = new AbortController();
+  #halted = new AbortController();
   #maintenance: Promise<void> | null = null;
   #lastLoopAt = 0;
   #healthy = true;
 
-  constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
+  constructor(deps: Omit<RunDeps, 'token' | 'leaseMs'>, options: SchedulerOptions) {
     this.#deps = deps;
     this.#options = { batchSize: 500, maxIdleMs: 5000, observe: { claimed: () => {}, failed: () => {} }, ...options };
     // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
@@ -121,7 +122,7 @@ export class Scheduler {
   /** Starts a run the caller has inserted (a manual run) under this process's lease. */
   launch(run: RunRow, job: RunJob): Promise<RunRow | null> {
     const abort = new AbortController();
-    const done = executeRun({ ...this.#deps, token: this.holder.token }, run, job, abort)
+    const done = executeRun({ ...this.#deps, token: this.holder.token, leaseMs: this.leaseMs, halted: this.#halted.signal }, run, job, abort)
       .catch((error: unknown) => {
         this.#deps.log.error({ err: toError(error), runId: run.id }, 'run failed unexpectedly');
         return null;
@@ -193,6 +194,8 @@ export class Scheduler {
       await Promise.race([Promise.allSettled(pending.map((f) => f.done)), grace]);
       clearTimeout(timer);
       for (const flight of this.#inFlight.values()) flight.abort.abort(SHUTDOWN_REASON);
+      // Their ends get one more try each; a database that is away does not hold the exit.
+      this.#halted.abort();
       await Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
     }
   }
