@@ -111,7 +111,9 @@ export async function audit(
   const like = `${options.jobPrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
   const boundMs = 2 * options.leaseSeconds * 1000;
 
-  const [coverage] = await sql<{ jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string }[]>`
+  // Every grid point of every job, joined with the due times runs stand for (a coalesced run
+  // stands for itself and its `missed` predecessors): the one definition both queries use.
+  const counted = sql`
     with j as (
       select id, period_seconds * interval '1 second' as p,
              anchor_at + period_seconds * interval '1 second' as first_due,
@@ -131,8 +133,11 @@ export async function audit(
              count(c.run_id) as n
       from grid g full join covered c on c.job_id = g.job_id and c.due = g.due
       group by 1, 2
-    )
-    select (select count(*) from j) as jobs,
+    )`;
+
+  const [coverage] = await sql<{ jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string }[]>`
+    ${counted}
+    select (select count(*) from jobs where id like ${like}) as jobs,
            count(*) filter (where on_grid) as due_times,
            count(*) filter (where on_grid and n = 0) as unaccounted,
            count(*) filter (where on_grid and n > 1) as double_accounted,
@@ -141,24 +146,7 @@ export async function audit(
 
   const examples = async () => {
     const rows = await sql<{ kind: string; jobId: string; dueAt: Date; n: string }[]>`
-      with j as (
-        select id, period_seconds * interval '1 second' as p,
-               anchor_at + period_seconds * interval '1 second' as first_due,
-               next_due_at - period_seconds * interval '1 second' as last_due
-        from jobs where id like ${like}
-      ),
-      grid as (select j.id as job_id, g.due from j cross join lateral generate_series(j.first_due, j.last_due, j.p) as g(due)),
-      covered as (
-        select r.job_id, r.id as run_id, r.scheduled_at - k * j.p as due
-        from job_runs r join j on j.id = r.job_id cross join lateral generate_series(0, r.missed) as k
-        where r.trigger = 'SCHEDULE'
-      ),
-      counts as (
-        select coalesce(g.job_id, c.job_id) as job_id, coalesce(g.due, c.due) as due, bool_or(g.due is not null) as on_grid,
-               count(c.run_id) as n
-        from grid g full join covered c on c.job_id = g.job_id and c.due = g.due
-        group by 1, 2
-      ),
+      ${counted},
       kinds as (
         select case when not on_grid then 'offGrid' when n = 0 then 'unaccounted' else 'doubleAccounted' end as kind, job_id, due, n
         from counts where not on_grid or n <> 1
