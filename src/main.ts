@@ -47,6 +47,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', shutdown);
   // A stray rejection (a connector's late promise, a dropped socket) is logged; it never ends the service.
   process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
+  // Server operations run in this process: one that throws from a timer or an unhandled 'error'
+  // event must not take every other job down with it (SPEC §8).
+  process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception (the service keeps running)'));
 
   // Loaded only now, so that a bad configuration is reported at once.
   const { startService } = await import('./service.ts');

@@ -378,3 +378,44 @@ describe('the call context', () => {
     assert.equal(entry!.runId, started!.run.id);
   });
 });
+
+describe('resending and shutting down', () => {
+  it('should keep the grid when an update resends the current period', async () => {
+    const h = harness(sql);
+    await h.jobs.create({ id: 'same-period', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
+    h.clock.set(T0 + 3000);
+    const updated = await h.jobs.update('same-period', { name: 'renamed', period: '0:00:10' });
+    assert.equal(updated.anchorAt.getTime(), T0);
+    assert.equal(updated.nextDueAt.getTime() - T0, 10_000);
+  });
+
+  it('should keep renewing the leases of runs in flight while it waits for them at shutdown', async () => {
+    const clock = new ManualClock(T0);
+    const leaving = harness(sql, { clock, instance: 'leaving', leaseSeconds: 3 });
+    const other = harness(sql, { clock, instance: 'other', leaseSeconds: 3 });
+    const hold = gate();
+    leaving.connector.define('slow', () => hold.promise);
+    await leaving.jobs.create({ id: 'draining', name: 'x', externalCall: 'Test:slow', period: '1:0:0' });
+    leaving.scheduler.start();
+    const run = await leaving.jobs.runNow('draining');
+    const stopped = leaving.scheduler.stop(60_000);
+
+    // Ten seconds pass, more than three leases: the leaving instance still holds its run.
+    for (let second = 1; second <= 10; second++) {
+      clock.advance(1000);
+      const expected = clock.now() + 3000;
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
+        if (row!.leaseExpiresAt!.getTime() >= expected) break;
+        assert.ok(Date.now() < deadline, `lease renewed at ${second} s`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.equal((await other.scheduler.maintain()).length, 0, 'nothing abandoned');
+    }
+    hold.open();
+    await stopped;
+    const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
+    assert.equal(row!.status, 'SUCCEEDED');
+  });
+});

@@ -41,14 +41,19 @@ export async function claimDue(
   describe: (run: RunRow, job: JobRow) => NewLogEntry[],
 ): Promise<Claimed[]> {
   return sql.begin(async (tx) => {
-    const due = await tx<DueJob[]>`
-      select j.*, exists (select 1 from job_runs r where r.job_id = j.id and r.status = 'RUNNING') as busy
-      from jobs j
-      where j.enabled and j.next_due_at <= ${args.now}
-      order by j.next_due_at
+    const locked = await tx<JobRow[]>`
+      select * from jobs
+      where enabled and next_due_at <= ${args.now}
+      order by next_due_at
       limit ${args.limit}
-      for update of j skip locked`;
-    if (due.length === 0) return [];
+      for update skip locked`;
+    if (locked.length === 0) return [];
+    // Read after the locks are held (a fresh snapshot): a manual run committed while this claim
+    // waited is seen, so the due time becomes SKIPPED instead of clashing with it.
+    const running = await tx<{ jobId: string }[]>`
+      select job_id from job_runs where status = 'RUNNING' and job_id = any(${tx.array(locked.map((j) => j.id))}::text[])`;
+    const busy = new Set(running.map((r) => r.jobId));
+    const due: DueJob[] = locked.map((job) => ({ ...job, busy: busy.has(job.id) }));
     const planned = due.map(decide);
     await tx`
       update jobs set next_due_at = v.next_due_at

@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
@@ -56,7 +56,14 @@ export function buildApp(deps: AppDeps): App {
     },
   });
 
-  const server: Server = createServer(async (req, res) => {
+  const server: Server = createServer((req, res) => {
+    route(req, res).catch((error: unknown) => {
+      deps.log.error({ err: error, url: req.url }, 'HTTP request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  });
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health/live') return sendJson(res, 200, { status: 'ok' });
     if (path === '/health') {
@@ -73,7 +80,7 @@ export function buildApp(deps: AppDeps): App {
       return;
     }
     return yoga.handle(req, res);
-  });
+  };
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
   const wsServer = useServer(

@@ -93,16 +93,17 @@ export class JobService {
     const changes: JobChanges = {};
     if (input.name != null) changes.name = validateName(input.name);
     if (input.externalCall != null) Object.assign(changes, validateExternalCall(input.externalCall));
-    if (input.period != null) changes.periodSeconds = validatePeriod(input.period);
+    const periodSeconds = input.period == null ? undefined : validatePeriod(input.period);
     if (input.timeoutSeconds !== undefined) {
       changes.timeoutSeconds = input.timeoutSeconds === null ? null : validateTimeout(input.timeoutSeconds);
     }
     const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
     return this.#change(rawId, (job, now) => {
-      const periodSeconds = changes.periodSeconds ?? job.periodSeconds;
+      // Resending the current period is no change and keeps the grid.
+      if (periodSeconds !== undefined && periodSeconds !== job.periodSeconds) changes.periodSeconds = periodSeconds;
       // The grid moves only when the period or the start changes; name and call keep it.
       if (changes.periodSeconds !== undefined || startAt !== null) {
-        const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
+        const { anchorMs, nextDueMs } = initialSchedule((changes.periodSeconds ?? job.periodSeconds) * 1000, now, startAt);
         changes.anchorAt = new Date(anchorMs);
         changes.nextDueAt = new Date(nextDueMs);
       }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { earliestDue } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { RunRow } from '../db/rows.ts';
-import { abandonRuns, type AbandonedRun, claimDue, type Claimed, type DueJob, type Holder, renewLeases } from '../db/runs.ts';
+import { abandonRuns, claimDue, type Claimed, type DueJob, type Holder, renewLeases } from '../db/runs.ts';
 import { toError } from '../errors.ts';
 import { claimDue as planClaim } from './grid.ts';
 import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
@@ -29,6 +29,9 @@ interface InFlight {
   done: Promise<RunRow | null>;
 }
 
+/** How soon to look again at a due job another instance's claim holds locked. */
+const LOCKED_RETRY_MS = 50;
+
 export const SHUTDOWN_REASON: AbortReason = { status: 'ABANDONED', error: 'instance shut down' };
 const LEASE_LOST: AbortReason = { status: 'ABANDONED', error: 'lease lost: another instance took the run over' };
 const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by request' };
@@ -49,6 +52,8 @@ export class Scheduler {
   #loop: Promise<void> | null = null;
   #wake = new AbortController();
   #stop = new AbortController();
+  /** Stops lease maintenance: only after the runs in flight have ended, so their leases hold meanwhile. */
+  #stopMaintenance = new AbortController();
   #halted = new AbortController();
   #maintenance: Promise<void> | null = null;
   #lastLoopAt = 0;
@@ -156,25 +161,16 @@ export class Scheduler {
       if (!held.has(runId)) flight.abort.abort(LEASE_LOST);
       else if (held.get(runId)) flight.abort.abort(CANCELLED);
     }
-    const abandoned = await abandonRuns(sql, {
-      now: new Date(now),
-      expiredBefore: new Date(now),
-      error: 'lease expired: the instance running it stopped',
-    });
-    await this.#recordAbandoned(abandoned);
-    return abandoned;
+    return this.#abandon({ now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
   }
 
   /** Marks ABANDONED the runs of every other holder: used when this process owns the database alone. */
   async abandonOrphans(): Promise<RunRow[]> {
-    const now = new Date(this.#deps.clock.now());
-    const abandoned = await abandonRuns(this.#deps.sql, {
-      now,
+    return this.#abandon({
+      now: new Date(this.#deps.clock.now()),
       exceptToken: this.holder.token,
       error: 'instance crashed: the run was in progress when its process stopped',
     });
-    await this.#recordAbandoned(abandoned);
-    return abandoned;
   }
 
   /**
@@ -186,7 +182,7 @@ export class Scheduler {
     this.#running = false;
     this.#stop.abort();
     this.#wake.abort();
-    await Promise.allSettled([this.#loop, this.#maintenance]);
+    await this.#loop;
     const pending = [...this.#inFlight.values()];
     if (pending.length > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -198,6 +194,8 @@ export class Scheduler {
       this.#halted.abort();
       await Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
     }
+    this.#stopMaintenance.abort();
+    await this.#maintenance;
   }
 
   async #runLoop(): Promise<void> {
@@ -209,10 +207,13 @@ export class Scheduler {
       // A fresh wake signal per round: a wake() during the round makes the next sleep return at once.
       const wake = this.#wake;
       try {
-        await this.tick();
+        const claimed = await this.tick();
         const next = await earliestDue(sql);
-        const idleLimit = clock.now() + this.#options.maxIdleMs;
-        sleepUntil = next ? Math.min(next.getTime(), idleLimit) : idleLimit;
+        const now = clock.now();
+        sleepUntil = next ? Math.min(next.getTime(), now + this.#options.maxIdleMs) : now + this.#options.maxIdleMs;
+        // A due job that could not be claimed is locked by another instance's claim: look again
+        // shortly rather than spin on it.
+        if (claimed.length === 0 && sleepUntil <= now) sleepUntil = now + LOCKED_RETRY_MS;
         failures = 0;
         this.#healthy = true;
       } catch (error) {
@@ -234,14 +235,14 @@ export class Scheduler {
     const { clock, log } = this.#deps;
     // Renewing three times per lease keeps a healthy holder's lease from lapsing on a slow round.
     const every = this.leaseMs / 3;
-    while (this.#running) {
+    while (!this.#stopMaintenance.signal.aborted) {
       try {
         await this.maintain();
       } catch (error) {
         this.#options.observe.failed();
         log.error({ err: toError(error) }, 'lease maintenance failed; retrying');
       }
-      await clock.sleepUntil(clock.now() + every, this.#stop.signal);
+      await clock.sleepUntil(clock.now() + every, this.#stopMaintenance.signal);
     }
   }
 
@@ -251,22 +252,23 @@ export class Scheduler {
     for (const entry of entries) this.#deps.bus.publish('log:added', { entry });
   }
 
-  async #recordAbandoned(runs: AbandonedRun[]): Promise<void> {
-    if (runs.length === 0) return;
-    const { sql, bus, clock } = this.#deps;
-    const at = new Date(clock.now());
-    const entries = await insertLogEntries(
-      sql,
-      runs.map((run) => {
-        const entry = endLogEntry(
-          { jobId: run.jobId, runId: run.id, externalCall: run.externalCall },
-          { status: 'ABANDONED', error: run.error },
-        );
-        return { at, jobId: run.jobId, runId: run.id, ...entry! };
-      }),
-    );
-    for (const run of runs) bus.publish('run:finished', { at, run });
+  /** Marks runs ABANDONED and writes their ERROR entries in one transaction, then publishes them. */
+  async #abandon(args: Parameters<typeof abandonRuns>[1]): Promise<RunRow[]> {
+    const { sql, bus } = this.#deps;
+    const { runs, entries } = await sql.begin(async (tx) => {
+      const marked = await abandonRuns(tx, args);
+      const logged = await insertLogEntries(
+        tx,
+        marked.map((run) => {
+          const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: run.externalCall }, { status: 'ABANDONED', error: run.error });
+          return { at: args.now, jobId: run.jobId, runId: run.id, ...entry! };
+        }),
+      );
+      return { runs: marked, entries: logged };
+    });
+    for (const run of runs) bus.publish('run:finished', { at: args.now, run });
     for (const entry of entries) bus.publish('log:added', { entry });
+    return runs;
   }
 
   /** How long ago the loop last went round, for /health. */
