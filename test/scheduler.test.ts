@@ -403,8 +403,9 @@ describe('resending and shutting down', () => {
     // Ten seconds pass, more than three leases: the leaving instance still holds its run.
     for (let second = 1; second <= 10; second++) {
       clock.advance(1000);
-      const expected = clock.now() + 3000;
-      const deadline = Date.now() + 5000;
+      // Renewed within the last second or two (the renewal loop may be one step behind the test).
+      const expected = clock.now() + 2000;
+      const deadline = Date.now() + 10_000;
       for (;;) {
         const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
         if (row!.leaseExpiresAt!.getTime() >= expected) break;
