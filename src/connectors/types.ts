@@ -50,13 +50,3 @@ export interface ConnectorRegistry {
   list(): Connector[];
   entries(): ConnectorEntry[];
 }
-
-/** A registry over a fixed set of connectors. */
-export function staticRegistry(connectors: Connector[]): ConnectorRegistry {
-  const byId = new Map(connectors.map((c) => [c.id, c]));
-  return {
-    get: (id) => byId.get(id),
-    list: () => [...byId.values()],
-    entries: () => [...byId.values()].map((connector) => ({ connector, row: null })),
-  };
-}

@@ -61,11 +61,6 @@ export class PgEventRelay {
     await this.#inbox;
   }
 
-  /** Resolves once everything queued so far has been handed to PostgreSQL. */
-  async flushed(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
-  }
-
   #send(event: TopicEvent): void {
     if (this.#stopped) return;
     try {

@@ -56,7 +56,6 @@ export class Scheduler {
   #stopMaintenance = new AbortController();
   #halted = new AbortController();
   #maintenance: Promise<void> | null = null;
-  #lastLoopAt = 0;
   #healthy = true;
 
   constructor(deps: Omit<RunDeps, 'token' | 'leaseMs'>, options: SchedulerOptions) {
@@ -202,7 +201,6 @@ export class Scheduler {
     const { clock, log, sql } = this.#deps;
     let failures = 0;
     while (this.#running) {
-      this.#lastLoopAt = Date.now();
       let sleepUntil: number;
       // A fresh wake signal per round: a wake() during the round makes the next sleep return at once.
       const wake = this.#wake;
@@ -269,11 +267,6 @@ export class Scheduler {
     for (const run of runs) bus.publish('run:finished', { at: args.now, run });
     for (const entry of entries) bus.publish('log:added', { entry });
     return runs;
-  }
-
-  /** How long ago the loop last went round, for /health. */
-  get loopAgeMs(): number {
-    return this.#running ? Date.now() - this.#lastLoopAt : Infinity;
   }
 }
 
