@@ -234,13 +234,15 @@ export class Scheduler {
     // Renewing three times per lease keeps a healthy holder's lease from lapsing on a slow round.
     const every = this.leaseMs / 3;
     while (!this.#stopMaintenance.signal.aborted) {
+      // The next round is timed from this one's start, so a slow round does not stretch the gap.
+      const started = clock.now();
       try {
         await this.maintain();
       } catch (error) {
         this.#options.observe.failed();
         log.error({ err: toError(error) }, 'lease maintenance failed; retrying');
       }
-      await clock.sleepUntil(clock.now() + every, this.#stopMaintenance.signal);
+      await clock.sleepUntil(started + every, this.#stopMaintenance.signal);
     }
   }
 
