@@ -554,6 +554,28 @@ describe('runs', () => {
     assert.deepEqual(fresh['job'], { lastRun: null, runs: { edges: [], pageInfo: { hasNextPage: false, endCursor: null } } });
   });
 
+  it('should answer a SKIPPED run with no startedAt and no durationMs: it never started', async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hold', () => hold.promise);
+    const app = appFor(h);
+    try {
+      await createJob(app, { id: 'skips', externalCall: 'Test:hold', period: '0:0:1', timeoutSeconds: 60 });
+      h.clock.set(T0 + 1000);
+      await h.scheduler.tick();
+      // Claimed 30 ms late while the first run still holds the job.
+      h.clock.set(T0 + 2030);
+      await h.scheduler.tick();
+      const skipped = (await runsPage(app, { jobId: 'skips', status: 'SKIPPED' })).edges.map((e) => e.node);
+      assert.deepEqual(
+        skipped.map((r) => [r['scheduledAt'], r['startedAt'], r['finishedAt'], r['durationMs']]),
+        [[iso(T0 + 2000), null, iso(T0 + 2030), null]],
+      );
+    } finally {
+      hold.open();
+    }
+  });
+
   it('should page runs with first and after, without overlap, also across runs due at the same time', async () => {
     const h = harness(sql);
     h.connector.define('ok', async () => {});

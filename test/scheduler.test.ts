@@ -87,6 +87,10 @@ describe('overlap', () => {
 
     const runs = await runsOf('overlap');
     assert.deepEqual(runs.map((r) => r.status), ['SUCCEEDED', 'SKIPPED']);
+    // A SKIPPED run never started (SPEC §2): no startedAt, so no lateness; finishedAt is when it was recorded.
+    assert.equal(runs[1]!.startedAt, null);
+    assert.equal(runs[1]!.finishedAt?.getTime(), T0 + 2000);
+    assert.equal((await skippedEvent).run.startedAt, null);
     const warnings = await sql`select message from log_entries where run_id = ${second!.run.id} and level = 'WARNING'`;
     assert.equal(warnings.length, 1);
     assert.match(String(warnings[0]!['message']), /skipped/);

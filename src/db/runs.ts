@@ -64,7 +64,10 @@ export async function claimDue(
     const runs = await tx<RunRow[]>`
       insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed,
                             lease_token, lease_expires_at)
-      select v.job_id, 'SCHEDULE', v.scheduled_at, ${args.now}::timestamptz,
+      -- A SKIPPED due time never started (SPEC §2): no started_at, so it shows no lateness and
+      -- no duration; its finished_at is when it was recorded.
+      select v.job_id, 'SCHEDULE', v.scheduled_at,
+             case when v.status = 'RUNNING' then ${args.now}::timestamptz end,
              case when v.status = 'SKIPPED' then ${args.now}::timestamptz end,
              v.status, ${args.holder.instance}, v.missed,
              case when v.status = 'RUNNING' then ${args.holder.token}::uuid end,
