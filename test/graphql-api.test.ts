@@ -338,16 +338,47 @@ describe('validation through the API', () => {
     const h = harness(sql);
     const app = appFor(h);
     for (const startAt of ['tomorrow', '2026-01-01T00:00:00', '2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z', '']) {
-      await rejects(app, CREATE, { input: input({ startAt }) }, 'BAD_USER_INPUT');
+      await rejects(app, CREATE, { input: input({ startAt }) }, 'BAD_USER_INPUT', 'startAt');
     }
-    await rejects(app, CREATE, { input: input({ startAt: 1767225600000 }) }, 'BAD_USER_INPUT');
-    await rejects(app, LOG, { since: 'yesterday' }, 'BAD_USER_INPUT');
+    await rejects(app, CREATE, { input: input({ startAt: 1767225600000 }) }, 'BAD_USER_INPUT', 'startAt');
+    await rejects(app, LOG, { since: 'yesterday' }, 'BAD_USER_INPUT', 'since');
     // Written into the document itself, it is a validation failure.
     const literal = await rejectsDocument(
       app,
       `mutation { createJob(input: { id: "x", name: "x", externalCall: "Test:ok", period: "0:0:1", startAt: "2026-02-30T00:00:00Z" }) { id } }`,
     );
     assert.equal(literal.errors?.[0]?.extensions?.code, 'GRAPHQL_VALIDATION_FAILED');
+    assert.deepEqual((await gqlOk(app, JOBS))['jobs'], []);
+  });
+
+  it('should answer BAD_USER_INPUT on the field a bad variable value was meant for', async () => {
+    const h = harness(sql);
+    const app = appFor(h);
+    const cases: [string, Json, string][] = [
+      // The variable passed straight as an argument: the argument's name, whatever the variable's.
+      [`query($when: DateTime) { logEntries(since: $when) { edges { cursor } } }`, { when: 'yesterday' }, 'since'],
+      [RUNS, { first: 'ten' }, 'first'],
+      [RUNS, { status: 'DONE' }, 'status'],
+      [DELETE, {}, 'id'],
+      [DELETE, { id: null }, 'id'],
+      // Inside an input object given as a variable: the input field's name.
+      [CREATE, { input: input({ timeoutSeconds: 1.5 }) }, 'timeoutSeconds'],
+      [CREATE, { input: { id: 'x', name: 'x', period: '0:0:1' } }, 'externalCall'],
+      [CREATE, { input: input({ colour: 'red' }) }, 'colour'],
+      // A variable inside an input object written in the document.
+      [
+        `mutation($when: DateTime) { createJob(input: { id: "x", name: "x", externalCall: "Test:ok", period: "0:0:1", startAt: $when }) { id } }`,
+        { when: 'tomorrow' },
+        'startAt',
+      ],
+    ];
+    for (const [query, variables, field] of cases) await rejects(app, query, variables, 'BAD_USER_INPUT', field);
+    const two = await gql(app, CREATE, { input: input({ startAt: 'soon', timeoutSeconds: 'long' }) });
+    assert.deepEqual(
+      two.errors?.map((e) => [e.extensions?.code, e.extensions?.field]),
+      [['BAD_USER_INPUT', 'startAt'], ['BAD_USER_INPUT', 'timeoutSeconds']],
+      two.text,
+    );
     assert.deepEqual((await gqlOk(app, JOBS))['jobs'], []);
   });
 });

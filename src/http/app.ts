@@ -10,6 +10,7 @@ import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { Context } from '../graphql/builder.ts';
 import { schema } from '../graphql/schema.ts';
+import { useVariableErrorFields } from '../graphql/variable-errors.ts';
 import { GRAPHIQL_TABS } from './graphiql-tabs.ts';
 
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
@@ -44,6 +45,8 @@ export function buildApp(deps: AppDeps): App {
     // GraphiQL's code is inlined, so it works on a closed network with no CDN.
     renderGraphiQL,
     logging: false,
+    // A bad variable value answers BAD_USER_INPUT with its field, like every other bad input.
+    plugins: [useVariableErrorFields()],
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;
