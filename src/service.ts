@@ -107,6 +107,7 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       HTTP: (row) => new HttpConnector(row, { allow }),
     });
     await registry.reload();
+    cleanup.push(() => registry.close());
 
     const scheduler = new Scheduler(
       { sql: db.sql, operationsSql: operationsDb.sql, clock, bus, registry, log: log.child({ component: 'scheduler' }) },

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { checkAddress, EMPTY_ALLOW_LIST, parseAllowList } from '../src/connectors/address-policy.ts';
-import { HttpConnector, validateBaseUrl, type HostLookup, type HttpConnectorConfig } from '../src/connectors/http.ts';
+import { headerValueProblem, HttpConnector, validateBaseUrl, type HostLookup, type HttpConnectorConfig } from '../src/connectors/http.ts';
 import { CallTimeoutError, type CallContext } from '../src/connectors/types.ts';
 import type { Sql } from '../src/db/client.ts';
 
@@ -16,10 +16,13 @@ interface Recorded {
   path: string;
   headers: IncomingMessage['headers'];
   body: string;
+  socket: Socket;
 }
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 const recorded: Recorded[] = [];
+/** Resolves when the server sees a connection close. */
+const socketClosed = new WeakMap<Socket, Promise<void>>();
 const routes = new Map<string, Handler>();
 let server: Server;
 let port: number;
@@ -30,11 +33,12 @@ before(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      recorded.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() });
+      recorded.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), socket: req.socket });
       const handler = routes.get(req.url ?? '') ?? ((_q: IncomingMessage, r: ServerResponse) => r.writeHead(204).end());
       handler(req, res);
     });
   });
+  server.on('connection', (socket: Socket) => socketClosed.set(socket, new Promise((resolve) => socket.once('close', () => resolve()))));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
   origin = `http://127.0.0.1:${port}`;
@@ -70,7 +74,7 @@ function context(signal: AbortSignal = new AbortController().signal): CallContex
 
 function connector(
   config: Partial<HttpConnectorConfig> = {},
-  options: { allow?: ReturnType<typeof parseAllowList>; maxBodyBytes?: number; lookup?: HostLookup } = {},
+  options: { allow?: ReturnType<typeof parseAllowList>; maxBodyBytes?: number; lookup?: HostLookup; freeSocketTimeoutMs?: number } = {},
 ): HttpConnector {
   return new HttpConnector(
     { id: 'Remote', baseUrl: origin, headers: [], authScheme: null, secret: null, timeoutSeconds: null, ...config },
@@ -158,6 +162,129 @@ describe('calling an HTTP connector', () => {
       assert.match(error.message, /cannot be a URL path segment/);
     }
     assert.equal(recorded.length, 0);
+  });
+});
+
+describe('run headers', () => {
+  it('should send the job id percent-encoded as UTF-8, a Latin id unchanged', async () => {
+    const remote = connector();
+    await remote.call('Ping', { ...context(), jobId: 'выгрузка' });
+    await remote.call('Ping', { ...context(), jobId: 'job-1.a_b' });
+    await remote.call('Ping', { ...context(), jobId: 'Ёлка_2.0-ü' });
+    assert.deepEqual(
+      recorded.map((r) => r.headers['x-job-id']),
+      ['%D0%B2%D1%8B%D0%B3%D1%80%D1%83%D0%B7%D0%BA%D0%B0', 'job-1.a_b', '%D0%81%D0%BB%D0%BA%D0%B0_2.0-%C3%BC'],
+    );
+  });
+
+  it('should send a BASIC secret as base64 of its UTF-8 bytes (RFC 7617)', async () => {
+    await connector({ authScheme: 'BASIC', secret: 'Администратор:пароль' }).call('Ping', context());
+    assert.equal(recorded[0]?.headers['authorization'], 'Basic 0JDQtNC80LjQvdC40YHRgtGA0LDRgtC+0YA60L/QsNGA0L7Qu9GM');
+  });
+});
+
+describe('headerValueProblem', () => {
+  it('should accept printable ASCII and refuse everything else, naming the character but not the value', () => {
+    assert.equal(headerValueProblem(''), null);
+    assert.equal(headerValueProblem(' !"#$%&\'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~'), null);
+    const cases: [string, string][] = [
+      ['Бухгалтерия', 'U+0411 at position 1'],
+      ['tab\there', 'U+0009 at position 4'],
+      ['del\x7f', 'U+007F at position 4'],
+      ['café', 'U+00E9 at position 4'],
+      ['a\nb', 'U+000A at position 2'],
+      ['😀x\u00a0', 'U+1F600 at position 1'],
+      ['x😀\u00a0', 'U+1F600 at position 2'],
+    ];
+    for (const [value, where] of cases) {
+      assert.equal(
+        headerValueProblem(value),
+        `has a character outside printable ASCII (${where}); header values must be ASCII characters 0x20–0x7E (percent-encode or base64 other text)`,
+        JSON.stringify(value),
+      );
+    }
+  });
+});
+
+describe('kept-alive connections', () => {
+  it('should send consecutive calls on one connection, and close it when the connector is closed', async () => {
+    const remote = connector();
+    await remote.call('One', context());
+    await remote.call('Two', context());
+    assert.equal(recorded.length, 2);
+    assert.equal(recorded[1]!.socket, recorded[0]!.socket);
+    assert.equal(recorded[0]!.headers.connection, 'keep-alive');
+    remote.close();
+    await socketClosed.get(recorded[0]!.socket);
+  });
+
+  it('should let a call in flight finish when the connector is closed, then close its connection', async () => {
+    const remote = connector();
+    let release!: () => void;
+    const arrived = new Promise<void>((resolve) =>
+      routes.set('/Slow', (_req, res) => {
+        release = () => res.writeHead(204).end();
+        resolve();
+      }),
+    );
+    const call = remote.call('Slow', context());
+    await arrived;
+    remote.close();
+    release();
+    await call;
+    await socketClosed.get(recorded[0]!.socket);
+  });
+
+  it('should close an idle connection after its idle timeout', async () => {
+    await connector({}, { freeSocketTimeoutMs: 50 }).call('Ping', context());
+    await socketClosed.get(recorded[0]!.socket);
+  });
+
+  it('should not keep a connection the server announces it will close within a second', async () => {
+    routes.set('/Short', (_req, res) => res.writeHead(204, { 'keep-alive': 'timeout=1' }).end());
+    const remote = connector();
+    await remote.call('Short', context());
+    await socketClosed.get(recorded[0]!.socket);
+    await remote.call('Short', context());
+    assert.notEqual(recorded[1]!.socket, recorded[0]!.socket);
+  });
+
+  it('should not reuse a connection for another host with the same address, nor skip its address check', async () => {
+    const lookup = fakeDns({ 'allowed.test': ['127.0.0.1'], 'other.test': ['127.0.0.1'] });
+    const remote = connector({ baseUrl: `http://allowed.test:${port}` }, { allow: parseAllowList('allowed.test'), lookup });
+    await remote.call('Ping', context());
+    routes.set('/Away', (_req, res) => res.writeHead(307, { location: `http://other.test:${port}/there` }).end());
+    const error = await failure(remote.call('Away', context()));
+    assert.equal(
+      error.message,
+      `redirect to http://other.test:${port}/there refused: other.test resolves to 127.0.0.1, a loopback address, not on HTTP_CONNECTOR_ALLOW_HOSTS`,
+    );
+    assert.deepEqual(
+      recorded.map((r) => r.path),
+      ['/Ping', '/Away'],
+    );
+    assert.equal(recorded[1]!.socket, recorded[0]!.socket, 'the allowed host kept its connection');
+  });
+
+  it('should send again once when a kept connection was closed by the server, never on a new one', async () => {
+    const remote = connector();
+    await remote.call('Ping', context());
+    const kept = recorded[0]!.socket;
+    routes.set('/Race', (req, res) => (req.socket === kept ? req.socket.destroy() : res.writeHead(204).end()));
+    await remote.call('Race', context());
+    assert.deepEqual(
+      recorded.map((r) => [r.path, r.socket === kept]),
+      [
+        ['/Ping', true],
+        ['/Race', true],
+        ['/Race', false],
+      ],
+    );
+
+    routes.set('/Drop', (req) => req.socket.destroy());
+    const error = await failure(connector().call('Drop', context()));
+    assert.equal(error.message, `POST ${origin}/Drop failed: the server closed the connection without an answer`);
+    assert.equal(recorded.filter((r) => r.path === '/Drop').length, 1);
   });
 });
 

@@ -1,9 +1,10 @@
-import dns from 'node:dns';
 import http from 'node:http';
-import https from 'node:https';
-import net from 'node:net';
-import { checkAddress, normaliseHost, type AllowList } from './address-policy.ts';
+import type { AllowList } from './address-policy.ts';
+import { bound, encodeURIComponentSafe, excerpt, oneLine, redact, secretForms } from './http-redaction.ts';
+import { HttpTransport, readBounded, type HostLookup } from './http-transport.ts';
 import { CallTimeoutError, type CallContext, type Connector } from './types.ts';
+
+export type { HostLookup } from './http-transport.ts';
 
 export interface HttpConnectorConfig {
   id: string;
@@ -15,30 +16,37 @@ export interface HttpConnectorConfig {
   timeoutSeconds: number | null;
 }
 
-/** Resolves a host name to all its addresses (injectable for tests). */
-export type HostLookup = (hostname: string) => Promise<{ address: string; family: number }[]>;
-
 export interface HttpConnectorOptions {
   /** `HTTP_CONNECTOR_ALLOW_HOSTS`, parsed. */
   allow: AllowList;
   /** How much of a response body is read at most (default 64 KiB); the rest is never received. */
   maxBodyBytes?: number;
   lookup?: HostLookup;
+  /** Connections open at once per target (default 8). */
+  maxSockets?: number;
+  /** How long an idle connection is kept for the next call (default 4 s). */
+  freeSocketTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-const EXCERPT_CHARS = 500;
 const URL_CHARS = 300;
-/** Secrets shorter than this are not searched for in messages: it would mangle them for nothing. */
-const MIN_REDACTED_LENGTH = 4;
-const REDACTED = '[redacted]';
 const USER_AGENT = 'server-jobs';
 /** Framing and hop-by-hop headers the connector sets itself (or never sends). */
 const IGNORED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer']);
 
-const defaultLookup: HostLookup = (hostname) => dns.promises.lookup(hostname, { all: true, verbatim: true });
+/**
+ * Why a configured header value cannot be stored, or null when it can: header values are
+ * printable ASCII (0x20–0x7E), so that what is sent is byte for byte what was configured
+ * (SPEC §4). The message never repeats the value, which often holds a key.
+ */
+export function headerValueProblem(value: string): string | null {
+  const bad = /[^\x20-\x7E]/u.exec(value);
+  if (!bad) return null;
+  const code = bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+  return `has a character outside printable ASCII (U+${code} at position ${[...value.slice(0, bad.index)].length + 1}); header values must be ASCII characters 0x20–0x7E (percent-encode or base64 other text)`;
+}
 
 /**
  * Checks a connector's base URL: an absolute http or https URL with no credentials, query or
@@ -68,12 +76,6 @@ export function validateBaseUrl(text: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
-/** Thrown when the address policy refuses a destination. */
-class RefusedError extends Error {}
-
-/** The internal abort, told apart from every other failure. */
-class AbortedError extends Error {}
-
 /** A URL as messages show it: no credentials, no fragment, bounded. */
 function show(url: URL): string {
   const copy = new URL(url.href);
@@ -83,26 +85,20 @@ function show(url: URL): string {
   return bound(copy.href, URL_CHARS);
 }
 
-const bound = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
-
-/** One line of printable text. */
-const oneLine = (text: string) => text.replace(/\p{Cc}+/gu, ' ').replace(/\s+/g, ' ').trim();
-
 /**
  * Calls `POST {baseUrl}/{method}` with an empty body (SPEC §4), under the address policy of
- * SPEC §8: only http/https; private, loopback and other special addresses only when allow-listed;
- * link-local and cloud-metadata addresses never; every redirect hop checked the same way; the
- * response body read up to a bound. The address checked is the address connected to: the check
- * runs inside the socket's own DNS lookup, so a DNS answer cannot change in between.
+ * SPEC §8 (only http/https; private, loopback and other special addresses only when
+ * allow-listed; link-local and cloud-metadata addresses never; every redirect hop checked the
+ * same way; the response body read up to a bound). Its connections are kept alive and reused
+ * between calls by a transport of its own, closed by `close()` when the connector is replaced.
  */
 export class HttpConnector implements Connector {
   readonly id: string;
   readonly kind = 'HTTP' as const;
   readonly builtIn = false;
   readonly #config: HttpConnectorConfig;
-  readonly #allow: AllowList;
   readonly #maxBodyBytes: number;
-  readonly #lookup: HostLookup;
+  readonly #transport: HttpTransport;
   /** The normalised base URL, or why the configured one is unusable (reported by each call). */
   readonly #base: { url: string } | { problem: string };
   readonly #secrets: string[];
@@ -110,15 +106,19 @@ export class HttpConnector implements Connector {
   constructor(config: HttpConnectorConfig, options: HttpConnectorOptions) {
     this.id = config.id;
     this.#config = config;
-    this.#allow = options.allow;
     this.#maxBodyBytes = Math.max(0, Math.floor(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES));
-    this.#lookup = options.lookup ?? defaultLookup;
+    this.#transport = new HttpTransport({
+      allow: options.allow,
+      lookup: options.lookup,
+      maxSockets: options.maxSockets,
+      freeSocketTimeoutMs: options.freeSocketTimeoutMs,
+    });
     try {
       this.#base = { url: validateBaseUrl(config.baseUrl) };
     } catch (error) {
       this.#base = { problem: `Connector ${config.id} has an unusable baseUrl: ${(error as Error).message}` };
     }
-    this.#secrets = secretForms(config);
+    this.#secrets = secretForms(config.secret, config.authScheme);
   }
 
   hasMethod(_method: string): boolean | undefined {
@@ -129,13 +129,18 @@ export class HttpConnector implements Connector {
     return null;
   }
 
+  /** Closes the kept connections (those in use close when their call ends). */
+  close(): void {
+    this.#transport.close();
+  }
+
   async call(method: string, ctx: CallContext): Promise<unknown> {
     try {
       await this.#call(method, ctx);
       return undefined;
     } catch (error) {
       // Fresh objects with nothing but a message, and that message scrubbed of the secret.
-      const message = this.#redact(error instanceof Error ? error.message : String(error));
+      const message = redact(error instanceof Error ? error.message : String(error), this.#secrets);
       throw error instanceof CallTimeoutError ? new CallTimeoutError(message) : new Error(message);
     }
   }
@@ -156,6 +161,13 @@ export class HttpConnector implements Connector {
     const configured = this.#configuredHeaders();
     const auth = this.#authorization();
     const what = `POST ${show(first)}`;
+    // Header values are ASCII: the job id (any letters) travels percent-encoded as UTF-8.
+    const runHeaders = {
+      'user-agent': USER_AGENT,
+      'x-job-id': encodeURIComponentSafe(ctx.jobId),
+      'x-run-id': ctx.runId,
+      'x-scheduled-at': ctx.scheduledAt.toISOString(),
+    };
 
     const abort = new AbortController();
     let timedOut = false;
@@ -177,17 +189,11 @@ export class HttpConnector implements Connector {
       let sameOrigin = true;
       for (let redirects = 0; ; redirects++) {
         const describe = redirects === 0 ? what : `redirect to ${show(url)}`;
-        const headers: Record<string, string> = {
-          ...(sameOrigin ? configured : {}),
-          'user-agent': USER_AGENT,
-          'x-job-id': ctx.jobId,
-          'x-run-id': ctx.runId,
-          'x-scheduled-at': ctx.scheduledAt.toISOString(),
-        };
+        const headers: Record<string, string> = { ...(sameOrigin ? configured : {}), ...runHeaders };
         if (sameOrigin && auth) headers['authorization'] = auth;
         if (httpMethod === 'POST') headers['content-length'] = '0';
 
-        const res = await this.#send(url, httpMethod, headers, abort.signal, describe);
+        const res = await this.#transport.send({ url, method: httpMethod, headers, signal: abort.signal, describe });
         const status = res.statusCode ?? 0;
         const location = res.headers.location;
         if (REDIRECT_STATUSES.has(status) && location) {
@@ -219,7 +225,7 @@ export class HttpConnector implements Connector {
         const statusText = oneLine(bound(res.statusMessage || http.STATUS_CODES[status] || '', 100));
         const after = redirects > 0 ? ` (after ${redirects} redirect${redirects > 1 ? 's' : ''} from ${what})` : '';
         throw new Error(
-          `HTTP ${status}${statusText ? ` ${statusText}` : ''} from ${httpMethod} ${show(url)}${after}: ${this.#excerpt(body)}`,
+          `HTTP ${status}${statusText ? ` ${statusText}` : ''} from ${httpMethod} ${show(url)}${after}: ${excerpt(body, this.#secrets)}`,
         );
       }
     } catch (error) {
@@ -232,83 +238,11 @@ export class HttpConnector implements Connector {
     }
   }
 
-  /** Sends one request; resolves with the response once its head has arrived. */
-  #send(
-    url: URL,
-    method: 'POST' | 'GET',
-    headers: Record<string, string>,
-    signal: AbortSignal,
-    describe: string,
-  ): Promise<http.IncomingMessage> {
-    const hostname = normaliseHost(url.hostname);
-    // An IP literal is connected to without a lookup, so it is checked here.
-    if (net.isIP(hostname)) {
-      const reason = checkAddress(hostname, hostname, this.#allow);
-      if (reason) return Promise.reject(new RefusedError(`${describe} refused: ${reason}`));
-    }
-    const request = url.protocol === 'https:' ? https.request : http.request;
-    return new Promise((resolve, reject) => {
-      let req: http.ClientRequest;
-      try {
-        req = request({
-          method,
-          hostname,
-          port: url.port === '' ? undefined : Number(url.port),
-          path: `${url.pathname}${url.search}`,
-          headers,
-          // A connection of its own per call: nothing pooled outlives the call.
-          agent: false,
-          signal,
-          lookup: this.#checkedLookup(describe),
-        });
-      } catch (error) {
-        reject(new Error(`${describe} could not be sent: ${(error as Error).message}`));
-        return;
-      }
-      req.once('response', (res) => {
-        // Failures after the head are seen by the body reader; never an unhandled 'error'.
-        res.on('error', () => {});
-        resolve(res);
-      });
-      req.on('error', (error) => {
-        if (error instanceof RefusedError || signal.aborted) reject(error);
-        else reject(new Error(`${describe} failed: ${describeNetworkError(error, hostname)}`));
-      });
-      req.end();
-    });
-  }
-
   /**
-   * The socket's DNS lookup: resolves every address of the host, refuses the connection when
-   * any of them is refused, and hands the socket the addresses it checked.
+   * The configured headers (lower-cased names). The API refuses what HTTP cannot carry when a
+   * connector is saved; this check remains for rows stored before it did. Values never appear
+   * in messages.
    */
-  #checkedLookup(describe: string): net.LookupFunction {
-    return (hostname, options, callback) => {
-      const family = options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0;
-      const checked = async () => {
-        const found = await this.#lookup(hostname);
-        for (const { address } of found) {
-          const reason = checkAddress(hostname, address, this.#allow);
-          if (reason) throw new RefusedError(`${describe} refused: ${hostname} resolves to ${address}, a ${reason}`);
-        }
-        const usable = found.filter((a) => family === 0 || a.family === family);
-        if (usable.length === 0) {
-          throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname });
-        }
-        return usable;
-      };
-      checked().then(
-        (addresses) => {
-          const [head] = addresses;
-          if (options.all) callback(null, addresses);
-          else callback(null, head!.address, head!.family);
-        },
-        (error: NodeJS.ErrnoException) => callback(error, options.all ? [] : ''),
-      );
-    };
-  }
-
-  /** The configured headers (lower-cased names), checked; values never appear in messages. */
   #configuredHeaders(): Record<string, string> {
     const headers: Record<string, string> = {};
     for (const { name, value } of this.#config.headers) {
@@ -316,12 +250,12 @@ export class HttpConnector implements Connector {
       try {
         http.validateHeaderName(name);
       } catch {
-        throw new Error(`Connector ${this.id}: header name ${shown} is not a valid HTTP header name`);
+        throw new Error(`Connector ${this.id}: header name ${shown} is not a valid HTTP header name; change it with updateConnector`);
       }
       try {
         http.validateHeaderValue(name, value);
       } catch {
-        throw new Error(`Connector ${this.id}: the value of header ${shown} has characters HTTP does not allow`);
+        throw new Error(`Connector ${this.id}: the value of header ${shown} has characters HTTP does not allow; change it with updateConnector`);
       }
       const key = name.toLowerCase();
       if (!IGNORED_HEADERS.has(key)) headers[key] = value;
@@ -329,134 +263,12 @@ export class HttpConnector implements Connector {
     return headers;
   }
 
+  /** The Authorization header; a BASIC credential is base64 of its UTF-8 bytes (RFC 7617). */
   #authorization(): string | null {
     const { authScheme, secret } = this.#config;
     if (authScheme === null) return null;
     if (secret === null || secret === '') throw new Error(`Connector ${this.id} has authScheme ${authScheme} but no secret`);
     if (authScheme === 'BEARER') return `Bearer ${secret}`;
     return `Basic ${Buffer.from(secret, 'utf8').toString('base64')}`;
-  }
-
-  /**
-   * A bounded, one-line excerpt of a body, with the secret removed before it is cut and any start
-   * of it left at the cut removed after.
-   */
-  #excerpt({ body, truncated }: { body: Buffer; truncated: boolean }): string {
-    if (body.length === 0) return truncated ? '(body cut short)' : '(empty body)';
-    const text = oneLine(this.#redact(body.toString('utf8')));
-    const cut = text.length > EXCERPT_CHARS;
-    return `${this.#redactTail(cut ? text.slice(0, EXCERPT_CHARS) : text)}${cut || truncated ? '…' : ''}`;
-  }
-
-  #redact(text: string): string {
-    let out = text;
-    for (const secret of this.#secrets) out = out.split(secret).join(REDACTED);
-    return out;
-  }
-
-  /** Removes the start of a secret left at the end of a cut text. */
-  #redactTail(text: string): string {
-    for (const secret of this.#secrets) {
-      for (let k = secret.length - 1; k >= MIN_REDACTED_LENGTH; k--) {
-        if (text.endsWith(secret.slice(0, k))) return text.slice(0, text.length - k) + REDACTED;
-      }
-    }
-    return text;
-  }
-}
-
-/** Every form in which the secret could come back in a message (echoed headers, URLs, bodies). */
-function secretForms(config: HttpConnectorConfig): string[] {
-  const { secret } = config;
-  if (!secret) return [];
-  const forms = [secret, Buffer.from(secret, 'utf8').toString('base64'), encodeURIComponentSafe(secret)];
-  if (config.authScheme === 'BASIC' && secret.includes(':')) {
-    const password = secret.slice(secret.indexOf(':') + 1);
-    forms.push(password, encodeURIComponentSafe(password));
-  }
-  // Longest first, so a form containing another is replaced whole.
-  return [...new Set(forms)].filter((f) => f.length >= MIN_REDACTED_LENGTH).sort((a, b) => b.length - a.length);
-}
-
-function encodeURIComponentSafe(text: string): string {
-  try {
-    return encodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
-/**
- * Reads at most `max` bytes of a body; past that the response (and its socket) is destroyed.
- * `truncated` says the body had more (or was cut short by the connection).
- */
-function readBounded(res: http.IncomingMessage, max: number, signal: AbortSignal): Promise<{ body: Buffer; truncated: boolean }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    let ended = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      signal.removeEventListener('abort', finish);
-      if (signal.aborted) {
-        res.destroy();
-        reject(new AbortedError('aborted'));
-      } else {
-        resolve({ body: Buffer.concat(chunks), truncated: !ended });
-      }
-    };
-    res.on('data', (chunk: Buffer) => {
-      if (done) return;
-      if (size + chunk.length > max) {
-        chunks.push(chunk.subarray(0, max - size));
-        size = max;
-        res.destroy();
-        finish();
-        return;
-      }
-      chunks.push(chunk);
-      size += chunk.length;
-    });
-    res.on('end', () => {
-      ended = true;
-      finish();
-    });
-    // A body cut short (reset, closed) still yields what arrived.
-    res.on('close', finish);
-    res.on('error', finish);
-    if (signal.aborted) finish();
-    else signal.addEventListener('abort', finish, { once: true });
-  });
-}
-
-type NetError = NodeJS.ErrnoException & { address?: string; port?: number; errors?: unknown[] };
-
-/** A short, clear description of a connection failure. */
-function describeNetworkError(thrown: unknown, host: string): string {
-  const error = thrown as NetError;
-  // With several addresses, Node tries each and reports them together.
-  if (Array.isArray(error.errors) && error.errors.length > 0) {
-    const parts = [...new Set(error.errors.map((e) => describeNetworkError(e, host)))];
-    return parts.join('; ');
-  }
-  const where = error.address !== undefined ? `${error.address.includes(':') ? `[${error.address}]` : error.address}${error.port !== undefined ? `:${error.port}` : ''}` : host;
-  switch (error.code) {
-    case 'ECONNREFUSED':
-      return `connection refused by ${where}`;
-    case 'ECONNRESET':
-      return error.message === 'socket hang up' ? 'the server closed the connection without an answer' : `connection reset by ${where}`;
-    case 'ENOTFOUND':
-      return `host ${host} not found`;
-    case 'EAI_AGAIN':
-      return `host ${host} could not be resolved (temporary DNS failure)`;
-    case 'ETIMEDOUT':
-      return `connection to ${where} timed out`;
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return `${where} is unreachable`;
-    default:
-      return bound(oneLine(`${error.code ? `${error.code}: ` : ''}${error.message ?? String(thrown)}`), 300);
   }
 }

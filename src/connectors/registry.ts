@@ -21,12 +21,31 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
     private readonly kinds: Record<ConnectorRow['kind'], ConnectorFactory>,
   ) {}
 
+  /**
+   * Re-reads the configured connectors. A connector whose row is unchanged keeps its instance
+   * (and its kept-alive connections); one whose row changed is rebuilt, and the replaced or
+   * removed instances are closed.
+   */
   reload(): Promise<void> {
     this.#loading = this.#loading.catch(() => {}).then(async () => {
       const rows = await listConnectorRows(this.sql);
-      this.#configured = new Map(rows.map((row) => [row.id, { connector: this.kinds[row.kind](row), row }]));
+      const previous = this.#configured;
+      const next = new Map<string, ConnectorEntry>();
+      for (const row of rows) {
+        const kept = previous.get(row.id);
+        next.set(row.id, kept && sameRow(kept.row, row) ? kept : { connector: this.kinds[row.kind](row), row });
+      }
+      this.#configured = next;
+      for (const [id, entry] of previous) {
+        if (next.get(id) !== entry) closeQuietly(entry.connector);
+      }
     });
     return this.#loading;
+  }
+
+  /** Closes every configured connector (at shutdown). */
+  close(): void {
+    for (const entry of this.#configured.values()) closeQuietly(entry.connector);
   }
 
   get(id: string): Connector | undefined {
@@ -46,5 +65,18 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
       ...this.builtIns.map((connector) => ({ connector, row: null })),
       ...[...this.#configured.values()].sort((a, b) => a.connector.id.localeCompare(b.connector.id)),
     ];
+  }
+}
+
+/** Whether two stored rows configure the same connector (every column, updatedAt included). */
+function sameRow(a: ConnectorRow | null, b: ConnectorRow): boolean {
+  return a !== null && JSON.stringify(a) === JSON.stringify(b);
+}
+
+function closeQuietly(connector: Connector): void {
+  try {
+    connector.close?.();
+  } catch {
+    // Releasing is best effort: a connector that fails to close is dropped all the same.
   }
 }

@@ -37,6 +37,11 @@ export interface Connector {
   hasMethod(method: string): boolean | undefined;
   /** The known method names, for connectors that can list them. */
   methods(): string[] | null;
+  /**
+   * Releases what the connector holds between calls (kept-alive connections), once it has been
+   * replaced or removed; calls still in flight finish.
+   */
+  close?(): void;
 }
 
 export interface ConnectorEntry {

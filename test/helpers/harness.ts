@@ -1,7 +1,7 @@
 import { after } from 'node:test';
 import pino from 'pino';
 import { parseAllowList } from '../../src/connectors/address-policy.ts';
-import { HttpConnector } from '../../src/connectors/http.ts';
+import { HttpConnector, type HttpConnectorOptions } from '../../src/connectors/http.ts';
 import { DatabaseConnectorRegistry } from '../../src/connectors/registry.ts';
 import { ConnectorService } from '../../src/connectors/service.ts';
 import type { Sql } from '../../src/db/client.ts';
@@ -34,13 +34,20 @@ export interface Harness {
  */
 export function harness(
   sql: Sql,
-  options: { clock?: ManualClock; instance?: string; leaseSeconds?: number; batchSize?: number } = {},
+  options: {
+    clock?: ManualClock;
+    instance?: string;
+    leaseSeconds?: number;
+    batchSize?: number;
+    /** Options of the HTTP connectors beyond the allow-list (e.g. how long idle connections are kept). */
+    http?: Omit<HttpConnectorOptions, 'allow'>;
+  } = {},
 ): Harness {
   const clock = options.clock ?? new ManualClock(T0);
   const bus = new EventBus();
   const connector = new ScriptedConnector('Test');
   const registry = new DatabaseConnectorRegistry(sql, [connector], {
-    HTTP: (row) => new HttpConnector(row, { allow: parseAllowList('127.0.0.1') }),
+    HTTP: (row) => new HttpConnector(row, { ...options.http, allow: parseAllowList('127.0.0.1') }),
   });
   const scheduler = new Scheduler(
     { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
@@ -51,6 +58,7 @@ export function harness(
   const events: TopicEvent[] = [];
   bus.on((event) => events.push(event));
   after(() => scheduler.stop(0));
+  after(() => registry.close());
   return { sql, clock, bus, connector, registry, scheduler, jobs, connectors, events };
 }
 
