@@ -6,7 +6,7 @@ import type { ConnectorRow } from '../db/rows.ts';
 import { badInput, conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { nfc, validateTimeout } from '../jobs/validate.ts';
-import { validateBaseUrl } from './http.ts';
+import { headerValueProblem, validateBaseUrl } from './http.ts';
 import type { DatabaseConnectorRegistry } from './registry.ts';
 
 export interface HeaderInput {
@@ -42,7 +42,10 @@ function validateHeaders(headers: HeaderInput[]): HeaderInput[] {
   return headers.map(({ name, value }) => {
     if (!HEADER_NAME.test(name)) throw badInput('headers', `Header name "${name}" is not a valid HTTP header name.`);
     if (RESERVED_HEADERS.has(name.toLowerCase())) throw badInput('headers', `Header ${name} is set by the connector itself.`);
-    if (/[\r\n\0]/.test(value) || value.length > 4096) throw badInput('headers', `Header ${name} has an invalid value.`);
+    if (value.length > 4096) throw badInput('headers', `Header ${name} has a value longer than 4096 characters.`);
+    // Refused here, when the connector is saved, rather than failing every run later.
+    const problem = headerValueProblem(value);
+    if (problem) throw badInput('headers', `The value of header ${name} ${problem}.`);
     return { name, value };
   });
 }
