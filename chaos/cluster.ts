@@ -12,7 +12,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 
 /** Every setting the service reads: an instance gets none of them from the harness's own environment. */
 const SERVICE_VARS = [
-  'PORT', 'HOST', 'DATABASE_URL', 'DATA_DIR', 'EMBEDDED_PG_PORT', 'SERVER_OPERATIONS_DIR', 'INSTANCE_ID',
+  'PORT', 'HOST', 'DATABASE_URL', 'DATA_DIR', 'EMBEDDED_PG_PORT', 'SERVER_OPERATIONS_DIR', 'SERVER_OPERATIONS_WORKERS', 'INSTANCE_ID',
   'LEASE_SECONDS', 'SHUTDOWN_GRACE_SECONDS', 'LOG_RETENTION_DAYS', 'RUN_RETENTION_DAYS', 'LOG_LEVEL',
   'AUTH_TOKENS', 'HTTP_CONNECTOR_ALLOW_HOSTS',
 ];

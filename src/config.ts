@@ -1,22 +1,52 @@
+import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { z } from 'zod';
 import { parseAllowList } from './connectors/address-policy.ts';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
+/** Settings whose values may hold a secret: never echoed in a message (SPEC §8). */
+const SECRET_SETTINGS = new Set(['DATABASE_URL', 'AUTH_TOKENS']);
+
+/**
+ * A host name: dot-separated labels of 1–63 letters, digits, hyphens (RFC 1123) or underscores
+ * (container names have them), at most 253 characters, the last label not all digits (so that
+ * 10.0.0.256 is a bad address, not a name).
+ */
+const HOST_NAME = /^(?=.{1,253}\.?$)(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?$/;
+const isHost = (host: string) => net.isIP(host) !== 0 || (HOST_NAME.test(host) && !/(^|\.)\d+\.?$/.test(host));
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const schema = z.object({
   PORT: int(0, 65535).default(4000),
-  HOST: z.string().min(1).optional(),
+  HOST: z
+    .string()
+    .refine(isHost, 'must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::) or a host name, with no port or brackets')
+    .optional(),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .superRefine((url, ctx) => {
+      const problem = databaseUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
     .optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   EMBEDDED_PG_PORT: int(1, 65535)
     .refine((port) => port !== 5432, 'must not be 5432, which the machine’s own PostgreSQL may hold')
     .optional(),
-  SERVER_OPERATIONS_DIR: z.string().min(1).default('./operations'),
+  SERVER_OPERATIONS_DIR: z
+    .string()
+    .min(1)
+    .default('./operations')
+    .superRefine((dir, ctx) => {
+      const problem = directoryProblem(dir);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  // Worker threads that run server operations (SPEC §8); default: one per core.
+  SERVER_OPERATIONS_WORKERS: int(1, 64).default(Math.min(64, os.availableParallelism())),
   INSTANCE_ID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
   LEASE_SECONDS: int(2, 3600).default(15),
   SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(10),
@@ -26,6 +56,9 @@ const schema = z.object({
   AUTH_TOKENS: z.string().optional(),
   HTTP_CONNECTOR_ALLOW_HOSTS: z.string().optional(),
 });
+
+/** The names of every setting, for the checks that .env.example and the README list them all. */
+export const SETTINGS: readonly string[] = Object.keys(schema.shape);
 
 export type Config = Readonly<
   Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS'> & { HOST: string; AUTH_TOKENS: undefined }
@@ -49,16 +82,69 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = schema.safeParse(present);
   const problems = parsed.success
     ? []
-    : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message} (got ${JSON.stringify(present[String(issue.path[0])])})`);
+    : parsed.error.issues.map((issue) => {
+        const name = String(issue.path[0]);
+        return `${issue.path.join('.')}: ${issue.message} ${shown(name, present[name])}`;
+      });
   if (present['AUTH_TOKENS'] !== undefined) {
     problems.push('AUTH_TOKENS: token authentication is not available in this build; unset it rather than run unprotected.');
   }
   try {
     parseAllowList(present['HTTP_CONNECTOR_ALLOW_HOSTS']);
   } catch (error) {
-    problems.push((error as Error).message);
+    // Its message quotes the bad entry.
+    problems.push(
+      looksLikeCredentials(present['HTTP_CONNECTOR_ALLOW_HOSTS'] ?? '')
+        ? `HTTP_CONNECTOR_ALLOW_HOSTS: must list host names, IP addresses or CIDR ranges ${shown('HTTP_CONNECTOR_ALLOW_HOSTS', present['HTTP_CONNECTOR_ALLOW_HOSTS'])}`
+        : (error as Error).message,
+    );
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   // With no tokens the API is open, so it listens on loopback unless HOST says otherwise.
   return Object.freeze({ ...parsed.data, HOST: parsed.data.HOST ?? '127.0.0.1', AUTH_TOKENS: undefined });
+}
+
+/** How a bad value is quoted in its message: not at all when it may hold a secret. */
+function shown(name: string, value: string | undefined): string {
+  if (value === undefined) return '(not set: the default)';
+  if (SECRET_SETTINGS.has(name)) return '(its value is not shown: it may hold a secret)';
+  if (looksLikeCredentials(value)) return '(its value is not shown: it looks like it holds a password)';
+  return `(got ${JSON.stringify(value)})`;
+}
+
+/** A password in a setting not meant for one (`scheme://user:password@…`, `user:password@host`). */
+const looksLikeCredentials = (value: string) => /(^|[/,\s])[^/@\s,]*:[^/@\s,]*@/.test(value);
+
+/**
+ * Why postgres.js (3.4.9) could not read this URL, or null. It takes the URL apart as this
+ * does (WHATWG URL, then percent-decoding of the host list, user name and password), and its
+ * own errors would quote the URL, password included; this message never does.
+ */
+function databaseUrlProblem(url: string): string | null {
+  try {
+    const hosts = url.slice(url.indexOf('://') + 3).split(/[?/]/)[0]!;
+    const host = decodeURIComponent(hosts.slice(hosts.indexOf('@') + 1));
+    const parsed = new URL(url.replace(host, host.split(',')[0]!));
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+    return null;
+  } catch (error) {
+    const reason = error instanceof URIError ? 'a bad %-escape' : 'not a valid URL';
+    return `cannot be read as a URL (${reason}): check its host and port, and percent-encode any of : / ? # [ ] @ % and spaces in the user name and password`;
+  }
+}
+
+/** Why `dir` is not a directory the service can read operation modules from, or null. */
+function directoryProblem(dir: string): string | null {
+  const absolute = path.resolve(dir);
+  try {
+    if (!fs.statSync(absolute).isDirectory()) return `${absolute} is not a directory`;
+    fs.accessSync(absolute, fs.constants.R_OK | fs.constants.X_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `no such directory: ${absolute}`;
+    if (code === 'EACCES') return `directory ${absolute} cannot be read by this user`;
+    return `directory ${absolute} cannot be used (${code ?? String(error)})`;
+  }
 }
