@@ -3,8 +3,12 @@
 FROM node:20-slim
 
 WORKDIR /app
-# Dependencies first, so that editing the sources does not reinstall them.
+# Dependencies first, so that editing the sources does not reinstall them. patches/ comes with
+# them: npm ci's postinstall (patch-package, a production dependency) applies the postgres.js
+# patch, and without the directory it would apply nothing and the image would run the unpatched
+# driver, which crashes on a database restart (test/patches.test.ts checks an install has it).
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev && npm cache clean --force
 COPY . .
 
