@@ -19,7 +19,8 @@ ENV HOST=0.0.0.0 \
 EXPOSE 4000
 USER node
 
-# node itself, not npm (whose `sh -c` would not pass SIGTERM on): `docker stop` reaches the
-# service, which drains its runs (SHUTDOWN_GRACE_SECONDS) before it exits. Run with an init
-# (compose: `init: true`) to reap processes.
-CMD ["node", "--import", "tsx", "src/main.ts"]
+# What `npm start` runs, without npm (whose `sh -c` would not pass SIGTERM on): the Node version
+# check, then `exec`, so that node replaces the shell and `docker stop` reaches the service, which
+# drains its runs (SHUTDOWN_GRACE_SECONDS) before it exits. Run with an init (compose:
+# `init: true`) to reap processes.
+CMD ["sh", "-c", "node src/check-node.mjs && exec node --import tsx src/main.ts"]
