@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { beforeEach, describe, it } from 'node:test';
+import { after, beforeEach, describe, it } from 'node:test';
+import { connect } from '../src/db/client.ts';
 import type { RunRow } from '../src/db/rows.ts';
 import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { harness, nextEvent, T0, tickAndSettle } from './helpers/harness.ts';
 import { testDatabase } from './helpers/db.ts';
+import { databaseProxy } from './helpers/proxy.ts';
 
-const { sql } = await testDatabase();
+const { sql, url } = await testDatabase();
 // Each test starts from empty tables: a tick claims every due job in the database.
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
@@ -340,6 +342,95 @@ describe('leases and crash recovery', () => {
     const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
     assert.equal(row!.status, 'ABANDONED');
     assert.match(row!.error!, /crashed/);
+  });
+});
+
+describe('the database away when a run ends', () => {
+  /** A client of the test database through a proxy the test can cut: the scheduler's database goes away, the test's does not. */
+  async function awayDatabase() {
+    const proxy = await databaseProxy(url);
+    const db = connect(proxy.url, { max: 2 });
+    // Everything it ran has settled by then: close at once rather than wait out a connection the outage left behind.
+    after(() => db.sql.end({ timeout: 0 }));
+    return { proxy, sql: db.sql };
+  }
+  const settles = (promise: Promise<unknown>) => {
+    const state = { settled: false };
+    void promise.finally(() => (state.settled = true));
+    return state;
+  };
+  const realWait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('should keep trying to record a known outcome until the database is back, past its lease', async () => {
+    const away = await awayDatabase();
+    const h = harness(away.sql, { leaseSeconds: 1 });
+    const hold = gate();
+    h.connector.define('work', () => hold.promise);
+    await h.jobs.create({ id: 'outage', name: 'x', externalCall: 'Test:work', period: '1:0:0' });
+    h.clock.set(T0 + 3_600_000);
+    const [started] = await h.scheduler.tick();
+    const end = settles(started!.done!);
+
+    await away.proxy.cut();
+    // The call succeeds while the database is away.
+    hold.open();
+    // Longer than two leases of real time (where retrying used to give up), and the lease long
+    // expired by the clock; but no instance took the run over, so it is not lost.
+    await realWait(3000);
+    h.clock.advance(10_000);
+    assert.equal(end.settled, false, 'still trying while the database is away');
+    assert.equal((await runsOf('outage'))[0]!.status, 'RUNNING');
+
+    await away.proxy.restore();
+    const recorded = await started!.done;
+    assert.equal(recorded?.status, 'SUCCEEDED');
+    const [row] = await runsOf('outage');
+    assert.equal(row!.status, 'SUCCEEDED');
+    // Finished when its outcome was known, not when the database came back.
+    assert.equal(row!.finishedAt!.getTime(), T0 + 3_600_000);
+  });
+
+  it('should stop trying once another instance took the run over while the database was away', async () => {
+    const clock = new ManualClock(T0);
+    const away = await awayDatabase();
+    const cutOff = harness(away.sql, { clock, instance: 'cut-off', leaseSeconds: 1 });
+    const other = harness(sql, { clock, instance: 'other', leaseSeconds: 1 });
+    const hold = gate();
+    cutOff.connector.define('work', () => hold.promise);
+    await cutOff.jobs.create({ id: 'taken-over', name: 'x', externalCall: 'Test:work', period: '1:0:0' });
+    clock.set(T0 + 3_600_000);
+    const [started] = await cutOff.scheduler.tick();
+
+    await away.proxy.cut();
+    hold.open();
+    clock.advance(1001);
+    const abandoned = await other.scheduler.maintain();
+    assert.deepEqual(abandoned.map((r) => r.id), [started!.run.id]);
+    await away.proxy.restore();
+    assert.equal(await started!.done, null, 'the fence refused the end');
+    const [row] = await runsOf('taken-over');
+    assert.equal(row!.status, 'ABANDONED');
+    assert.equal(row!.instance, 'cut-off');
+  });
+
+  it('should stop trying when the instance shuts down with the database still away', async () => {
+    const away = await awayDatabase();
+    const h = harness(away.sql, { leaseSeconds: 1 });
+    const hold = gate();
+    h.connector.define('work', () => hold.promise);
+    await h.jobs.create({ id: 'leaving', name: 'x', externalCall: 'Test:work', period: '1:0:0' });
+    h.clock.set(T0 + 3_600_000);
+    const [started] = await h.scheduler.tick();
+    h.scheduler.start();
+
+    await away.proxy.cut();
+    hold.open();
+    await realWait(300);
+    await h.scheduler.stop(0);
+    assert.equal(await started!.done, null);
+    // Left RUNNING: its lease lapses and any instance marks it ABANDONED.
+    assert.equal((await runsOf('leaving'))[0]!.status, 'RUNNING');
+    await away.proxy.restore();
   });
 });
 

@@ -20,8 +20,6 @@ export interface RunDeps {
   registry: ConnectorRegistry;
   log: Logger;
   token: string;
-  /** The lease length: how long the end of a run is worth retrying while the database is away. */
-  leaseMs: number;
   /** Aborted when the instance stops waiting for its runs: retries of their ends stop too. */
   halted?: AbortSignal;
 }
@@ -103,32 +101,62 @@ async function writeRunLog(deps: RunDeps, run: RunRow, level: LogLevel, message:
   else deps.log.warn({ runId: run.id }, 'log entry refused: the run is no longer held by this process');
 }
 
+/** The longest pause between two tries of writing a run's end while the database is away. */
+const MAX_END_RETRY_MS = 2000;
+
 /**
  * Records the end, retrying while the database is away: the outcome is known and worth keeping.
- * Past two leases another instance has marked the run ABANDONED (or will), so retrying stops.
+ * It keeps trying (backoff capped at MAX_END_RETRY_MS) until the write lands, the fence refuses
+ * it, or the instance halts (shutdown past its grace period; a halt during a pause gets one
+ * last try).
+ *
+ * There is no deadline: "lease lost" is what the fence in finishRun says, not what the clock
+ * says. finishRun requires only that the run is still RUNNING under this process's token, not
+ * that its lease is unexpired, so the end is refused exactly when another instance has taken
+ * the run over (marked it ABANDONED after its lease expired) or it was ended for it (a cancel,
+ * a deleted job). SPEC §3 refuses a run's writes once its lease is LOST; an expired lease that
+ * nobody took over is not lost, and the run's real outcome beats ABANDONED. Waiting costs
+ * nothing meanwhile: no instance claims anything while the database is away, and once it is
+ * back whichever write commits first decides — another instance's ABANDONED (then ours is
+ * refused) or our end.
  */
 async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outcome): Promise<RunRow | null> {
   const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: formatExternalCall(job) }, outcome);
-  const giveUpAt = Date.now() + 2 * deps.leaseMs;
+  // When the outcome became known, not when the database took it: an outage does not stretch the run.
+  const now = new Date(deps.clock.now());
   for (let attempt = 1; ; attempt++) {
     try {
-      const now = new Date(deps.clock.now());
       const result = await finishRun(deps.sql, run.id, deps.token, { ...outcome, now, log: entry });
       if (!result) {
-        // Fenced out: another instance took the run over (it was marked ABANDONED).
-        deps.log.warn({ runId: run.id, jobId: run.jobId }, 'run end refused: lease lost');
+        // Fenced out: another instance took the run over (marked it ABANDONED), or it was cancelled for us.
+        deps.log.warn({ runId: run.id, jobId: run.jobId, status: outcome.status }, 'run end refused: the run is no longer held by this process');
         return null;
       }
       deps.bus.publish('run:finished', { at: now, run: result.run });
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
       return result.run;
     } catch (error) {
-      if (Date.now() >= giveUpAt || deps.halted?.aborted) {
+      if (deps.halted?.aborted) {
         // Left RUNNING; its lease lapses and any instance marks it ABANDONED.
-        deps.log.error({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed');
+        deps.log.error({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed; the instance is stopping');
         return null;
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt)));
+      if (attempt === 1) deps.log.warn({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed; retrying until the database is back');
+      await pause(Math.min(MAX_END_RETRY_MS, 100 * 2 ** attempt), deps.halted);
     }
   }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

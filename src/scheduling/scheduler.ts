@@ -45,7 +45,7 @@ const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by reque
  */
 export class Scheduler {
   readonly holder: Holder;
-  #deps: Omit<RunDeps, 'token' | 'leaseMs'>;
+  #deps: Omit<RunDeps, 'token'>;
   #options: Required<SchedulerOptions>;
   #inFlight = new Map<string, InFlight>();
   #running = false;
@@ -58,7 +58,7 @@ export class Scheduler {
   #maintenance: Promise<void> | null = null;
   #healthy = true;
 
-  constructor(deps: Omit<RunDeps, 'token' | 'leaseMs'>, options: SchedulerOptions) {
+  constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
     this.#deps = deps;
     this.#options = { batchSize: 500, maxIdleMs: 5000, observe: { claimed: () => {}, failed: () => {} }, ...options };
     // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
@@ -126,7 +126,7 @@ export class Scheduler {
   /** Starts a run the caller has inserted (a manual run) under this process's lease. */
   launch(run: RunRow, job: RunJob): Promise<RunRow | null> {
     const abort = new AbortController();
-    const done = executeRun({ ...this.#deps, token: this.holder.token, leaseMs: this.leaseMs, halted: this.#halted.signal }, run, job, abort)
+    const done = executeRun({ ...this.#deps, token: this.holder.token, halted: this.#halted.signal }, run, job, abort)
       .catch((error: unknown) => {
         this.#deps.log.error({ err: toError(error), runId: run.id }, 'run failed unexpectedly');
         return null;
