@@ -258,6 +258,63 @@ describe('pause, resume and changes', () => {
   });
 });
 
+describe('deleting a job with a run in flight', () => {
+  it('should end the run CANCELLED "job deleted", fence out its holder, and let a job re-created with the id run', async () => {
+    const clock = new ManualClock(T0);
+    const holder = harness(sql, { clock, instance: 'holder' });
+    const other = harness(sql, { clock, instance: 'other' });
+    const hold = gate();
+    // Ignores its signal: its end comes late, after the delete (the two harnesses share no bus, so the holder is not told).
+    holder.connector.define('hang', () => hold.promise);
+    other.connector.define('ok', async () => {});
+    await holder.jobs.create({ id: 'doomed', name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 600 });
+    clock.set(T0 + 1000);
+    const [started] = await holder.scheduler.tick();
+    const runId = started!.run.id;
+
+    clock.set(T0 + 1500);
+    await other.jobs.delete('doomed');
+    const [cancelled] = await sql<RunRow[]>`select * from job_runs where id = ${runId}`;
+    assert.deepEqual([cancelled!.status, cancelled!.error, cancelled!.finishedAt?.getTime()], ['CANCELLED', 'job deleted', T0 + 1500]);
+    const [warning] = await sql<{ level: string; message: string }[]>`select level, message from log_entries where run_id = ${runId}`;
+    assert.equal(warning!.level, 'WARNING');
+    assert.match(warning!.message, /"doomed" run \d+ was cancelled calling Test:hang: job deleted/);
+    const finished = other.events.find((e) => e.topic === 'run:finished' && e.payload.run.id === runId);
+    assert.equal(finished?.topic === 'run:finished' && finished.payload.run.status, 'CANCELLED');
+
+    // The same id again: it does not inherit the run, so runJobNow starts one (no CONFLICT).
+    await other.jobs.create({ id: 'doomed', name: 'x', externalCall: 'Test:ok', period: '1:0:0' });
+    const ended = nextEvent(other.bus, 'run:finished', (p) => p.run.jobId === 'doomed');
+    const fresh = await other.jobs.runNow('doomed');
+    assert.equal(fresh.status, 'RUNNING');
+    assert.equal((await ended).run.status, 'SUCCEEDED');
+
+    // The old holder's call ends at last: its end is refused by the fence.
+    hold.open();
+    assert.equal(await started!.done, null);
+    const [after] = await sql<RunRow[]>`select * from job_runs where id = ${runId}`;
+    assert.deepEqual([after!.status, after!.error], ['CANCELLED', 'job deleted']);
+  });
+
+  it('should abort the call when this instance holds the run', async () => {
+    const h = harness(sql);
+    let signal: AbortSignal | undefined;
+    h.connector.define('hang', (ctx) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    });
+    await h.jobs.create({ id: 'doomed-here', name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 600 });
+    h.clock.set(T0 + 1000);
+    const [started] = await h.scheduler.tick();
+    await h.jobs.delete('doomed-here');
+    assert.equal(signal?.aborted, true, 'the call was told to stop');
+    assert.equal(await started!.done, null, 'its own end is refused: the delete ended the run');
+    const [row] = await sql<RunRow[]>`select * from job_runs where id = ${started!.run.id}`;
+    assert.deepEqual([row!.status, row!.error], ['CANCELLED', 'job deleted']);
+    assert.equal(h.scheduler.inFlightCount, 0);
+  });
+});
+
 describe('manual runs and cancel', () => {
   it('should run a job now, also while paused, without moving the grid', async () => {
     const h = harness(sql);

@@ -58,9 +58,10 @@ export async function updateJobRow(sql: Queryable, id: string, changes: JobChang
   return rows[0] ?? null;
 }
 
-export async function deleteJobRow(sql: Queryable, id: string): Promise<boolean> {
-  const rows = await sql`delete from jobs where id = ${id} returning id`;
-  return rows.length > 0;
+/** Deletes a job; returns the deleted row, or null when there was none. */
+export async function deleteJobRow(sql: Queryable, id: string): Promise<JobRow | null> {
+  const rows = await sql<JobRow[]>`delete from jobs where id = ${id} returning *`;
+  return rows[0] ?? null;
 }
 
 /** The earliest due time among enabled jobs: when the scheduler must next look. */

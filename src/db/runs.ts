@@ -160,6 +160,17 @@ export async function requestCancel(sql: Queryable, runId: string, now: Date): P
   return rows[0] ?? null;
 }
 
+/**
+ * Ends a job's run in progress as CANCELLED, without its holder (used when the job is deleted).
+ * The holder's later writes are then refused by the lease fence, which requires RUNNING.
+ */
+export async function cancelRunsOfJob(sql: Queryable, args: { jobId: string; now: Date; error: string }): Promise<RunRow[]> {
+  return sql<RunRow[]>`
+    update job_runs set status = 'CANCELLED', finished_at = ${args.now}, error = ${args.error}
+    where job_id = ${args.jobId} and status = 'RUNNING'
+    returning *`;
+}
+
 export interface AbandonedRun extends RunRow {
   externalCall: string | null;
 }

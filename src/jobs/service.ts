@@ -4,11 +4,12 @@ import type { Sql } from '../db/client.ts';
 import { deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { findRun, insertManualRun, requestCancel } from '../db/runs.ts';
+import { cancelRunsOfJob, findRun, insertManualRun, requestCancel } from '../db/runs.ts';
 import { conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { firstGridPointAfter, initialSchedule } from '../scheduling/grid.ts';
+import { endLogEntry } from '../scheduling/outcome.ts';
 import { formatPeriod } from '../scheduling/period.ts';
 import type { Scheduler } from '../scheduling/scheduler.ts';
 import {
@@ -20,6 +21,9 @@ import {
   validateStartAt,
   validateTimeout,
 } from './validate.ts';
+
+/** The error of a run ended because its job was deleted. */
+export const JOB_DELETED = 'job deleted';
 
 export interface CreateJobInput {
   id: string;
@@ -132,12 +136,26 @@ export class JobService {
 
   async delete(rawId: string): Promise<string> {
     const id = validateJobId(rawId);
-    const now = this.deps.clock.now();
-    const entries = await this.deps.sql.begin(async (tx) => {
-      if (!(await deleteJobRow(tx, id))) throw notFound(`No job with id "${id}".`);
-      return insertLogEntries(tx, [{ at: new Date(now), level: 'INFO', message: `Job "${id}" deleted`, jobId: id }]);
+    const now = new Date(this.deps.clock.now());
+    const { cancelled, entries } = await this.deps.sql.begin(async (tx) => {
+      const job = await deleteJobRow(tx, id);
+      if (!job) throw notFound(`No job with id "${id}".`);
+      // Its run in flight ends with it, in this transaction: the holder's later writes are refused
+      // by the lease fence, and a job re-created with this id does not inherit a running run.
+      const cancelled = await cancelRunsOfJob(tx, { jobId: id, now, error: JOB_DELETED });
+      const externalCall = formatExternalCall(job);
+      const runEntries = cancelled.map((run): NewLogEntry => {
+        const entry = endLogEntry({ jobId: id, runId: run.id, externalCall }, { status: 'CANCELLED', error: JOB_DELETED })!;
+        return { at: now, jobId: id, runId: run.id, ...entry };
+      });
+      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" deleted`, jobId: id };
+      return { cancelled, entries: await insertLogEntries(tx, [audit, ...runEntries]) };
     });
-    this.deps.bus.publish('job:deleted', { at: new Date(now), jobId: id });
+    for (const run of cancelled) {
+      this.deps.bus.publish('run:finished', { at: now, run });
+      this.#abortCall(run.id, now);
+    }
+    this.deps.bus.publish('job:deleted', { at: now, jobId: id });
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     return id;
   }
@@ -173,6 +191,14 @@ export class JobService {
     // The holder aborts at once on this event, or at its next lease renewal if it missed it.
     this.deps.bus.publish('run:cancel-requested', { at: now, runId: run.id });
     return requested;
+  }
+
+  /** Aborts a run's call wherever it runs: here directly, elsewhere through a cancel request. */
+  #abortCall(runId: string, now: Date): void {
+    // Its end is refused (the run is no longer RUNNING); the holder only stops calling.
+    if (this.deps.scheduler.cancelLocal(runId)) return;
+    // An instance that misses this event notices at its next lease renewal, which no longer finds the run.
+    this.deps.bus.publish('run:cancel-requested', { at: now, runId });
   }
 
   #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
