@@ -24,6 +24,8 @@ import {
 
 /** The error of a run ended because its job was deleted. */
 export const JOB_DELETED = 'job deleted';
+/** How often a cancel waiting for another instance re-reads the run, in case its end's event is lost. */
+const RECHECK_MS = 500;
 
 export interface CreateJobInput {
   id: string;
@@ -177,20 +179,29 @@ export class JobService {
     return run;
   }
 
-  /** Cancels a run in progress on whichever instance holds it. */
+  /**
+   * Cancels a run in progress on whichever instance holds it, and answers its final row: at once
+   * when this instance holds it; otherwise once the holder has ended it, waiting at most one
+   * lease (after that, the row as it stands).
+   */
   async cancelRun(runId: string): Promise<RunRow> {
     const run = await findRun(this.deps.sql, runId);
     if (!run) throw notFound(`No run with id "${runId}".`);
     if (run.status !== 'RUNNING') throw conflict(`Run ${runId} is not in progress (it is ${run.status}).`);
     const local = this.deps.scheduler.cancelLocal(run.id);
     if (local) return (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
-    // Held by another instance: it sees the request when it next renews its lease.
-    const now = new Date(this.deps.clock.now());
-    const requested = await requestCancel(this.deps.sql, run.id, now);
-    if (!requested) throw conflict(`Run ${runId} is not in progress.`);
-    // The holder aborts at once on this event, or at its next lease renewal if it missed it.
-    this.deps.bus.publish('run:cancel-requested', { at: now, runId: run.id });
-    return requested;
+    // Held by another instance. Watch for its end before asking, so that an end arriving at once is not missed.
+    const end = this.#watchEnd(run.id);
+    try {
+      const now = new Date(this.deps.clock.now());
+      const requested = await requestCancel(this.deps.sql, run.id, now);
+      if (!requested) throw conflict(`Run ${runId} is not in progress.`);
+      // The holder aborts at once on this event, or at its next lease renewal if it missed it.
+      this.deps.bus.publish('run:cancel-requested', { at: now, runId: run.id });
+      return await end.wait(requested, this.deps.scheduler.leaseMs);
+    } finally {
+      end.stop();
+    }
   }
 
   /** Aborts a run's call wherever it runs: here directly, elsewhere through a cancel request. */
@@ -199,6 +210,39 @@ export class JobService {
     if (this.deps.scheduler.cancelLocal(runId)) return;
     // An instance that misses this event notices at its next lease renewal, which no longer finds the run.
     this.deps.bus.publish('run:cancel-requested', { at: now, runId });
+  }
+
+  /**
+   * Watches for the end of a run: its `run:finished` event (which the relay brings from the
+   * instance that holds it), with the row re-read every RECHECK_MS and at the deadline, in case
+   * the event is lost (NOTIFY keeps nothing for a listener that was away). The wait is in real
+   * time: it bounds how long an API call waits, it decides nothing about the schedule.
+   */
+  #watchEnd(runId: string): { wait(current: RunRow, waitMs: number): Promise<RunRow>; stop(): void } {
+    let ended!: (run: RunRow) => void;
+    const finished = new Promise<RunRow>((resolve) => (ended = resolve));
+    const stop = this.deps.bus.on((event) => {
+      if (event.topic === 'run:finished' && event.payload.run.id === runId) ended(event.payload.run);
+    });
+    const reread = async (fallback: RunRow): Promise<RunRow> => {
+      try {
+        return (await findRun(this.deps.sql, runId)) ?? fallback;
+      } catch {
+        // The database is away: answer what is known.
+        return fallback;
+      }
+    };
+    const wait = async (current: RunRow, waitMs: number): Promise<RunRow> => {
+      const deadline = Date.now() + waitMs;
+      for (let left = waitMs; left > 0; left = deadline - Date.now()) {
+        const event = await raceTimeout(finished, Math.min(left, RECHECK_MS));
+        if (event) return event;
+        current = await reread(current);
+        if (current.status !== 'RUNNING') return current;
+      }
+      return reread(current);
+    };
+    return { wait, stop };
   }
 
   #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
@@ -266,4 +310,15 @@ function describeChanges(input: UpdateJobInput): Record<string, unknown> {
       .filter(([, value]) => value !== undefined)
       .map(([key, value]) => [key, value instanceof Date ? value.toISOString() : value]),
   );
+}
+
+/** The promise's value, or undefined when it has not settled within `ms`. */
+async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)));
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
