@@ -72,7 +72,8 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       idleInTransactionMs: Math.max(2000, (config.LEASE_SECONDS * 1000) / 3),
     });
     cleanup.push(() => db.close());
-    // Operations get a small pool of their own, so a hung operation cannot starve the scheduler.
+    // Built-in operations get a small pool of their own, so a hung one cannot starve the scheduler
+    // (operations from SERVER_OPERATIONS_DIR run on worker threads, each with its own).
     const operationsDb = connect(databaseUrl, { max: 3, applicationName: `server-jobs operations ${config.INSTANCE_ID}` });
     cleanup.push(() => operationsDb.close());
 
@@ -95,11 +96,14 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     const bus = new EventBus();
     const metrics = createMetrics(bus, config.INSTANCE_ID);
     cleanup.push(() => metrics.stop());
-    const operations = new ServerOperationsConnector(
-      path.resolve(config.SERVER_OPERATIONS_DIR),
-      builtinOperations({ logRetentionDays: config.LOG_RETENTION_DAYS, runRetentionDays: config.RUN_RETENTION_DAYS, now: clock.now.bind(clock) }),
-      log.child({ component: 'operations' }),
-    );
+    const operations = new ServerOperationsConnector({
+      dir: path.resolve(config.SERVER_OPERATIONS_DIR),
+      builtins: builtinOperations({ logRetentionDays: config.LOG_RETENTION_DAYS, runRetentionDays: config.RUN_RETENTION_DAYS, now: clock.now.bind(clock) }),
+      databaseUrl,
+      instance: config.INSTANCE_ID,
+      workers: config.SERVER_OPERATIONS_WORKERS,
+      log: log.child({ component: 'operations' }),
+    });
     await operations.start();
     cleanup.push(() => operations.stop());
     const allow = parseAllowList(config.HTTP_CONNECTOR_ALLOW_HOSTS);

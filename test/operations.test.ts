@@ -14,7 +14,7 @@ import { builtinOperations } from '../src/operations/builtin.ts';
 import { testDatabase } from './helpers/db.ts';
 import { silentLog, T0 } from './helpers/harness.ts';
 
-const { sql } = await testDatabase();
+const { sql, url: databaseUrl } = await testDatabase();
 
 const OPERATIONS_DIR = fileURLToPath(new URL('../operations/', import.meta.url));
 const DAY = 86_400_000;
@@ -22,7 +22,11 @@ const GS = '\u001d';
 const builtins = () => builtinOperations({ logRetentionDays: 30, runRetentionDays: 30, now: () => T0 });
 
 // The shipped configuration, loaded the way the service loads it.
-const shipped = new ServerOperationsConnector(OPERATIONS_DIR, builtins(), silentLog);
+/** A connector on `dir` as the service builds it: two worker threads on the test database. */
+const connectorOn = (dir: string) =>
+  new ServerOperationsConnector({ dir, builtins: builtins(), databaseUrl, instance: 'operations-test', workers: 2, log: silentLog });
+
+const shipped = connectorOn(OPERATIONS_DIR);
 await shipped.start();
 after(() => shipped.stop());
 
@@ -290,20 +294,20 @@ describe('the built-in purge operations', () => {
 
 describe('reloading server operations', () => {
   /** A connector on a fresh directory holding `files`; stopped after the test. */
-  async function connectorOn(files: Record<string, string>) {
+  async function connectorOnFiles(files: Record<string, string>) {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'server-operations-'));
     for (const [name, text] of Object.entries(files)) await fs.writeFile(path.join(dir, name), text);
-    const connector = new ServerOperationsConnector(dir, builtins(), silentLog);
+    const connector = connectorOn(dir);
     await connector.start();
     after(async () => {
-      connector.stop();
+      await connector.stop();
       await fs.rm(dir, { recursive: true, force: true });
     });
     return { dir, connector };
   }
 
   it('should skip a module that fails to load and keep the other files available', async () => {
-    const { connector } = await connectorOn({
+    const { connector } = await connectorOnFiles({
       'good.mjs': `export default { async Good() { return 'good'; } };`,
       'broken.mjs': `export default { async Broken( { };`,
       'no-default.js': `export const Missing = async () => {};`,
@@ -315,7 +319,7 @@ describe('reloading server operations', () => {
   });
 
   it('should make a new, changed or removed operation take effect after reload()', async () => {
-    const { dir, connector } = await connectorOn({ 'a.mjs': `export default { async A() { return 1; } };` });
+    const { dir, connector } = await connectorOnFiles({ 'a.mjs': `export default { async A() { return 1; } };` });
     await fs.writeFile(path.join(dir, 'a.mjs'), `export default { async A() { return 2; }, async 'A два'() { return 3; } };`);
     await fs.writeFile(path.join(dir, 'b.mjs'), `export default { async B() { return 4; } };`);
     await connector.reload();
@@ -330,7 +334,7 @@ describe('reloading server operations', () => {
   });
 
   it('should pick up a new file by itself, without reload()', async () => {
-    const { dir, connector } = await connectorOn({});
+    const { dir, connector } = await connectorOnFiles({});
     assert.equal(connector.hasMethod('Watched'), false);
     await fs.writeFile(path.join(dir, 'watched.mjs'), `export default { async Watched() { return 'seen'; } };`);
     // fs.watch and a short debounce: wait for the event, bounded, rather than for a fixed time.

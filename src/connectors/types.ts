@@ -13,6 +13,9 @@ export interface CallContext {
   sql: Sql;
 }
 
+/** A server operation: what a module in SERVER_OPERATIONS_DIR exports by name, and the built-ins. */
+export type Operation = (ctx: CallContext) => Promise<unknown>;
+
 export type ConnectorKind = 'SERVER_OPERATIONS' | 'HTTP';
 
 /**

@@ -1,6 +1,4 @@
-import type { CallContext } from '../connectors/types.ts';
-
-export type Operation = (ctx: CallContext) => Promise<unknown>;
+import type { Operation } from '../connectors/types.ts';
 
 const DAY_MS = 86_400_000;
 

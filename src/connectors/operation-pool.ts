@@ -1,0 +1,332 @@
+import { MessageChannel, type MessagePort, SHARE_ENV } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import { toError } from '../errors.ts';
+import {
+  type CallResult,
+  cloneable,
+  type FromCall,
+  type ListResult,
+  REVOKED,
+  type Task,
+  type ToCall,
+  UNCLAIMED,
+  type WorkerNotice,
+  type WorkerOptions,
+} from './operation-protocol.ts';
+import type { CallContext } from './types.ts';
+
+/** piscina does not export its worker type; it is the balancer's second argument. */
+type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
+type PiscinaWorker = Parameters<Balancer>[1][number];
+
+export interface OperationPoolOptions {
+  dir: string;
+  databaseUrl: string;
+  instance: string;
+  /** Worker threads (SERVER_OPERATIONS_WORKERS). */
+  workers: number;
+  log: Logger;
+}
+
+/** How often a worker says it is alive. */
+const BEAT_MS = 50;
+/** A worker silent this long is taken as blocked: it gets no new calls, and the calls queued on it move. */
+const STALL_MS = 300;
+/** How long an aborted call on a live worker may take to stop before that worker is replaced. */
+const ABORT_GRACE_MS = 1000;
+/** Calls one worker holds at once: operations mostly wait on I/O, so a worker interleaves many. */
+const CALLS_PER_WORKER = 256;
+/** Loading the modules of a directory longer than this fails the load. */
+const LOAD_TIMEOUT_MS = 30_000;
+/** Connections of each worker's `ctx.sql`. */
+const SQL_PER_WORKER = 2;
+
+interface Call {
+  name: string;
+  ctx: CallContext;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  /** The latest hand-over to a worker. */
+  current: Submission | null;
+  settled: boolean;
+  /** Aborted and not stopped within the grace: its worker is to be replaced. */
+  abandoned: boolean;
+  unlisten(): void;
+}
+
+interface Submission {
+  call: Call;
+  claim: Int32Array;
+  port: MessagePort;
+  at: number;
+}
+
+/**
+ * The worker threads that run server operations (SPEC §8: isolated from the scheduler's event
+ * loop). piscina keeps the threads (and replaces one that exits); this class adds what a
+ * scheduler needs of them:
+ * - a call reaches the operation at most once: a worker starts it only by claiming it in shared
+ *   memory, and a call queued behind a worker that has gone silent (a synchronous loop) is taken
+ *   back and handed to another worker;
+ * - an aborted call (timeout, cancel, shutdown) is told to stop; one that does not within
+ *   ABORT_GRACE_MS, or whose worker is blocked, gets its worker terminated and replaced, and
+ *   the other calls that worker was running fail saying why;
+ * - a call whose operation ends its worker (process.exit) fails with a clear error.
+ */
+export class OperationPool {
+  readonly #piscina: Piscina;
+  readonly #log: Logger;
+  readonly #lastBeat = new Map<number, number>();
+  /** Threads given no new calls: replaced once no other live call runs on them. */
+  readonly #retiring = new Set<number>();
+  /** Threads this pool terminated, and why: their other calls fail saying so. */
+  readonly #replaced = new Map<number, string>();
+  readonly #submissions = new Set<Submission>();
+  readonly #active = new Set<Call>();
+  readonly #watchdog: NodeJS.Timeout;
+  #closing = false;
+  #drained: (() => void) | null = null;
+
+  constructor(options: OperationPoolOptions) {
+    this.#log = options.log;
+    const workerData: WorkerOptions = {
+      dir: options.dir,
+      databaseUrl: options.databaseUrl,
+      instance: options.instance,
+      sqlMax: SQL_PER_WORKER,
+      beatMs: BEAT_MS,
+    };
+    this.#piscina = new Piscina({
+      filename: new URL('./operation-worker.ts', import.meta.url).href,
+      minThreads: options.workers,
+      maxThreads: options.workers,
+      idleTimeout: Infinity,
+      // Workers keep sockets and timers between calls: they must never sleep on Atomics.wait.
+      atomics: 'disabled',
+      concurrentTasksPerWorker: CALLS_PER_WORKER,
+      recordTiming: false,
+      workerData,
+      // Operations read their settings from the environment, as they did on the main thread.
+      env: SHARE_ENV,
+      loadBalancer: (_task, workers) => this.#pick(workers),
+    });
+    this.#piscina.on('message', (notice: WorkerNotice) => {
+      if ('beat' in notice) this.#lastBeat.set(notice.beat, notice.at);
+      else this.#log.error({ problem: notice.problem }, 'server operation problem (its worker goes on)');
+    });
+    this.#piscina.on('error', (error: unknown) => this.#log.error({ err: error }, 'server operations worker failed'));
+    this.#watchdog = setInterval(() => this.#rescue(), BEAT_MS);
+    this.#watchdog.unref();
+  }
+
+  /** Loads the directory's modules in a worker: the operation names, and the files that failed. */
+  async list(): Promise<ListResult> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`loading server operations took more than ${LOAD_TIMEOUT_MS / 1000} s`)), LOAD_TIMEOUT_MS);
+    });
+    try {
+      return (await Promise.race([this.#piscina.run({ kind: 'list' } satisfies Task), expired])) as ListResult;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs operation `name` on a worker; settles with its result or its error. */
+  call(name: string, ctx: CallContext): Promise<unknown> {
+    if (this.#closing) return Promise.reject(new Error(`Server operation "${name}" not started: its workers are stopping`));
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.#abort(call);
+      const call: Call = {
+        name,
+        ctx,
+        resolve,
+        reject,
+        current: null,
+        settled: false,
+        abandoned: false,
+        unlisten: () => ctx.signal.removeEventListener('abort', onAbort),
+      };
+      // A signal aborted already is handed over as it is: the operation sees it aborted, as in-process.
+      if (!ctx.signal.aborted) ctx.signal.addEventListener('abort', onAbort, { once: true });
+      this.#active.add(call);
+      this.#submit(call);
+    });
+  }
+
+  /** Takes no new calls; resolves when the calls in flight have ended, then stops the workers. */
+  async drain(): Promise<void> {
+    this.#closing = true;
+    if (this.#active.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    await this.close();
+  }
+
+  /** Stops the workers now; calls still in flight fail. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#watchdog);
+    await this.#piscina.destroy();
+  }
+
+  #submit(call: Call): void {
+    const { port1, port2 } = new MessageChannel();
+    const submission: Submission = { call, claim: new Int32Array(new SharedArrayBuffer(4)), port: port1, at: Date.now() };
+    call.current = submission;
+    this.#submissions.add(submission);
+    port1.on('message', (message: FromCall) => this.#onLog(submission, message));
+    const { ctx } = call;
+    const task: Task = {
+      kind: 'call',
+      name: call.name,
+      jobId: ctx.jobId,
+      runId: ctx.runId,
+      scheduledAt: ctx.scheduledAt.getTime(),
+      aborted: ctx.signal.aborted ? { reason: cloneable(ctx.signal.reason) } : null,
+      claim: submission.claim,
+      port: port2,
+    };
+    this.#piscina.run(task, { transferList: [port2] }).then(
+      (result: CallResult) => this.#returned(submission, result),
+      (error: unknown) => this.#lost(submission, toError(error)),
+    );
+  }
+
+  /** The worker answered. */
+  #returned(submission: Submission, result: CallResult): void {
+    this.#forget(submission);
+    if ('revoked' in result) return; // handed to another worker meanwhile
+    const { call } = submission;
+    if (result.ok) this.#finish(call, { value: result.value });
+    else this.#finish(call, { error: Object.assign(new Error(result.error.message), { name: result.error.name }) });
+  }
+
+  /** The worker went away (exited, was terminated, or the pool stopped) without answering. */
+  #lost(submission: Submission, error: Error): void {
+    this.#forget(submission);
+    const { call } = submission;
+    const state = Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED);
+    if (state === REVOKED) return; // handed to another worker before
+    if (state === UNCLAIMED) {
+      // Never started: it may still run elsewhere.
+      if (!this.#closing && !call.ctx.signal.aborted) this.#submit(call);
+      else this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: ${this.#closing ? 'its workers are stopping' : 'the run was stopped'}`) });
+      return;
+    }
+    const why = this.#replaced.get(state);
+    const message =
+      why !== undefined && !call.abandoned
+        ? `Server operation "${call.name}" was stopped: its worker thread was replaced because ${why}`
+        : why !== undefined
+          ? `Server operation "${call.name}" did not stop when its run was aborted; its worker thread was replaced`
+          : `Server operation "${call.name}" ended its worker thread (${error.message})`;
+    this.#finish(call, { error: new Error(message) });
+  }
+
+  #forget(submission: Submission): void {
+    this.#submissions.delete(submission);
+    submission.port.close();
+  }
+
+  #finish(call: Call, outcome: { value: unknown } | { error: Error }): void {
+    if (call.settled) return;
+    call.settled = true;
+    call.unlisten();
+    this.#active.delete(call);
+    if ('error' in outcome) call.reject(outcome.error);
+    else call.resolve(outcome.value);
+    this.#replaceRetired();
+    if (this.#drained && this.#active.size === 0) this.#drained();
+  }
+
+  #onLog(submission: Submission, message: FromCall): void {
+    const answer = (reply: ToCall) => {
+      try {
+        submission.port.postMessage(reply);
+      } catch {
+        /* the call has ended */
+      }
+    };
+    submission.call.ctx.log(message.level, message.message, message.details).then(
+      () => answer({ type: 'logged', seq: message.seq }),
+      (error: unknown) => answer({ type: 'logged', seq: message.seq, error: toError(error).message }),
+    );
+  }
+
+  #abort(call: Call): void {
+    const submission = call.current;
+    if (call.settled || !submission) return;
+    const state = Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED);
+    if (state === UNCLAIMED) {
+      this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: the run was stopped`) });
+      return;
+    }
+    submission.port.postMessage({ type: 'abort', reason: cloneable(call.ctx.signal.reason) } satisfies ToCall);
+    const why = `server operation "${call.name}" (run ${call.ctx.runId})`;
+    if (!this.#isAlive(state)) {
+      call.abandoned = true;
+      this.#replace(state, `${why} blocked it`);
+      return;
+    }
+    setTimeout(() => {
+      if (call.settled) return;
+      call.abandoned = true;
+      this.#retiring.add(state);
+      this.#log.warn({ thread: state, operation: call.name, runId: call.ctx.runId }, 'server operation ignored its abort; its worker will be replaced');
+      this.#replaceRetired(`${why} did not stop when its run was aborted`);
+    }, ABORT_GRACE_MS).unref();
+  }
+
+  /** Replaces each retiring thread that runs no live call any more. */
+  #replaceRetired(why = 'a server operation on it did not stop when its run was aborted'): void {
+    for (const thread of this.#retiring) {
+      const busy = [...this.#submissions].some((s) => Atomics.load(s.claim, 0) === thread && !s.call.abandoned && !s.call.settled);
+      if (!busy) this.#replace(thread, why);
+    }
+  }
+
+  #replace(thread: number, why: string): void {
+    this.#retiring.delete(thread);
+    if (this.#replaced.has(thread)) return;
+    this.#replaced.set(thread, why);
+    this.#log.warn({ thread, reason: why }, 'replacing a server operations worker');
+    // piscina sees the exit, fails the calls that thread held and starts a new worker.
+    void this.#piscina.threads.find((worker) => worker.threadId === thread)?.terminate();
+  }
+
+  #isAlive(thread: number, now = Date.now()): boolean {
+    const beat = this.#lastBeat.get(thread);
+    return beat === undefined || now - beat <= STALL_MS;
+  }
+
+  /** The least busy worker that is alive and not retiring; a silent one only when none is alive. */
+  #pick(workers: PiscinaWorker[]): PiscinaWorker | null {
+    const now = Date.now();
+    let best: PiscinaWorker | null = null;
+    let fallback: PiscinaWorker | null = null;
+    for (const worker of workers) {
+      if (worker.terminating || worker.destroyed || worker.currentUsage >= CALLS_PER_WORKER) continue;
+      if (this.#retiring.has(worker.id) || this.#replaced.has(worker.id)) continue;
+      if (!this.#isAlive(worker.id, now)) {
+        if (!fallback || worker.currentUsage < fallback.currentUsage) fallback = worker;
+      } else if (!best || worker.currentUsage < best.currentUsage) best = worker;
+    }
+    return best ?? fallback;
+  }
+
+  /** Takes back the calls still queued on a silent worker and hands them to a live one. */
+  #rescue(): void {
+    const now = Date.now();
+    const threads = new Set(this.#piscina.threads.map((worker) => worker.threadId));
+    for (const thread of this.#lastBeat.keys()) if (!threads.has(thread)) this.#lastBeat.delete(thread);
+    for (const thread of this.#replaced.keys()) if (!threads.has(thread)) this.#replaced.delete(thread);
+    if (![...threads].some((thread) => this.#isAlive(thread, now) && !this.#retiring.has(thread))) return;
+    for (const submission of [...this.#submissions]) {
+      if (now - submission.at <= STALL_MS || submission.call.settled) continue;
+      if (Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED) !== UNCLAIMED) continue;
+      this.#forget(submission);
+      this.#submit(submission.call);
+    }
+  }
+}
+

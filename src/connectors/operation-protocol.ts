@@ -1,0 +1,61 @@
+// What the main thread and the server-operations workers say to each other (operation-pool.ts,
+// operation-worker.ts): one definition that both sides import.
+import type { MessagePort } from 'node:worker_threads';
+import type { LogLevel } from '../db/rows.ts';
+
+/** Handed to every worker of one pool (one load of one directory). */
+export interface WorkerOptions {
+  dir: string;
+  databaseUrl: string;
+  instance: string;
+  /** Connections of each worker's own operations pool (`ctx.sql`). */
+  sqlMax: number;
+  /** How often a worker says it is alive. */
+  beatMs: number;
+}
+
+/**
+ * A call's claim, one Int32 in memory both threads share: 0 while nobody has it, the thread id
+ * of the worker that started it, or -1 once the main thread took it back. A worker starts a call
+ * only by moving it from 0 to its thread id, and the main thread hands a call to another worker
+ * only by moving it from 0 to -1: exactly one of them wins, so a call queued behind a blocked
+ * worker runs elsewhere, and never twice.
+ */
+export const UNCLAIMED = 0;
+export const REVOKED = -1;
+
+export type Task =
+  | { kind: 'list' }
+  | { kind: 'call'; name: string; jobId: string; runId: string; scheduledAt: number;
+      /** Set when the run was stopped before the call was handed over. */
+      aborted: { reason: unknown } | null;
+      claim: Int32Array; port: MessagePort };
+
+export interface ListResult {
+  names: string[];
+  problems: { file: string; error: string }[];
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+}
+
+export type CallResult = { ok: true; value: unknown } | { ok: false; error: SerializedError } | { revoked: true };
+
+/** Worker → main, over the call's own port. */
+export type FromCall = { type: 'log'; seq: number; level: LogLevel; message: string; details: unknown };
+/** Main → worker, over the call's own port. */
+export type ToCall = { type: 'abort'; reason: unknown } | { type: 'logged'; seq: number; error?: string };
+
+/** Worker → main, over the worker's own channel (the pool's 'message' event). */
+export type WorkerNotice = { beat: number; at: number } | { problem: string };
+
+/** A value as it can cross between the threads (abort reasons, return values), else undefined. */
+export function cloneable(value: unknown): unknown {
+  try {
+    return structuredClone(value);
+  } catch {
+    return undefined;
+  }
+}
