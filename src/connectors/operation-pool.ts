@@ -1,15 +1,15 @@
-import { MessageChannel, type MessagePort, SHARE_ENV } from 'node:worker_threads';
+import { type MessagePort, SHARE_ENV } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import {
   type CallResult,
   cloneable,
-  type FromCall,
+  type FromWorker,
   type ListResult,
   REVOKED,
   type Task,
-  type ToCall,
+  type ToWorker,
   UNCLAIMED,
   type WorkerNotice,
   type WorkerOptions,
@@ -43,6 +43,7 @@ const LOAD_TIMEOUT_MS = 30_000;
 const SQL_PER_WORKER = 2;
 
 interface Call {
+  id: number;
   name: string;
   ctx: CallContext;
   resolve(value: unknown): void;
@@ -58,7 +59,6 @@ interface Call {
 interface Submission {
   call: Call;
   claim: Int32Array;
-  port: MessagePort;
   at: number;
 }
 
@@ -83,7 +83,11 @@ export class OperationPool {
   /** Threads this pool terminated, and why: their other calls fail saying so. */
   readonly #replaced = new Map<number, string>();
   readonly #submissions = new Set<Submission>();
-  readonly #active = new Set<Call>();
+  /** Calls not yet settled, by their number. */
+  readonly #active = new Map<number, Call>();
+  /** Each worker's channel for aborts and log entries. */
+  readonly #channels = new Map<number, MessagePort>();
+  #nextCall = 1;
   readonly #watchdog: NodeJS.Timeout;
   #closing = false;
   #drained: (() => void) | null = null;
@@ -113,6 +117,7 @@ export class OperationPool {
     });
     this.#piscina.on('message', (notice: WorkerNotice) => {
       if ('beat' in notice) this.#lastBeat.set(notice.beat, notice.at);
+      else if ('channel' in notice) this.#connect(notice.thread, notice.channel);
       else this.#log.error({ problem: notice.problem }, 'server operation problem (its worker goes on)');
     });
     this.#piscina.on('error', (error: unknown) => this.#log.error({ err: error }, 'server operations worker failed'));
@@ -139,6 +144,7 @@ export class OperationPool {
     return new Promise((resolve, reject) => {
       const onAbort = () => this.#abort(call);
       const call: Call = {
+        id: this.#nextCall++,
         name,
         ctx,
         resolve,
@@ -150,7 +156,7 @@ export class OperationPool {
       };
       // A signal aborted already is handed over as it is: the operation sees it aborted, as in-process.
       if (!ctx.signal.aborted) ctx.signal.addEventListener('abort', onAbort, { once: true });
-      this.#active.add(call);
+      this.#active.set(call.id, call);
       this.#submit(call);
     });
   }
@@ -170,26 +176,38 @@ export class OperationPool {
   }
 
   #submit(call: Call): void {
-    const { port1, port2 } = new MessageChannel();
-    const submission: Submission = { call, claim: new Int32Array(new SharedArrayBuffer(4)), port: port1, at: Date.now() };
+    const submission: Submission = { call, claim: new Int32Array(new SharedArrayBuffer(4)), at: Date.now() };
     call.current = submission;
     this.#submissions.add(submission);
-    port1.on('message', (message: FromCall) => this.#onLog(submission, message));
     const { ctx } = call;
     const task: Task = {
       kind: 'call',
+      call: call.id,
       name: call.name,
       jobId: ctx.jobId,
       runId: ctx.runId,
       scheduledAt: ctx.scheduledAt.getTime(),
       aborted: ctx.signal.aborted ? { reason: cloneable(ctx.signal.reason) } : null,
       claim: submission.claim,
-      port: port2,
     };
-    this.#piscina.run(task, { transferList: [port2] }).then(
+    this.#piscina.run(task).then(
       (result: CallResult) => this.#returned(submission, result),
       (error: unknown) => this.#lost(submission, toError(error)),
     );
+  }
+
+  #connect(thread: number, channel: MessagePort): void {
+    this.#channels.set(thread, channel);
+    channel.unref();
+    channel.on('message', (message: FromWorker) => {
+      const call = this.#active.get(message.call);
+      const answer = (reply: ToWorker) => channel.postMessage(reply);
+      if (!call) return answer({ type: 'logged', call: message.call, seq: message.seq, error: 'the run has ended' });
+      call.ctx.log(message.level, message.message, message.details).then(
+        () => answer({ type: 'logged', call: message.call, seq: message.seq }),
+        (error: unknown) => answer({ type: 'logged', call: message.call, seq: message.seq, error: toError(error).message }),
+      );
+    });
   }
 
   /** The worker answered. */
@@ -225,32 +243,17 @@ export class OperationPool {
 
   #forget(submission: Submission): void {
     this.#submissions.delete(submission);
-    submission.port.close();
   }
 
   #finish(call: Call, outcome: { value: unknown } | { error: Error }): void {
     if (call.settled) return;
     call.settled = true;
     call.unlisten();
-    this.#active.delete(call);
+    this.#active.delete(call.id);
     if ('error' in outcome) call.reject(outcome.error);
     else call.resolve(outcome.value);
     this.#replaceRetired();
     if (this.#drained && this.#active.size === 0) this.#drained();
-  }
-
-  #onLog(submission: Submission, message: FromCall): void {
-    const answer = (reply: ToCall) => {
-      try {
-        submission.port.postMessage(reply);
-      } catch {
-        /* the call has ended */
-      }
-    };
-    submission.call.ctx.log(message.level, message.message, message.details).then(
-      () => answer({ type: 'logged', seq: message.seq }),
-      (error: unknown) => answer({ type: 'logged', seq: message.seq, error: toError(error).message }),
-    );
   }
 
   #abort(call: Call): void {
@@ -261,7 +264,7 @@ export class OperationPool {
       this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: the run was stopped`) });
       return;
     }
-    submission.port.postMessage({ type: 'abort', reason: cloneable(call.ctx.signal.reason) } satisfies ToCall);
+    this.#channels.get(state)?.postMessage({ type: 'abort', call: call.id, reason: cloneable(call.ctx.signal.reason) } satisfies ToWorker);
     const why = `server operation "${call.name}" (run ${call.ctx.runId})`;
     if (!this.#isAlive(state)) {
       call.abandoned = true;
@@ -320,6 +323,11 @@ export class OperationPool {
     const threads = new Set(this.#piscina.threads.map((worker) => worker.threadId));
     for (const thread of this.#lastBeat.keys()) if (!threads.has(thread)) this.#lastBeat.delete(thread);
     for (const thread of this.#replaced.keys()) if (!threads.has(thread)) this.#replaced.delete(thread);
+    for (const [thread, channel] of this.#channels) {
+      if (threads.has(thread)) continue;
+      channel.close();
+      this.#channels.delete(thread);
+    }
     if (![...threads].some((thread) => this.#isAlive(thread, now) && !this.#retiring.has(thread))) return;
     for (const submission of [...this.#submissions]) {
       if (now - submission.at <= STALL_MS || submission.call.settled) continue;

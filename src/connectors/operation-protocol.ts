@@ -26,10 +26,18 @@ export const REVOKED = -1;
 
 export type Task =
   | { kind: 'list' }
-  | { kind: 'call'; name: string; jobId: string; runId: string; scheduledAt: number;
+  | {
+      kind: 'call';
+      /** The pool's number for the call, in the messages about it. */
+      call: number;
+      name: string;
+      jobId: string;
+      runId: string;
+      scheduledAt: number;
       /** Set when the run was stopped before the call was handed over. */
       aborted: { reason: unknown } | null;
-      claim: Int32Array; port: MessagePort };
+      claim: Int32Array;
+    };
 
 export interface ListResult {
   names: string[];
@@ -43,13 +51,16 @@ export interface SerializedError {
 
 export type CallResult = { ok: true; value: unknown } | { ok: false; error: SerializedError } | { revoked: true };
 
-/** Worker → main, over the call's own port. */
-export type FromCall = { type: 'log'; seq: number; level: LogLevel; message: string; details: unknown };
-/** Main → worker, over the call's own port. */
-export type ToCall = { type: 'abort'; reason: unknown } | { type: 'logged'; seq: number; error?: string };
+/** Worker → main, over the worker's channel. */
+export type FromWorker = { type: 'log'; call: number; seq: number; level: LogLevel; message: string; details: unknown };
+/** Main → worker, over the worker's channel. */
+export type ToWorker = { type: 'abort'; call: number; reason: unknown } | { type: 'logged'; call: number; seq: number; error?: string };
 
-/** Worker → main, over the worker's own channel (the pool's 'message' event). */
-export type WorkerNotice = { beat: number; at: number } | { problem: string };
+/**
+ * Worker → main, through piscina (the pool's 'message' event): its channel once at start (one
+ * channel per worker, not per call: a channel costs more than a no-op call), beats, problems.
+ */
+export type WorkerNotice = { channel: MessagePort; thread: number } | { beat: number; at: number } | { problem: string };
 
 /** A value as it can cross between the threads (abort reasons, return values), else undefined. */
 export function cloneable(value: unknown): unknown {

@@ -4,17 +4,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type MessagePort, parentPort, threadId, workerData } from 'node:worker_threads';
+import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { connect } from '../db/client.ts';
 import type { LogLevel } from '../db/rows.ts';
 import {
   type CallResult,
   cloneable,
-  type FromCall,
+  type FromWorker,
   type ListResult,
   type SerializedError,
   type Task,
-  type ToCall,
+  type ToWorker,
   UNCLAIMED,
   type WorkerOptions,
   type WorkerNotice,
@@ -29,6 +29,27 @@ const sql = connect(options.databaseUrl, { max: options.sqlMax, applicationName:
 const notify = (notice: WorkerNotice) => parentPort?.postMessage(notice);
 
 // The main thread tells a blocked worker from a busy one by these beats.
+// One channel to the main thread for every call of this worker: aborts in, log entries out.
+const channel = new MessageChannel();
+parentPort?.postMessage({ channel: channel.port2, thread: threadId } satisfies WorkerNotice, [channel.port2]);
+const port = channel.port1;
+port.unref();
+
+/** The calls running here: how to abort each, and its log entries awaiting their answer. */
+const running = new Map<number, { abort: AbortController; waiting: Map<number, { resolve: () => void; reject: (error: Error) => void }> }>();
+port.on('message', (message: ToWorker) => {
+  const call = running.get(message.call);
+  if (!call) return;
+  if (message.type === 'abort') {
+    call.abort.abort(message.reason);
+    return;
+  }
+  const entry = call.waiting.get(message.seq);
+  call.waiting.delete(message.seq);
+  if (message.error === undefined) entry?.resolve();
+  else entry?.reject(new Error(message.error));
+});
+
 const beat = () => notify({ beat: threadId, at: Date.now() });
 beat();
 setInterval(beat, options.beatMs).unref();
@@ -75,37 +96,24 @@ export default async function run(task: Task): Promise<ListResult | CallResult> 
   const { operations, problems } = await loaded;
   if (task.kind === 'list') return { names: [...operations.keys()].sort(), problems };
   // Handed to another worker meanwhile (this one looked blocked): not ours to run.
-  if (Atomics.compareExchange(task.claim, 0, UNCLAIMED, threadId) !== UNCLAIMED) {
-    task.port.close();
-    return { revoked: true };
-  }
+  if (Atomics.compareExchange(task.claim, 0, UNCLAIMED, threadId) !== UNCLAIMED) return { revoked: true };
   const operation = operations.get(task.name);
   if (!operation) {
-    task.port.close();
     return { ok: false, error: { name: 'Error', message: `Server operation "${task.name}" does not exist in ${options.dir}.` } };
   }
   return call(operation, task);
 }
 
 async function call(operation: Operation, task: Extract<Task, { kind: 'call' }>): Promise<CallResult> {
-  const port: MessagePort = task.port;
   const abort = new AbortController();
   if (task.aborted) abort.abort(task.aborted.reason);
-  const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  const state = { abort, waiting: new Map<number, { resolve: () => void; reject: (error: Error) => void }>() };
+  running.set(task.call, state);
   let seq = 0;
-  port.on('message', (message: ToCall) => {
-    if (message.type === 'abort') abort.abort(message.reason);
-    else {
-      const entry = waiting.get(message.seq);
-      waiting.delete(message.seq);
-      if (message.error === undefined) entry?.resolve();
-      else entry?.reject(new Error(message.error));
-    }
-  });
   const log = (level: LogLevel, message: string, details?: unknown) =>
     new Promise<void>((resolve, reject) => {
-      const request: FromCall = { type: 'log', seq: ++seq, level, message: String(message), details: plain(details) };
-      waiting.set(request.seq, { resolve, reject });
+      const request: FromWorker = { type: 'log', call: task.call, seq: ++seq, level, message: String(message), details: plain(details) };
+      state.waiting.set(request.seq, { resolve, reject });
       port.postMessage(request);
     });
   const ctx: CallContext = { signal: abort.signal, log, jobId: task.jobId, runId: task.runId, scheduledAt: new Date(task.scheduledAt), sql };
@@ -116,7 +124,7 @@ async function call(operation: Operation, task: Extract<Task, { kind: 'call' }>)
   } catch (error) {
     return { ok: false, error: serialize(error) };
   } finally {
-    port.close();
+    running.delete(task.call);
   }
 }
 
