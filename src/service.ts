@@ -1,13 +1,13 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type Clock, OffsetClock } from './clock.ts';
+import { type Clock, OffsetClock, type TimeSource } from './clock.ts';
 import type { Config } from './config.ts';
 import { ServerOperationsConnector } from './connectors/server-operations.ts';
 import { parseAllowList } from './connectors/address-policy.ts';
 import { HttpConnector } from './connectors/http.ts';
 import { DatabaseConnectorRegistry } from './connectors/registry.ts';
 import { ConnectorService } from './connectors/service.ts';
-import { connect, measureClockOffset } from './db/client.ts';
+import { connect, sampleDatabaseClock } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
 import { EventBus } from './events/bus.ts';
@@ -47,6 +47,9 @@ function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
 
 /** How often the offset to the database's clock is measured again. */
 const CLOCK_SYNC_MS = 60_000;
+/** Samples per measurement: the one with the shortest round trip is kept. */
+const CLOCK_SAMPLES = 5;
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 /** Composition root of one instance: database → migrations → connectors → scheduler → HTTP. */
 export async function startService({ config, log, clock: givenClock }: ServiceOptions): Promise<Service> {
@@ -79,14 +82,23 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
 
     let clock = givenClock;
     if (!clock) {
+      // The clock is measured on a connection of its own: on the shared pool a sample would
+      // include the wait for a free connection, and "now" would run ahead by half of it.
+      const clockDb = connect(databaseUrl, { max: 1, applicationName: `server-jobs clock ${config.INSTANCE_ID}` });
+      cleanup.push(() => clockDb.close());
       const offsetClock = new OffsetClock();
-      offsetClock.setOffset(await measureClockOffset(db.sql));
-      log.info({ offsetMs: Math.round(offsetClock.offsetMs) }, 'clock offset to the database measured');
+      const sample = (time: TimeSource) => sampleDatabaseClock(clockDb.sql, () => time.monotonicMs(), CLOCK_SAMPLES);
+      const measured = await offsetClock.sync(sample);
+      log.info({ offsetMs: Math.round(offsetClock.offsetMs), roundTripMs: round3(measured.roundTripMs) }, 'clock offset to the database measured');
+      let syncing = false;
       const timer = setInterval(() => {
-        measureClockOffset(db.sql).then(
-          (offset) => offsetClock.setOffset(offset),
-          (error: unknown) => log.warn({ err: error }, 'measuring the clock offset failed'),
-        );
+        // A sync still waiting (the database away) is not joined by another.
+        if (syncing) return;
+        syncing = true;
+        offsetClock
+          .sync(sample)
+          .catch((error: unknown) => log.warn({ err: error }, 'measuring the clock offset failed'))
+          .finally(() => (syncing = false));
       }, CLOCK_SYNC_MS);
       timer.unref();
       cleanup.push(() => clearInterval(timer));

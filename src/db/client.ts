@@ -1,4 +1,5 @@
 import postgres from 'postgres';
+import type { ClockSample } from '../clock.ts';
 
 export type Sql = postgres.Sql;
 /** A pool or a transaction: what a single query needs. */
@@ -38,10 +39,20 @@ export function connect(
   return { sql, close: () => sql.end({ timeout: 5 }) };
 }
 
-/** Database time minus local time, measured at the midpoint of a round trip. */
-export async function measureClockOffset(sql: Sql): Promise<number> {
-  const before = Date.now();
-  const [row] = await sql<{ ms: number }[]>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
-  const after = Date.now();
-  return row!.ms - (before + after) / 2;
+/**
+ * Reads the database's clock_timestamp() `count` times, each bracketed by local monotonic
+ * readings (`monotonicMs`), for `bestOffset` to choose from. Meant for a connection of its own
+ * (a client with max 1): on the shared pool a sample would include the wait for a free
+ * connection. A first query opens the connection, so no sample pays for its set-up.
+ */
+export async function sampleDatabaseClock(sql: Sql, monotonicMs: () => number, count = 5): Promise<ClockSample[]> {
+  await sql`select 1`;
+  const samples: ClockSample[] = [];
+  for (let i = 0; i < count; i++) {
+    const sentMs = monotonicMs();
+    const [row] = await sql<{ ms: number }[]>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
+    const receivedMs = monotonicMs();
+    samples.push({ sentMs, dbMs: row!.ms, receivedMs });
+  }
+  return samples;
 }

@@ -34,6 +34,10 @@ export type RunJob = Pick<JobRow, 'id' | 'connectorId' | 'method' | 'periodSecon
  */
 export async function executeRun(deps: RunDeps, run: RunRow, job: RunJob, abort: AbortController): Promise<RunRow | null> {
   const { clock, bus } = deps;
+  // No call reaches its connector before its due time by the clock (SPEC §3). A claim takes only
+  // due times its clock has reached, so this waits only if something launched a run early.
+  const dueMs = run.scheduledAt.getTime();
+  if (clock.now() < dueMs) await clock.sleepUntil(dueMs, abort.signal);
   bus.publish('run:started', { at: new Date(clock.now()), run });
   const outcome = await callWithTimeout(deps, run, job, abort);
   // Whatever ended the run, the connector is told to stop.
@@ -60,7 +64,9 @@ async function callWithTimeout(deps: RunDeps, run: RunRow, job: RunJob, abort: A
       timerStop.signal.aborted ? new Promise<never>(() => {}) : { status: 'TIMED_OUT', error: `No answer within ${timeoutSeconds} s` },
     );
   try {
-    return await Promise.race([invoke(deps, run, job, abort.signal), aborted, timedOut]);
+    // Aborted before it began (a cancel while it waited for its due time): the call is not made.
+    const call = abort.signal.aborted ? new Promise<never>(() => {}) : invoke(deps, run, job, abort.signal);
+    return await Promise.race([call, aborted, timedOut]);
   } finally {
     timerStop.abort();
   }
