@@ -362,7 +362,9 @@ describe('manual runs and cancel', () => {
 describe('leases and crash recovery', () => {
   it('should mark the runs of a process that stopped renewing ABANDONED after its lease, and fence its late writes', async () => {
     const clock = new ManualClock(T0);
-    const dead = harness(sql, { clock, instance: 'dead', leaseSeconds: 5 });
+    // Frozen (SIGSTOP, a long pause): its clock stands still, so none of its timers runs — not
+    // even the one with which a live holder aborts a call whose lease it could not renew.
+    const dead = harness(sql, { clock: new ManualClock(T0), instance: 'dead', leaseSeconds: 5 });
     const alive = harness(sql, { clock, instance: 'alive', leaseSeconds: 5 });
     const hold = gate();
     dead.connector.define('hang', () => hold.promise);

@@ -178,20 +178,29 @@ export interface AbandonedRun extends RunRow {
 /**
  * Marks ABANDONED every run whose lease expired (its process died or froze) — or, with
  * `exceptToken`, every running run not held by that token, used when this process owns the
- * database alone and so knows all other holders are dead.
+ * database alone and so knows all other holders are dead — or, with `heldBy`, the given runs
+ * still held by that token (runs its holder claimed but never launched).
  */
 export async function abandonRuns(
   sql: Queryable,
-  args: { now: Date; error: string } & ({ expiredBefore: Date } | { exceptToken: string }),
+  args: { now: Date; error: string } & ({ expiredBefore: Date } | { exceptToken: string } | { heldBy: string; runIds: string[] }),
 ): Promise<AbandonedRun[]> {
   const condition =
     'expiredBefore' in args
       ? sql`lease_expires_at < ${args.expiredBefore}`
-      : sql`lease_token is distinct from ${args.exceptToken}::uuid`;
+      : 'exceptToken' in args
+        ? sql`lease_token is distinct from ${args.exceptToken}::uuid`
+        : sql`lease_token = ${args.heldBy}::uuid and id = any(${sql.array(args.runIds)}::bigint[])`;
   return sql<AbandonedRun[]>`
     update job_runs set status = 'ABANDONED', finished_at = ${args.now}, error = ${args.error}
     where status = 'RUNNING' and ${condition}
     returning job_runs.*, (select j.connector_id || ':' || j.method from jobs j where j.id = job_runs.job_id) as external_call`;
+}
+
+/** The ids of the runs in progress under this lease token. */
+export async function runningUnder(sql: Queryable, token: string): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`select id from job_runs where status = 'RUNNING' and lease_token = ${token}::uuid`;
+  return rows.map((r) => r.id);
 }
 
 export async function findRun(sql: Queryable, id: string): Promise<RunRow | null> {

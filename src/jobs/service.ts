@@ -167,14 +167,15 @@ export class JobService {
     const id = validateJobId(rawId);
     const { scheduler } = this.deps;
     const now = new Date(this.deps.clock.now());
-    const { job, run } = await this.deps.sql.begin(async (tx) => {
+    // Tracked by the scheduler: if the reply is lost after the commit, it ends the run rather than leave it unlaunched.
+    const { job, run } = await scheduler.claiming(this.deps.sql.begin(async (tx) => {
       // The job row lock orders this against a concurrent claim of the same job.
       const locked = await lockJob(tx, id);
       if (!locked) throw notFound(`No job with id "${id}".`);
       const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
       if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
       return { job: locked, run: inserted };
-    });
+    }));
     void scheduler.launch(run, job);
     return run;
   }

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { earliestDue } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { RunRow } from '../db/rows.ts';
-import { abandonRuns, claimDue, type Claimed, type DueJob, type Holder, renewLeases } from '../db/runs.ts';
-import { toError } from '../errors.ts';
+import { abandonRuns, claimDue, type Claimed, type DueJob, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
+import { DomainError, toError } from '../errors.ts';
 import { claimDue as planClaim } from './grid.ts';
 import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
 import { executeRun, type RunDeps, type RunJob } from './run.ts';
@@ -27,6 +27,8 @@ export interface Started extends Claimed {
 interface InFlight {
   abort: AbortController;
   done: Promise<RunRow | null>;
+  /** When the run's lease expires as this process knows it (its clock): set by its claim, moved by each renewal that succeeds. */
+  leaseUntil: number;
 }
 
 /** How soon to look again at a due job another instance's claim holds locked. */
@@ -35,13 +37,26 @@ const LOCKED_RETRY_MS = 50;
 export const SHUTDOWN_REASON: AbortReason = { status: 'ABANDONED', error: 'instance shut down' };
 const LEASE_LOST: AbortReason = { status: 'ABANDONED', error: 'lease lost: another instance took the run over' };
 const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by request' };
+/** The error of a run whose claim committed but whose reply never reached this process. */
+export const REPLY_LOST = 'claim reply lost: the run was claimed but its holder never started it';
+
+/**
+ * The share of a lease kept in reserve: a holder that has not renewed a run's lease by the time
+ * only this much of it is left aborts the run's call. It covers how far this process's clock may
+ * lag the database's (the round trip of its clock sample), a timer that fires late, and the
+ * call's own stop, so that the call has ended before another instance may take the run over.
+ */
+const LEASE_RESERVE = 0.2;
+/** How soon a failed renewal round is tried again, at most: a lease must not lapse for want of a try. */
+const MAINTENANCE_RETRY_MS = 1000;
 
 /**
  * One loop per process: it sleeps until the earliest due time the database knows of (or until
  * woken by a change), claims every due job in batches, and starts their runs without waiting
  * for them. A second timer renews the leases of the runs in flight and marks ABANDONED the runs
- * whose holders stopped renewing. Failures of the loop are logged and retried with backoff;
- * they never end it.
+ * whose holders stopped renewing; a run whose lease this process could not renew in time is
+ * aborted here before it expires, and runs whose claim reply was lost are ended. Failures of the
+ * loop are logged and retried with backoff; they never end it.
  */
 export class Scheduler {
   readonly holder: Holder;
@@ -57,6 +72,15 @@ export class Scheduler {
   #halted = new AbortController();
   #maintenance: Promise<void> | null = null;
   #healthy = true;
+  /** Claims and manual runs' inserts whose answer has not arrived yet. */
+  #claimsPending = 0;
+  /** Counts every claim or insert begun: a look for lost replies during which one began is not trusted. */
+  #claimsBegun = 0;
+  /** A claim or insert failed: it may have committed with its reply lost. */
+  #replyMaybeLost = false;
+  #recovering: Promise<RunRow[]> | null = null;
+  /** Runs ended "claim reply lost": should their reply turn up after all, they are not launched. */
+  #recovered = new Set<string>();
 
   constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
     this.#deps = deps;
@@ -99,7 +123,7 @@ export class Scheduler {
     const all: Started[] = [];
     for (;;) {
       const now = this.#deps.clock.now();
-      const claimed = await claimDue(
+      const claimed = await this.claiming(claimDue(
         this.#deps.sql,
         { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
         (job: DueJob) => {
@@ -113,7 +137,7 @@ export class Scheduler {
           };
         },
         (run) => claimLogEntries(run, now),
-      );
+      ));
       if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
       for (const claim of claimed) {
         this.#publishClaim(claim);
@@ -123,8 +147,14 @@ export class Scheduler {
     }
   }
 
-  /** Starts a run the caller has inserted (a manual run) under this process's lease. */
+  /**
+   * Starts a run the caller has inserted (a manual run) under this process's lease. A run
+   * launched already is not launched again; nor is one ended because its claim reply was lost.
+   */
   launch(run: RunRow, job: RunJob): Promise<RunRow | null> {
+    const launched = this.#inFlight.get(run.id);
+    if (launched) return launched.done;
+    if (this.#recovered.has(run.id)) return Promise.resolve(null);
     const abort = new AbortController();
     const done = executeRun({ ...this.#deps, token: this.holder.token, halted: this.#halted.signal }, run, job, abort)
       .catch((error: unknown) => {
@@ -132,8 +162,33 @@ export class Scheduler {
         return null;
       })
       .finally(() => this.#inFlight.delete(run.id));
-    this.#inFlight.set(run.id, { abort, done });
+    const flight: InFlight = { abort, done, leaseUntil: run.leaseExpiresAt?.getTime() ?? this.#deps.clock.now() + this.leaseMs };
+    this.#inFlight.set(run.id, flight);
+    void this.#watchLease(flight);
     return done;
+  }
+
+  /**
+   * Tracks a transaction that claims runs under this process's lease (a claim, a manual run's
+   * insert) until it answers. One that fails may have committed with its reply lost: its runs
+   * are then RUNNING under this lease but were never launched, and would hold their jobs until
+   * the lease sweep; the next round that reaches the database ends them (see `maintain`).
+   */
+  claiming<T>(work: Promise<T>): Promise<T> {
+    this.#claimsPending++;
+    this.#claimsBegun++;
+    return work.then(
+      (value) => {
+        this.#claimsPending--;
+        return value;
+      },
+      (error: unknown) => {
+        this.#claimsPending--;
+        // An answer such as CONFLICT was a reply: nothing was lost.
+        if (!(error instanceof DomainError)) this.#replyMaybeLost = true;
+        throw error;
+      },
+    );
   }
 
   /** Cancels a run this process holds; resolves to its final row, or undefined when not held here. */
@@ -153,14 +208,66 @@ export class Scheduler {
     const now = clock.now();
     // Only the runs this renewal asked about: a run launched while it was in flight is not in its answer.
     const asked = [...this.#inFlight.keys()];
-    const held = await renewLeases(sql, this.holder.token, asked, new Date(now + this.leaseMs));
+    const until = now + this.leaseMs;
+    const held = await renewLeases(sql, this.holder.token, asked, new Date(until));
     for (const runId of asked) {
       const flight = this.#inFlight.get(runId);
       if (!flight) continue;
       if (!held.has(runId)) flight.abort.abort(LEASE_LOST);
       else if (held.get(runId)) flight.abort.abort(CANCELLED);
+      else flight.leaseUntil = Math.max(flight.leaseUntil, until);
     }
-    return this.#abandon({ now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
+    const expired = await this.#abandon({ now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
+    return [...expired, ...(await this.#recoverLostClaims())];
+  }
+
+  /**
+   * Ends ABANDONED ("claim reply lost") the runs RUNNING under this process's lease that it
+   * never launched, after a claim or insert failed. Looks only while no claim or insert is
+   * waiting for its answer, and trusts the answer only if none began meanwhile: a run whose
+   * reply is merely slow is launched by its claim, not ended here.
+   */
+  #recoverLostClaims(): Promise<RunRow[]> {
+    if (!this.#replyMaybeLost || this.#claimsPending > 0 || this.#halted.signal.aborted) return Promise.resolve([]);
+    this.#recovering ??= (async () => {
+      const begun = this.#claimsBegun;
+      const running = await runningUnder(this.#deps.sql, this.holder.token);
+      if (this.#claimsBegun !== begun) return [];
+      this.#replyMaybeLost = false;
+      const orphans = running.filter((id) => !this.#inFlight.has(id));
+      if (orphans.length === 0) return [];
+      for (const id of orphans) this.#recovered.add(id);
+      const now = new Date(this.#deps.clock.now());
+      const ended = await this.#abandon({ now, heldBy: this.holder.token, runIds: orphans, error: REPLY_LOST });
+      if (ended.length > 0) this.#deps.log.warn({ runs: ended.map((r) => r.id) }, 'ended runs whose claim reply was lost');
+      return ended;
+    })()
+      .catch((error: unknown) => {
+        this.#replyMaybeLost = true;
+        throw error;
+      })
+      .finally(() => (this.#recovering = null));
+    return this.#recovering;
+  }
+
+  /**
+   * Aborts a run's call once its lease, as this process last renewed it, is nearly spent (its
+   * database away, its renewals starved): no call goes on past its lease while another instance
+   * may take the job over (SPEC §3). Timed by this process's own clock from the last renewal
+   * that succeeded, not by the database, which it may be unable to reach.
+   */
+  async #watchLease(flight: InFlight): Promise<void> {
+    const { clock } = this.#deps;
+    const { signal } = flight.abort;
+    const reserve = this.leaseMs * LEASE_RESERVE;
+    while (!signal.aborted) {
+      const deadline = flight.leaseUntil - reserve;
+      if (clock.now() >= deadline) {
+        flight.abort.abort({ status: 'ABANDONED', error: `lease lost: could not renew within ${this.#options.leaseSeconds} s` } satisfies AbortReason);
+        return;
+      }
+      await clock.sleepUntil(deadline, signal);
+    }
   }
 
   /** Marks ABANDONED the runs of every other holder: used when this process owns the database alone. */
@@ -206,6 +313,8 @@ export class Scheduler {
       const wake = this.#wake;
       try {
         const claimed = await this.tick();
+        // After a failed round: runs whose claim reply was lost end at once, not at the lease sweep.
+        await this.#recoverLostClaims();
         const next = await earliestDue(sql);
         const now = clock.now();
         sleepUntil = next ? Math.min(next.getTime(), now + this.#options.maxIdleMs) : now + this.#options.maxIdleMs;
@@ -236,13 +345,16 @@ export class Scheduler {
     while (!this.#stopMaintenance.signal.aborted) {
       // The next round is timed from this one's start, so a slow round does not stretch the gap.
       const started = clock.now();
+      let next = started + every;
       try {
         await this.maintain();
       } catch (error) {
         this.#options.observe.failed();
         log.error({ err: toError(error) }, 'lease maintenance failed; retrying');
+        // Soon: every renewal missed brings the runs in flight closer to being aborted.
+        next = Math.min(next, clock.now() + MAINTENANCE_RETRY_MS);
       }
-      await clock.sleepUntil(started + every, this.#stopMaintenance.signal);
+      await clock.sleepUntil(next, this.#stopMaintenance.signal);
     }
   }
 

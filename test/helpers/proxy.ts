@@ -8,7 +8,16 @@ export interface DatabaseProxy {
   cut(): Promise<void>;
   /** The database is back: new connections reach it again, on the same address. */
   restore(): Promise<void>;
+  /**
+   * The next reply that reports a COMMIT is lost: the server has committed, but its answer does
+   * not reach the client, whose connection is cut instead (as when the network fails right after
+   * a commit). Other connections go on. Resolves when it has happened.
+   */
+  loseNextCommitReply(): Promise<void>;
 }
+
+/** A CommandComplete message ('C', its length, then the tag) whose tag is COMMIT. */
+const COMMIT_COMPLETE = Buffer.concat([Buffer.from('C'), Buffer.from([0, 0, 0, 11]), Buffer.from('COMMIT\0')]);
 
 /**
  * A TCP proxy in front of a PostgreSQL server, so that a test can take the database away from
@@ -20,6 +29,7 @@ export interface DatabaseProxy {
 export async function databaseProxy(targetUrl: string): Promise<DatabaseProxy> {
   const target = new URL(targetUrl);
   const sockets = new Set<net.Socket>();
+  let loseCommit: (() => void) | null = null;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
     for (const socket of [client, upstream]) {
@@ -29,7 +39,19 @@ export async function databaseProxy(targetUrl: string): Promise<DatabaseProxy> {
     }
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (loseCommit && chunk.includes(COMMIT_COMPLETE)) {
+        const lost = loseCommit;
+        loseCommit = null;
+        client.destroy();
+        upstream.destroy();
+        lost();
+      } else if (!client.write(chunk)) {
+        upstream.pause();
+        client.once('drain', () => upstream.resume());
+      }
+    });
   });
   const listen = (port: number) => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const close = () =>
@@ -44,5 +66,10 @@ export async function databaseProxy(targetUrl: string): Promise<DatabaseProxy> {
   const url = new URL(targetUrl);
   url.hostname = '127.0.0.1';
   url.port = String(port);
-  return { url: url.toString(), cut: close, restore: () => listen(port) };
+  return {
+    url: url.toString(),
+    cut: close,
+    restore: () => listen(port),
+    loseNextCommitReply: () => new Promise<void>((resolve) => (loseCommit = resolve)),
+  };
 }
