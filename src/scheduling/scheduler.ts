@@ -121,7 +121,8 @@ export class Scheduler {
    */
   async tick(): Promise<Started[]> {
     const all: Started[] = [];
-    for (;;) {
+    // A shutdown that begins during a large backlog stops claiming between batches.
+    while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
       const claimed = await this.claiming(claimDue(
         this.#deps.sql,
@@ -145,6 +146,7 @@ export class Scheduler {
       }
       if (claimed.length < this.#options.batchSize) return all;
     }
+    return all;
   }
 
   /**
