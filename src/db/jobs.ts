@@ -31,6 +31,15 @@ export async function findJob(sql: Queryable, id: string): Promise<JobRow | null
   return rows[0] ?? null;
 }
 
+/**
+ * The database's clock, in epoch milliseconds: read inside a change's transaction, after the job
+ * row is locked, it decides which due times are already due when the change commits (SPEC §3).
+ */
+export async function databaseNow(sql: Queryable): Promise<number> {
+  const [row] = await sql<{ ms: number }[]>`select floor(extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
+  return row!.ms;
+}
+
 /** Locks the job row for the rest of the transaction, so claims and changes of one job serialise. */
 export async function lockJob(sql: Queryable, id: string): Promise<JobRow | null> {
   const rows = await sql<JobRow[]>`select * from jobs where id = ${id} for update`;

@@ -27,19 +27,27 @@ export interface Claimed {
   entries: LogRow[];
 }
 
+export interface ClaimResult {
+  claimed: Claimed[];
+  /** WARNING entries of due times whose run was not inserted: a run for that due time existed already. */
+  clashes: LogRow[];
+}
+
 /**
  * Claims due jobs in one transaction: locks up to `limit` due, enabled jobs (skipping rows
  * another instance holds), lets `decide` turn each into a run, advances each job's next due
  * time, inserts the runs and the log entries `describe` gives for them. The job row lock plus
  * the unique (job, due time) key make the claim exactly-once across instances; the decisions
- * are the caller's pure functions.
+ * are the caller's pure functions. A planned run whose key is taken already is not inserted,
+ * and `describeClash` says so in the log.
  */
 export async function claimDue(
   sql: Sql,
   args: { now: Date; limit: number; holder: Holder; leaseMs: number },
   decide: (job: DueJob) => NewScheduledRun,
   describe: (run: RunRow, job: JobRow) => NewLogEntry[],
-): Promise<Claimed[]> {
+  describeClash: (planned: NewScheduledRun) => NewLogEntry,
+): Promise<ClaimResult> {
   return sql.begin(async (tx) => {
     const locked = await tx<JobRow[]>`
       select * from jobs
@@ -47,7 +55,7 @@ export async function claimDue(
       order by next_due_at
       limit ${args.limit}
       for update skip locked`;
-    if (locked.length === 0) return [];
+    if (locked.length === 0) return { claimed: [], clashes: [] };
     // Read after the locks are held (a fresh snapshot): a manual run committed while this claim
     // waited is seen, so the due time becomes SKIPPED instead of clashing with it.
     const running = await tx<{ jobId: string }[]>`
@@ -76,16 +84,43 @@ export async function claimDue(
                   ${tx.array(planned.map((r) => r.scheduledAt.toISOString()))}::timestamptz[],
                   ${tx.array(planned.map((r) => r.status))}::text[],
                   ${tx.array(planned.map((r) => r.missed))}::int[]) as v(job_id, scheduled_at, status, missed)
-      -- Only a repeat of the same due time is ignored; any other clash (a second RUNNING run)
-      -- fails the claim and rolls back the advance of next_due_at, so no due time is lost.
+      -- Only a repeat of the same due time is ignored (and logged below); any other clash (a
+      -- second RUNNING run) fails the claim and rolls back the advance of next_due_at, so no due
+      -- time is lost. A job's next_due_at lies after every due time recorded for its id (the
+      -- claim and every change keep it so), so a repeat is not expected: it is never silent.
       on conflict (job_id, scheduled_at) where trigger = 'SCHEDULE' do nothing
       returning *`;
     const jobsById = new Map<string, JobRow>(due.map((j) => [j.id, j]));
     const claimed = runs.map((run) => ({ run, job: jobsById.get(run.jobId)!, entries: [] as LogRow[] }));
-    const entries = await insertLogEntries(tx, claimed.flatMap((c) => describe(c.run, c.job)));
+    const inserted = new Set(runs.map((run) => run.jobId));
+    const clashed = planned.filter((p) => !inserted.has(p.jobId)).map(describeClash);
+    const entries = await insertLogEntries(tx, [...claimed.flatMap((c) => describe(c.run, c.job)), ...clashed]);
     for (const entry of entries) claimed.find((c) => c.run.id === entry.runId)?.entries.push(entry);
-    return claimed;
+    return { claimed, clashes: entries.filter((entry) => entry.runId === null) };
   });
+}
+
+/**
+ * Records due times a change of the job leaves behind as one SKIPPED run (trigger SCHEDULE)
+ * that never started. Returns null when a run for that due time exists already.
+ */
+export async function insertSkippedRun(
+  sql: Queryable,
+  args: { jobId: string; scheduledAt: Date; missed: number; now: Date; instance: string },
+): Promise<RunRow | null> {
+  const rows = await sql<RunRow[]>`
+    insert into job_runs (job_id, trigger, scheduled_at, finished_at, status, instance, missed)
+    values (${args.jobId}, 'SCHEDULE', ${args.scheduledAt}, ${args.now}, 'SKIPPED', ${args.instance}, ${args.missed})
+    on conflict (job_id, scheduled_at) where trigger = 'SCHEDULE' do nothing
+    returning *`;
+  return rows[0] ?? null;
+}
+
+/** The latest due time a SCHEDULE run of this job id stands for, in epoch ms; null when there is none. */
+export async function lastScheduledAt(sql: Queryable, jobId: string): Promise<number | null> {
+  const [row] = await sql<{ at: Date | null }[]>`
+    select max(scheduled_at) as at from job_runs where job_id = ${jobId} and trigger = 'SCHEDULE'`;
+  return row?.at ? row.at.getTime() : null;
 }
 
 /** Starts a manual run unless one of the job is in progress. Returns null on conflict. */

@@ -1,13 +1,14 @@
 import type { Clock } from '../clock.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
-import type { Sql } from '../db/client.ts';
-import { deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { databaseNow, deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { cancelRunsOfJob, findRun, insertManualRun, requestCancel } from '../db/runs.ts';
+import { cancelRunsOfJob, findRun, insertManualRun, insertSkippedRun, lastScheduledAt, requestCancel } from '../db/runs.ts';
 import { conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
+import { accountChange, changeSkippedMessage, clashLogEntry, nextDueAfter, sameSchedule, type Schedule } from '../scheduling/changes.ts';
 import { firstGridPointAfter, initialSchedule } from '../scheduling/grid.ts';
 import { endLogEntry } from '../scheduling/outcome.ts';
 import { formatPeriod } from '../scheduling/period.ts';
@@ -52,7 +53,18 @@ export interface JobServiceDeps {
   bus: EventBus;
   registry: ConnectorRegistry;
   scheduler: Scheduler;
+  /**
+   * The database's clock, read in a change's transaction once the job row is locked: it decides
+   * which due times are already due when the change commits (SPEC §3). Defaults to the
+   * database's clock_timestamp(); tests that drive the scheduler with a controlled clock far
+   * from the database's time may pass one that reads their clock.
+   */
+  databaseNow?: (tx: Queryable) => Promise<number>;
 }
+
+/** What a change does, for the WARNING about the due times it leaves behind. */
+const PAUSED = 'the job was paused';
+const DELETED = 'the job was deleted';
 
 /**
  * Every change to jobs and runs that a person or program asks for. Each validates all input
@@ -70,8 +82,12 @@ export class JobService {
     const timeoutSeconds = input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds);
     const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
     const now = this.deps.clock.now();
-    const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
+    const { anchorMs, nextDueMs: planned } = initialSchedule(periodSeconds * 1000, now, startAt);
     const { job, entries } = await this.deps.sql.begin(async (tx) => {
+      // Runs of a deleted job with this id stay: the new grid starts after their due times, so
+      // no claim of it clashes with their (job, due time) key.
+      const recorded = await lastScheduledAt(tx, id);
+      const nextDueMs = nextDueAfter({ anchorMs, periodMs: periodSeconds * 1000, nextDueMs: planned }, recorded);
       const row = await insertJob(tx, {
         id,
         name,
@@ -115,7 +131,12 @@ export class JobService {
       }
       if (input.enabled === false && job.enabled) changes.enabled = false;
       if (input.enabled === true && !job.enabled) Object.assign(changes, this.#resumeChanges(job, changes, now));
-      return { changes, message: `Job "${job.id}" updated`, details: describeChanges(input) };
+      const change = [
+        changes.enabled === false ? PAUSED : null,
+        changes.periodSeconds !== undefined ? "the job's period changed" : null,
+        startAt !== null ? "the job's start time changed" : null,
+      ].filter((c) => c !== null);
+      return { changes, message: `Job "${job.id}" updated`, details: describeChanges(input), change: change.join(' and ') };
     });
   }
 
@@ -125,6 +146,7 @@ export class JobService {
       changes: { enabled: false, pausedNote },
       message: `Job "${job.id}" paused${pausedNote ? `: ${pausedNote}` : ''}`,
       details: { note: pausedNote },
+      change: PAUSED,
     }));
   }
 
@@ -139,9 +161,13 @@ export class JobService {
   async delete(rawId: string): Promise<string> {
     const id = validateJobId(rawId);
     const now = new Date(this.deps.clock.now());
-    const { cancelled, entries } = await this.deps.sql.begin(async (tx) => {
-      const job = await deleteJobRow(tx, id);
+    const { cancelled, skipped, entries } = await this.deps.sql.begin(async (tx) => {
+      const job = await lockJob(tx, id);
       if (!job) throw notFound(`No job with id "${id}".`);
+      // Its due times already due and not claimed are recorded before it goes.
+      const account = accountChange(schedule(job), null, await this.#databaseNow(tx));
+      const skipped = account.skipped && (await this.#recordSkipped(tx, job.id, account.skipped, DELETED, now.getTime()));
+      await deleteJobRow(tx, id);
       // Its run in flight ends with it, in this transaction: the holder's later writes are refused
       // by the lease fence, and a job re-created with this id does not inherit a running run.
       const cancelled = await cancelRunsOfJob(tx, { jobId: id, now, error: JOB_DELETED });
@@ -151,8 +177,10 @@ export class JobService {
         return { at: now, jobId: id, runId: run.id, ...entry };
       });
       const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" deleted`, jobId: id };
-      return { cancelled, entries: await insertLogEntries(tx, [audit, ...runEntries]) };
+      const skippedEntries = skipped ? [skipped.entry] : [];
+      return { cancelled, skipped: skipped?.run ?? null, entries: await insertLogEntries(tx, [audit, ...skippedEntries, ...runEntries]) };
     });
+    if (skipped) this.deps.bus.publish('run:skipped', { at: now, run: skipped });
     for (const run of cancelled) {
       this.deps.bus.publish('run:finished', { at: now, run });
       this.#abortCall(run.id, now);
@@ -254,9 +282,18 @@ export class JobService {
     return { enabled: true, pausedNote: null, nextDueAt };
   }
 
+  /**
+   * Applies a planned change under the job row lock. A change away from the job's enabled
+   * schedule (a pause, a new period or start) records, in its own transaction, the due times
+   * already due by the database's clock and not yet claimed (SPEC §3: a change never loses a
+   * due time), and keeps the next due time after every due time recorded for the job.
+   */
   async #change(
     rawId: string,
-    plan: (job: JobRow, now: number) => { changes: JobChanges; message: string; details: Record<string, unknown> } | null,
+    plan: (
+      job: JobRow,
+      now: number,
+    ) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string } | null,
   ): Promise<JobRow> {
     const id = validateJobId(rawId);
     const now = this.deps.clock.now();
@@ -264,14 +301,60 @@ export class JobService {
       const job = await lockJob(tx, id);
       if (!job) throw notFound(`No job with id "${id}".`);
       const planned = plan(job, now);
-      if (!planned) return { job, entries: [] as LogRow[] };
-      const updated = (await updateJobRow(tx, id, planned.changes, new Date(now)))!;
+      if (!planned) return { job, skipped: null, entries: [] as LogRow[] };
+      const changes = { ...planned.changes };
+      const before = schedule(job);
+      const after = schedule({ ...job, ...changes });
+      let skipped: { run: RunRow | null; entry: NewLogEntry } | null = null;
+      if (!sameSchedule(before, after)) {
+        const account = accountChange(before, after, await this.#databaseNow(tx), await lastScheduledAt(tx, id));
+        if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = new Date(account.nextDueMs!);
+        if (account.skipped) skipped = await this.#recordSkipped(tx, id, account.skipped, planned.change ?? 'the job changed', now);
+      }
+      const updated = (await updateJobRow(tx, id, changes, new Date(now)))!;
       const audit = this.#audit(updated, now, planned.message, planned.details);
-      const warnings = planned.changes.connectorId || planned.changes.method ? this.#targetWarnings(updated, now) : [];
-      return { job: updated, entries: await insertLogEntries(tx, [audit, ...warnings]) };
+      const warnings = changes.connectorId || changes.method ? this.#targetWarnings(updated, now) : [];
+      const entries = await insertLogEntries(tx, [audit, ...(skipped ? [skipped.entry] : []), ...warnings]);
+      return { job: updated, skipped: skipped?.run ?? null, entries };
     });
+    if (result.skipped) this.deps.bus.publish('run:skipped', { at: new Date(now), run: result.skipped });
     if (result.entries.length > 0) this.#announce('job:updated', result.job, now, result.entries);
     return result.job;
+  }
+
+  #databaseNow(tx: Queryable): Promise<number> {
+    return (this.deps.databaseNow ?? databaseNow)(tx);
+  }
+
+  /**
+   * Records the due times a change leaves behind as one SKIPPED run with a WARNING naming the
+   * change; when a run for that due time exists already (not expected), the WARNING says so instead.
+   */
+  async #recordSkipped(
+    tx: Queryable,
+    jobId: string,
+    skipped: { scheduledMs: number; missed: number },
+    change: string,
+    now: number,
+  ): Promise<{ run: RunRow | null; entry: NewLogEntry }> {
+    const scheduledAt = new Date(skipped.scheduledMs);
+    const run = await insertSkippedRun(tx, {
+      jobId,
+      scheduledAt,
+      missed: skipped.missed,
+      now: new Date(now),
+      instance: this.deps.scheduler.holder.instance,
+    });
+    if (!run) return { run: null, entry: clashLogEntry({ jobId, scheduledAt, missed: skipped.missed }, now) };
+    const entry: NewLogEntry = {
+      at: new Date(now),
+      level: 'WARNING',
+      message: changeSkippedMessage(jobId, skipped, change),
+      jobId,
+      runId: run.id,
+      details: { scheduledAt: scheduledAt.toISOString(), missed: skipped.missed, change },
+    };
+    return { run, entry };
   }
 
   #audit(job: JobRow, now: number, message: string, details: Record<string, unknown>): NewLogEntry {
@@ -303,6 +386,10 @@ export class JobService {
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     this.deps.scheduler.wake();
   }
+}
+
+function schedule(job: Pick<JobRow, 'enabled' | 'anchorAt' | 'periodSeconds' | 'nextDueAt'>): Schedule {
+  return { enabled: job.enabled, anchorMs: job.anchorAt.getTime(), periodMs: job.periodSeconds * 1000, nextDueMs: job.nextDueAt.getTime() };
 }
 
 function describeChanges(input: UpdateJobInput): Record<string, unknown> {

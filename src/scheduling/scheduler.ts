@@ -4,6 +4,7 @@ import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { RunRow } from '../db/rows.ts';
 import { abandonRuns, claimDue, type Claimed, type DueJob, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
 import { DomainError, toError } from '../errors.ts';
+import { clashLogEntry } from './changes.ts';
 import { claimDue as planClaim } from './grid.ts';
 import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
 import { executeRun, type RunDeps, type RunJob } from './run.ts';
@@ -124,7 +125,7 @@ export class Scheduler {
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
-      const claimed = await this.claiming(claimDue(
+      const { claimed, clashes } = await this.claiming(claimDue(
         this.#deps.sql,
         { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
         (job: DueJob) => {
@@ -138,13 +139,15 @@ export class Scheduler {
           };
         },
         (run) => claimLogEntries(run, now),
+        (planned) => clashLogEntry(planned, now),
       ));
       if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
       for (const claim of claimed) {
         this.#publishClaim(claim);
         all.push({ ...claim, done: claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null });
       }
-      if (claimed.length < this.#options.batchSize) return all;
+      for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
+      if (claimed.length + clashes.length < this.#options.batchSize) return all;
     }
     return all;
   }

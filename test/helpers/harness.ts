@@ -41,6 +41,13 @@ export function harness(
     batchSize?: number;
     /** Options of the HTTP connectors beyond the allow-list (e.g. how long idle connections are kept). */
     http?: Omit<HttpConnectorOptions, 'allow'>;
+    /**
+     * Which clock decides what a change (pause, new period or start, delete) finds already due:
+     * the harness's controlled clock standing in for the database's (the default, so that tests
+     * at T0 are not months behind the database), or the database's own clock_timestamp(), as
+     * in production.
+     */
+    changeClock?: 'controlled' | 'database';
   } = {},
 ): Harness {
   const clock = options.clock ?? new ManualClock(T0);
@@ -53,7 +60,14 @@ export function harness(
     { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
     { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15, batchSize: options.batchSize ?? 500 },
   );
-  const jobs = new JobService({ sql, clock, bus, registry, scheduler });
+  const jobs = new JobService({
+    sql,
+    clock,
+    bus,
+    registry,
+    scheduler,
+    ...(options.changeClock === 'database' ? {} : { databaseNow: async () => clock.now() }),
+  });
   const connectors = new ConnectorService({ sql, clock, bus, registry });
   const events: TopicEvent[] = [];
   bus.on((event) => events.push(event));
