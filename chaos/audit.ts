@@ -5,7 +5,9 @@
 // the grid points run from its first due time, anchor + period, to its last claimed due time,
 // next_due_at − period. A SCHEDULE run accounts for its scheduled_at and for the `missed` grid
 // points before it (scheduled_at − k·period, k = 1..missed) — SKIPPED and ABANDONED runs
-// included. Every grid point must be accounted for exactly once.
+// included. Every grid point must be accounted for exactly once. `gridCoverage` applies the same
+// definition to spans of grid a caller knows (a job whose grid changed, or that was paused or
+// deleted).
 import postgres from 'postgres';
 
 export type Sql = postgres.Sql;
@@ -108,53 +110,10 @@ export async function audit(
   },
 ): Promise<AuditReport> {
   const excluded = options.excludeFromBound ?? [];
-  const like = `${options.jobPrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const like = likePrefix(options.jobPrefix);
   const boundMs = 2 * options.leaseSeconds * 1000;
 
-  // Every grid point of every job, joined with the due times runs stand for (a coalesced run
-  // stands for itself and its `missed` predecessors): the one definition both queries use.
-  const counted = sql`
-    with j as (
-      select id, period_seconds * interval '1 second' as p,
-             anchor_at + period_seconds * interval '1 second' as first_due,
-             next_due_at - period_seconds * interval '1 second' as last_due
-      from jobs where id like ${like}
-    ),
-    grid as (
-      select j.id as job_id, g.due from j cross join lateral generate_series(j.first_due, j.last_due, j.p) as g(due)
-    ),
-    covered as (
-      select r.job_id, r.id as run_id, r.scheduled_at - k * j.p as due
-      from job_runs r join j on j.id = r.job_id cross join lateral generate_series(0, r.missed) as k
-      where r.trigger = 'SCHEDULE'
-    ),
-    counts as (
-      select coalesce(g.job_id, c.job_id) as job_id, coalesce(g.due, c.due) as due, bool_or(g.due is not null) as on_grid,
-             count(c.run_id) as n
-      from grid g full join covered c on c.job_id = g.job_id and c.due = g.due
-      group by 1, 2
-    )`;
-
-  const [coverage] = await sql<{ jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string }[]>`
-    ${counted}
-    select (select count(*) from jobs where id like ${like}) as jobs,
-           count(*) filter (where on_grid) as due_times,
-           count(*) filter (where on_grid and n = 0) as unaccounted,
-           count(*) filter (where on_grid and n > 1) as double_accounted,
-           count(*) filter (where not on_grid) as off_grid
-    from counts`;
-
-  const examples = async () => {
-    const rows = await sql<{ kind: string; jobId: string; dueAt: Date; n: string }[]>`
-      ${counted},
-      kinds as (
-        select case when not on_grid then 'offGrid' when n = 0 then 'unaccounted' else 'doubleAccounted' end as kind, job_id, due, n
-        from counts where not on_grid or n <> 1
-      )
-      select kind, job_id, due as due_at, n, row_number() over (partition by kind order by due, job_id) as rank
-      from kinds order by kind, due`;
-    return rows;
-  };
+  const coverage = await gridCoverage(sql, { jobPrefix: options.jobPrefix });
 
   const [dup] = await sql<{ runs: string }[]>`
     select coalesce(sum(n - 1), 0) as runs from (
@@ -224,19 +183,16 @@ export async function audit(
       and coalesce(l.details ->> 'status', '') <> 'ABANDONED'
     order by l.at`;
 
-  const exampleRows = await examples();
-  const pick = (kind: string) => exampleRows.filter((r) => r.kind === kind).slice(0, 10);
-
   return {
-    jobs: num(coverage!.jobs),
+    jobs: coverage.jobs,
     runs: statusRows.reduce((sum, r) => sum + num(r.n), 0),
     byStatus: Object.fromEntries(statusRows.map((r) => [r.status, num(r.n)])),
     byInstance: Object.fromEntries(instanceRows.map((r) => [r.instance ?? '(none)', num(r.n)])),
-    dueTimes: num(coverage!.dueTimes),
+    dueTimes: coverage.dueTimes,
     duplicates: num(dup!.runs),
-    unaccounted: num(coverage!.unaccounted),
-    doubleAccounted: num(coverage!.doubleAccounted),
-    offGrid: num(coverage!.offGrid),
+    unaccounted: coverage.unaccounted,
+    doubleAccounted: coverage.doubleAccounted,
+    offGrid: coverage.offGrid,
     leftRunning: leftRunning.length,
     earlyStarts: num(misc!.early),
     coalesced: { runs: num(misc!.coalescedRuns), missed: num(misc!.coalescedMissed) },
@@ -255,9 +211,7 @@ export async function audit(
     latenessMs: { count: num(lateness!.n), p50: numOrNull(lateness!.p50), p99: numOrNull(lateness!.p99), max: numOrNull(lateness!.max) },
     examples: {
       duplicates: duplicateExamples.map((r) => ({ jobId: r.jobId, scheduledAt: iso(r.scheduledAt), count: num(r.n) })),
-      unaccounted: pick('unaccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
-      doubleAccounted: pick('doubleAccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt), count: num(r.n) })),
-      offGrid: pick('offGrid').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
+      ...coverage.examples,
       leftRunning: leftRunning.slice(0, 10),
       staleLogWrites: stale.slice(0, 10).map((r) => ({ runId: r.runId, at: iso(r.at), finishedAt: iso(r.finishedAt), message: r.message })),
       overBound: overBound.map((r) => ({ runId: r.runId, instance: r.instance, latencyMs: Math.round(Number(r.ms)) })),
@@ -265,6 +219,107 @@ export async function audit(
     },
   };
 }
+
+/**
+ * A stretch of one job's grid that must be accounted for: every `firstDue + k·period` up to
+ * `lastDue` (none when `lastDue` < `firstDue`). A job may have several, one per grid it had
+ * while enabled; they must not overlap.
+ */
+export interface GridSpan {
+  jobId: string;
+  firstDue: Date;
+  lastDue: Date;
+  periodMs: number;
+}
+
+export interface GridCoverage {
+  /** Jobs audited: those of the prefix, or those the spans name. */
+  jobs: number;
+  dueTimes: number;
+  unaccounted: number;
+  doubleAccounted: number;
+  offGrid: number;
+  examples: Pick<AuditReport['examples'], 'unaccounted' | 'doubleAccounted' | 'offGrid'>;
+}
+
+/**
+ * Checks that every grid point is accounted for exactly once by the SCHEDULE runs of its job:
+ * for the jobs of a prefix, each on its fixed grid (anchor + period through next_due_at −
+ * period), or for the spans given. A run accounts for its scheduled_at and, when that lies in a
+ * span, for the `missed` grid points of that span before it; runs of the audited jobs that stand
+ * for no grid point are off the grid.
+ */
+export async function gridCoverage(sql: Sql, of: { jobPrefix: string } | { spans: GridSpan[] }): Promise<GridCoverage> {
+  const spans =
+    'jobPrefix' in of
+      ? sql`
+          select id as job_id, period_seconds * interval '1 second' as p,
+                 anchor_at + period_seconds * interval '1 second' as first_due,
+                 next_due_at - period_seconds * interval '1 second' as last_due
+          from jobs where id like ${likePrefix(of.jobPrefix)}`
+      : sql`
+          select job_id, period_ms * interval '1 millisecond' as p, first_due, last_due
+          from unnest(${of.spans.map((s) => s.jobId)}::text[], ${of.spans.map((s) => s.firstDue.toISOString())}::timestamptz[],
+                      ${of.spans.map((s) => s.lastDue.toISOString())}::timestamptz[], ${of.spans.map((s) => s.periodMs)}::float8[])
+               as s(job_id, first_due, last_due, period_ms)`;
+
+  // Every grid point of every span, joined with the due times runs stand for (a coalesced run
+  // stands for itself and its `missed` predecessors): the one definition both queries use.
+  const counted = sql`
+    with j as (${spans}),
+    grid as (
+      select j.job_id, g.due from j cross join lateral generate_series(j.first_due, j.last_due, j.p) as g(due)
+    ),
+    covered as (
+      select r.job_id, r.id as run_id, r.scheduled_at - k * coalesce(s.p, interval '0') as due
+      from job_runs r
+      left join lateral (
+        select j.p from j where j.job_id = r.job_id and r.scheduled_at between j.first_due and j.last_due limit 1
+      ) s on true
+      cross join lateral generate_series(0, case when s.p is null then 0 else r.missed end) as k
+      where r.trigger = 'SCHEDULE' and r.job_id in (select job_id from j)
+    ),
+    counts as (
+      select coalesce(g.job_id, c.job_id) as job_id, coalesce(g.due, c.due) as due, bool_or(g.due is not null) as on_grid,
+             count(c.run_id) as n
+      from grid g full join covered c on c.job_id = g.job_id and c.due = g.due
+      group by 1, 2
+    )`;
+
+  const [totals] = await sql<{ jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string }[]>`
+    ${counted}
+    select (select count(distinct job_id) from j) as jobs,
+           count(*) filter (where on_grid) as due_times,
+           count(*) filter (where on_grid and n = 0) as unaccounted,
+           count(*) filter (where on_grid and n > 1) as double_accounted,
+           count(*) filter (where not on_grid) as off_grid
+    from counts`;
+
+  const rows = await sql<{ kind: string; jobId: string; dueAt: Date; n: string }[]>`
+    ${counted},
+    kinds as (
+      select case when not on_grid then 'offGrid' when n = 0 then 'unaccounted' else 'doubleAccounted' end as kind, job_id, due, n
+      from counts where not on_grid or n <> 1
+    )
+    select kind, job_id, due as due_at, n from kinds order by kind, due, job_id`;
+  const pick = (kind: string) => rows.filter((r) => r.kind === kind).slice(0, 10);
+
+  return {
+    jobs: num(totals!.jobs),
+    dueTimes: num(totals!.dueTimes),
+    unaccounted: num(totals!.unaccounted),
+    doubleAccounted: num(totals!.doubleAccounted),
+    offGrid: num(totals!.offGrid),
+    examples: {
+      unaccounted: pick('unaccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
+      doubleAccounted: pick('doubleAccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt), count: num(r.n) })),
+      offGrid: pick('offGrid').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
+    },
+  };
+}
+
+/** A LIKE pattern for ids that start with `prefix`. */
+const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /**
  * Runs a frozen process had claimed when it was frozen, in a transaction it committed only
