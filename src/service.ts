@@ -10,6 +10,7 @@ import { ConnectorService } from './connectors/service.ts';
 import { connect, sampleDatabaseClock } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
+import { findRuns } from './db/runs.ts';
 import { EventBus } from './events/bus.ts';
 import { createMetrics } from './metrics.ts';
 import { PgEventRelay } from './events/pg-relay.ts';
@@ -105,7 +106,9 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
       clock = offsetClock;
     }
 
-    const bus = new EventBus();
+    // A run's start that overtook the end of the job's previous run (recorded by another
+    // instance, its notification still on the way) waits for that end, read back from its row.
+    const bus = new EventBus({ readRuns: (ids) => findRuns(db.sql, ids) });
     const metrics = createMetrics(bus, config.INSTANCE_ID);
     cleanup.push(() => metrics.stop());
     const operations = new ServerOperationsConnector({

@@ -244,6 +244,12 @@ export async function findRun(sql: Queryable, id: string): Promise<RunRow | null
   return rows[0] ?? null;
 }
 
+/** The rows of these runs (those that exist). */
+export async function findRuns(sql: Queryable, ids: string[]): Promise<RunRow[]> {
+  if (ids.length === 0) return [];
+  return sql<RunRow[]>`select * from job_runs where id = any(${sql.array(ids)}::bigint[])`;
+}
+
 export async function lastRunOf(sql: Queryable, jobId: string): Promise<RunRow | null> {
   const rows = await sql<RunRow[]>`
     select * from job_runs where job_id = ${jobId} order by scheduled_at desc, id desc limit 1`;

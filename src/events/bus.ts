@@ -1,7 +1,42 @@
 import { GraphQLError } from 'graphql';
+import type { RunRow } from '../db/rows.ts';
+import { RunOrder } from './order.ts';
 import type { Topic, TopicEvent, Topics } from './topics.ts';
 
 export type Listener = (event: TopicEvent) => void;
+
+/**
+ * What ends a subscription when this instance cannot vouch that it saw every event (its LISTEN
+ * connection dropped and came back, another instance's events were lost on their way, an event
+ * could not be published): SPEC §6, never a silent gap.
+ */
+export class EventsInterruptedError extends GraphQLError {
+  constructor(reason: string) {
+    super(
+      `Live events were interrupted (${reason}); some may be missing. Catch up from the runs and logEntries queries and subscribe again.`,
+      { extensions: { code: 'EVENTS_INTERRUPTED' } },
+    );
+    this.name = 'EventsInterruptedError';
+  }
+}
+
+export interface EventBusOptions {
+  /**
+   * Reads runs' current rows. With it, a run's start that overtook the end of the job's previous
+   * run (sent by another instance) is released at once, after that end read back from its row.
+   */
+  readRuns?: (ids: string[]) => Promise<RunRow[]>;
+  /** How long such a start waits for that end before the job's subscriptions are interrupted. */
+  orderWaitMs?: number;
+}
+
+/** One open `subscribe` iterator, as the bus sees it. */
+interface Subscription {
+  /** The one job it follows, or null for all. */
+  jobId: string | null;
+  push(event: TopicEvent): void;
+  interrupt(error: EventsInterruptedError): void;
+}
 
 /** What happens to a subscriber whose buffer fills: it is ended with this error, others go on. */
 export class SubscriberOverflowError extends GraphQLError {
@@ -17,15 +52,34 @@ export class SubscriberOverflowError extends GraphQLError {
 /**
  * The one event bus. Publishing is synchronous and never waits for a subscriber: each
  * subscription has a bounded buffer of its own, so a slow subscriber never slows the
- * scheduler or other subscribers. Events reach each subscriber in publish order.
+ * scheduler or other subscribers. Listeners (`on`) get events in publish order; subscriptions
+ * (`subscribe`) get them through RunOrder, which keeps each job's run events in the order they
+ * happened across instances.
  *
  * Events published here also go to `onPublish` senders (the LISTEN/NOTIFY relay); events
- * from other instances come in through `deliver`, so they are never sent back out.
+ * from other instances come in through `deliver`, so they are never sent back out. When events
+ * may have been lost, `interrupt` ends the subscriptions with EVENTS_INTERRUPTED, and `lost`
+ * also tells the other instances (through `onLoss`).
  */
 export class EventBus {
   #listeners = new Set<Listener>();
   #outbound = new Set<Listener>();
+  #lossHandlers = new Set<(reason: string) => void>();
+  #subscribers = new Set<Subscription>();
   #subscriptions = 0;
+  #order: RunOrder;
+
+  constructor(options: EventBusOptions = {}) {
+    this.#order = new RunOrder({
+      emit: (event) => {
+        for (const subscriber of this.#subscribers) subscriber.push(event);
+      },
+      interrupt: (reason, jobId) => this.interrupt(reason, jobId),
+      readRuns: options.readRuns,
+      // Within a second of knowing (SPEC §6), with room for the interrupt to reach the client.
+      waitMs: options.orderWaitMs ?? 500,
+    });
+  }
 
   /** Publishes an event that happened here: local subscribers get it, and so do other instances. */
   publish<T extends Topic>(topic: T, payload: Topics[T]): void {
@@ -40,6 +94,12 @@ export class EventBus {
     return () => this.#outbound.delete(send);
   }
 
+  /** Registers what tells the other instances that some of this instance's events were lost. */
+  onLoss(handler: (reason: string) => void): () => void {
+    this.#lossHandlers.add(handler);
+    return () => this.#lossHandlers.delete(handler);
+  }
+
   /** Hands an event to local subscribers only: used for events that came from another instance. */
   deliver(event: TopicEvent): void {
     for (const listener of this.#listeners) {
@@ -49,6 +109,25 @@ export class EventBus {
         // A listener's failure is its own; delivery to the others goes on.
       }
     }
+    this.#order.accept(event);
+  }
+
+  /**
+   * Ends the open subscriptions (those that see `jobId`'s events, or all) with
+   * EVENTS_INTERRUPTED, after the events they have buffered: some events may not have reached
+   * them. Subscriptions made afterwards are not affected.
+   */
+  interrupt(reason: string, jobId?: string): void {
+    const error = new EventsInterruptedError(reason);
+    for (const subscriber of [...this.#subscribers]) {
+      if (jobId === undefined || subscriber.jobId === null || subscriber.jobId === jobId) subscriber.interrupt(error);
+    }
+  }
+
+  /** Events of this instance may not have been published (an outcome unknown): interrupt, here and elsewhere. */
+  lost(reason: string): void {
+    this.interrupt(reason);
+    for (const handler of this.#lossHandlers) handler(reason);
   }
 
   /** A synchronous listener; returns the function that removes it. */
@@ -57,8 +136,9 @@ export class EventBus {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Listeners and subscriptions attached to the bus. */
   get subscriberCount(): number {
-    return this.#listeners.size;
+    return this.#listeners.size + this.#subscribers.size;
   }
 
   /** Open `subscribe` iterators: the GraphQL subscriptions of this instance. */
@@ -68,11 +148,18 @@ export class EventBus {
 
   /**
    * An async iterator over the events that pass `select` (which may map them), buffered up to
-   * `limit`. Ends when the consumer returns, or with SubscriberOverflowError on overflow.
+   * `limit`. Ends when the consumer returns, with SubscriberOverflowError on overflow (its
+   * buffer dropped), or with EventsInterruptedError after its buffer when interrupted.
+   * `scope.jobId` says which job it follows (null: all), for interruptions of one job.
    */
-  subscribe<R>(select: (event: TopicEvent) => R | undefined, limit = 1000, signal?: AbortSignal): AsyncIterableIterator<R> {
+  subscribe<R>(
+    select: (event: TopicEvent) => R | undefined,
+    limit = 1000,
+    signal?: AbortSignal,
+    scope: { jobId?: string | null } = {},
+  ): AsyncIterableIterator<R> {
     const buffer: R[] = [];
-    let waiting: ((result: IteratorResult<R>) => void) | null = null;
+    let waiting: { resolve: (result: IteratorResult<R>) => void; reject: (error: Error) => void } | null = null;
     let failed: Error | null = null;
     let done = false;
 
@@ -80,29 +167,47 @@ export class EventBus {
       if (done) return;
       done = true;
       this.#subscriptions--;
-      remove();
+      this.#subscribers.delete(subscriber);
       signal?.removeEventListener('abort', finish);
       if (waiting) {
         const wake = waiting;
         waiting = null;
-        wake({ value: undefined, done: true });
+        wake.resolve({ value: undefined, done: true });
       }
     };
-    const remove = this.on((event) => {
-      const value = select(event);
-      if (value === undefined || done) return;
+    /** Ends it with `error`, at once for a consumer waiting (its buffer is empty then). */
+    const fail = (error: Error) => {
+      if (done || failed) return;
+      this.#subscribers.delete(subscriber);
       if (waiting) {
         const wake = waiting;
         waiting = null;
-        wake({ value, done: false });
-      } else if (buffer.length >= limit) {
-        failed = new SubscriberOverflowError(limit);
-        buffer.length = 0;
-        remove();
+        finish();
+        wake.reject(error);
       } else {
-        buffer.push(value);
+        failed = error;
       }
-    });
+    };
+    const subscriber: Subscription = {
+      jobId: scope.jobId ?? null,
+      push: (event) => {
+        if (done || failed) return;
+        const value = select(event);
+        if (value === undefined) return;
+        if (waiting) {
+          const wake = waiting;
+          waiting = null;
+          wake.resolve({ value, done: false });
+        } else if (buffer.length >= limit) {
+          buffer.length = 0;
+          fail(new SubscriberOverflowError(limit));
+        } else {
+          buffer.push(value);
+        }
+      },
+      interrupt: (error) => fail(error),
+    };
+    this.#subscribers.add(subscriber);
     signal?.addEventListener('abort', finish, { once: true });
     this.#subscriptions++;
 
@@ -116,7 +221,7 @@ export class EventBus {
           return Promise.reject(error);
         }
         if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => (waiting = resolve));
+        return new Promise((resolve, reject) => (waiting = { resolve, reject }));
       },
       return: () => {
         finish();

@@ -61,10 +61,15 @@ builder.subscriptionType({
       args: { jobId: t.arg.id() },
       subscribe: (_, args, ctx) => {
         const jobId = args.jobId == null ? null : validateJobId(args.jobId, 'jobId');
-        return ctx.bus.subscribe((event) => {
-          const mapped = toJobEvent(event);
-          return mapped && (jobId === null || mapped.jobId === jobId) ? mapped : undefined;
-        });
+        return ctx.bus.subscribe(
+          (event) => {
+            const mapped = toJobEvent(event);
+            return mapped && (jobId === null || mapped.jobId === jobId) ? mapped : undefined;
+          },
+          undefined,
+          undefined,
+          { jobId },
+        );
       },
       resolve: (event) => event,
     }),
@@ -75,11 +80,16 @@ builder.subscriptionType({
       subscribe: (_, args, ctx) => {
         const jobId = args.jobId == null ? null : validateJobId(args.jobId, 'jobId');
         const min = levelRank((args.minLevel ?? 'DEBUG') as LogLevel);
-        return ctx.bus.subscribe((event) => {
-          if (event.topic !== 'log:added') return undefined;
-          const { entry } = event.payload;
-          return (jobId === null || entry.jobId === jobId) && levelRank(entry.level) >= min ? entry : undefined;
-        });
+        return ctx.bus.subscribe(
+          (event) => {
+            if (event.topic !== 'log:added') return undefined;
+            const { entry } = event.payload;
+            return (jobId === null || entry.jobId === jobId) && levelRank(entry.level) >= min ? entry : undefined;
+          },
+          undefined,
+          undefined,
+          { jobId },
+        );
       },
       resolve: (entry) => entry,
     }),

@@ -1,0 +1,203 @@
+import type { RunRow } from '../db/rows.ts';
+import type { TopicEvent, Topics } from './topics.ts';
+
+type RunStarted = { topic: 'run:started'; payload: Topics['run:started'] };
+type RunFinished = { topic: 'run:finished'; payload: Topics['run:finished'] };
+
+export interface RunOrderDeps {
+  /** Hands an event on to the subscribers. */
+  emit(event: TopicEvent): void;
+  /** Ends the subscriptions that see this job's events: their order could not be kept. */
+  interrupt(reason: string, jobId: string): void;
+  /** The current rows of these runs; without it, a start waits for the ends to arrive. */
+  readRuns?: ((ids: string[]) => Promise<RunRow[]>) | undefined;
+  /** How long a start waits for the end of the job's previous run before giving up. */
+  waitMs: number;
+}
+
+interface Hold {
+  start: RunStarted;
+  /** The job's earlier runs whose end has not reached the subscribers yet. */
+  waitFor: Set<string>;
+  /** The job's events that arrived meanwhile, kept in arrival order. */
+  queued: TopicEvent[];
+  timer: NodeJS.Timeout;
+}
+
+interface JobState {
+  /** Runs whose start reached the subscribers and whose end has not. */
+  open: Set<string>;
+  /** The last runs whose end reached the subscribers (to drop a second copy of an end). */
+  ended: string[];
+  hold: Hold | null;
+}
+
+/** How many ended runs per job are remembered, and how many jobs. */
+const ENDED_KEPT = 16;
+const JOBS_KEPT = 10_000;
+
+/**
+ * Puts each job's run events in the order they happened before subscribers see them, whichever
+ * instance sent them. A job runs one run at a time (the database allows one RUNNING run per
+ * job), so when a run's start arrives while the job's previous run still looks open here, that
+ * run has ended in the database: its end is on its way from the instance that recorded it (a
+ * start from instance B can overtake the end of the previous run on A, and B's own start is
+ * delivered locally at once). The start is held, with the job's later events, until that end
+ * arrives — or is read back from its row, which is the event the other instance sends — and is
+ * released after it. If neither comes within `waitMs`, the job's subscriptions are ended with
+ * EVENTS_INTERRUPTED rather than shown the runs out of order; so are they when a run's start
+ * arrives after its end (a run cancelled by another instance just as it started).
+ *
+ * Events of other jobs, log entries and internal topics are never held.
+ */
+export class RunOrder {
+  #jobs = new Map<string, JobState>();
+
+  constructor(private readonly deps: RunOrderDeps) {}
+
+  accept(event: TopicEvent): void {
+    const jobId = jobOf(event);
+    if (jobId === null) return this.deps.emit(event);
+    const state = this.#state(jobId);
+    if (state.hold) {
+      if (event.topic === 'run:finished' && state.hold.waitFor.has(event.payload.run.id)) {
+        // The end the held start waits for: it goes first.
+        this.#end(state, event);
+        state.hold.waitFor.delete(event.payload.run.id);
+        if (state.hold.waitFor.size === 0) this.#release(jobId, state);
+      } else {
+        state.hold.queued.push(event);
+      }
+      return;
+    }
+    this.#process(jobId, state, event);
+  }
+
+  /** Runs held back now, across jobs: for tests and metrics. */
+  get holding(): number {
+    let count = 0;
+    for (const state of this.#jobs.values()) if (state.hold) count++;
+    return count;
+  }
+
+  #process(jobId: string, state: JobState, event: TopicEvent): void {
+    if (event.topic === 'run:started') {
+      const { run } = event.payload;
+      if (state.ended.includes(run.id)) {
+        this.deps.interrupt(`the start of run ${run.id} arrived after its end`, jobId);
+        return;
+      }
+      if (state.open.has(run.id)) return;
+      const earlier = [...state.open];
+      if (earlier.length > 0) return this.#hold(jobId, state, event, earlier);
+      state.open.add(run.id);
+      this.deps.emit(event);
+    } else if (event.topic === 'run:finished') {
+      // A second copy (the end was read back before the other instance's notification came).
+      if (state.ended.includes(event.payload.run.id)) return;
+      this.#end(state, event);
+    } else {
+      this.deps.emit(event);
+    }
+  }
+
+  #end(state: JobState, event: RunFinished): void {
+    state.open.delete(event.payload.run.id);
+    state.ended.push(event.payload.run.id);
+    if (state.ended.length > ENDED_KEPT) state.ended.shift();
+    this.deps.emit(event);
+  }
+
+  #hold(jobId: string, state: JobState, start: RunStarted, earlier: string[]): void {
+    const hold: Hold = {
+      start,
+      waitFor: new Set(earlier),
+      queued: [],
+      timer: setTimeout(() => {
+        if (state.hold !== hold) return;
+        // Their ends did not come and could not be read: subscribers would see this job out of order.
+        for (const id of hold.waitFor) state.open.delete(id);
+        this.deps.interrupt(`the end of run ${[...hold.waitFor].join(', ')} did not arrive in time`, jobId);
+        this.#release(jobId, state);
+      }, this.deps.waitMs),
+    };
+    state.hold = hold;
+    const { readRuns } = this.deps;
+    if (!readRuns) return;
+    readRuns(earlier).then(
+      (rows) => {
+        if (state.hold !== hold) return;
+        const found = new Map(rows.map((row) => [row.id, row]));
+        for (const id of [...hold.waitFor]) {
+          const row = found.get(id);
+          // Still running (runs that may overlap) or gone: nothing to wait for.
+          if (!row || row.status === 'RUNNING') {
+            if (!row) state.open.delete(id);
+            hold.waitFor.delete(id);
+            continue;
+          }
+          // The stored end is the event its instance sends: the same row, at its finishedAt.
+          this.#end(state, { topic: 'run:finished', payload: { at: row.finishedAt ?? start.payload.at, run: row } });
+          hold.waitFor.delete(id);
+        }
+        if (hold.waitFor.size === 0) this.#release(jobId, state);
+      },
+      // Unreadable: the timer decides.
+      () => {},
+    );
+  }
+
+  #release(jobId: string, state: JobState): void {
+    const hold = state.hold;
+    if (!hold) return;
+    state.hold = null;
+    clearTimeout(hold.timer);
+    state.open.add(hold.start.payload.run.id);
+    this.deps.emit(hold.start);
+    for (let i = 0; i < hold.queued.length; i++) {
+      const event = hold.queued[i]!;
+      if (state.hold) {
+        this.accept(event);
+        continue;
+      }
+      this.#process(jobId, state, event);
+    }
+  }
+
+  #state(jobId: string): JobState {
+    let state = this.#jobs.get(jobId);
+    if (state) {
+      // Most recently used last, so the oldest are dropped first.
+      this.#jobs.delete(jobId);
+      this.#jobs.set(jobId, state);
+      return state;
+    }
+    state = { open: new Set(), ended: [], hold: null };
+    this.#jobs.set(jobId, state);
+    if (this.#jobs.size > JOBS_KEPT) {
+      for (const [id, old] of this.#jobs) {
+        if (old.hold) continue;
+        this.#jobs.delete(id);
+        break;
+      }
+    }
+    return state;
+  }
+}
+
+/** The job an event belongs to, for the events whose per-job order subscribers see; else null. */
+function jobOf(event: TopicEvent): string | null {
+  switch (event.topic) {
+    case 'job:created':
+    case 'job:updated':
+      return event.payload.job.id;
+    case 'job:deleted':
+      return event.payload.jobId;
+    case 'run:started':
+    case 'run:skipped':
+    case 'run:finished':
+      return event.payload.run.jobId;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RunRow, RunStatus } from '../src/db/rows.ts';
+import { EventBus, EventsInterruptedError } from '../src/events/bus.ts';
+import type { TopicEvent } from '../src/events/topics.ts';
+import { toJobEvent } from '../src/graphql/subscriptions.ts';
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+function run(id: number, jobId: string, status: RunStatus = 'RUNNING'): RunRow {
+  const ended = status !== 'RUNNING';
+  return {
+    id: String(id),
+    jobId,
+    trigger: 'SCHEDULE',
+    scheduledAt: new Date(T0 + id * 1000),
+    startedAt: new Date(T0 + id * 1000),
+    finishedAt: ended ? new Date(T0 + id * 1000 + 10) : null,
+    status,
+    error: null,
+    instance: 'A',
+    missed: 0,
+    leaseToken: null,
+    leaseExpiresAt: null,
+    cancelRequestedAt: null,
+  };
+}
+const started = (r: RunRow): TopicEvent => ({ topic: 'run:started', payload: { at: r.startedAt!, run: r } });
+const finished = (r: RunRow): TopicEvent => ({ topic: 'run:finished', payload: { at: r.finishedAt!, run: r } });
+
+/** What a jobEvents subscriber sees, as `KIND run` strings. */
+function jobEvents(bus: EventBus, jobId: string | null = null) {
+  const iterator = bus.subscribe(
+    (event) => {
+      const mapped = toJobEvent(event);
+      if (!mapped || (jobId !== null && mapped.jobId !== jobId)) return undefined;
+      return `${mapped.kind} ${mapped.run?.id ?? mapped.jobId}`;
+    },
+    1000,
+    undefined,
+    { jobId },
+  );
+  const seen: string[] = [];
+  let error: unknown = null;
+  const waits = new Set<() => void>();
+  const done = (async () => {
+    try {
+      for await (const item of iterator) {
+        seen.push(item);
+        for (const wait of [...waits]) wait();
+      }
+    } catch (thrown) {
+      error = thrown;
+    }
+    for (const wait of [...waits]) wait();
+  })();
+  return {
+    seen,
+    get error() {
+      return error;
+    },
+    done,
+    /** Resolves once `count` items arrived (or the subscription ended). */
+    until: (count: number) =>
+      new Promise<void>((resolve) => {
+        const wait = () => {
+          if (seen.length >= count || error !== null) {
+            waits.delete(wait);
+            resolve();
+          }
+        };
+        waits.add(wait);
+        wait();
+      }),
+    close: () => iterator.return?.(),
+  };
+}
+
+describe('interrupting subscriptions', () => {
+  it('should end them with EVENTS_INTERRUPTED after what they buffered, only those of the job, and not later ones', async () => {
+    const bus = new EventBus();
+    const all = bus.subscribe((e) => e.topic);
+    const ofA = bus.subscribe((e) => e.topic, 1000, undefined, { jobId: 'a' });
+    const ofB = bus.subscribe((e) => e.topic, 1000, undefined, { jobId: 'b' });
+    bus.deliver(started(run(1, 'a')));
+    bus.interrupt('test', 'a');
+    const later = bus.subscribe((e) => e.topic);
+
+    // What was buffered comes first, then the error; a waiting consumer is woken by it.
+    assert.deepEqual(await all.next(), { value: 'run:started', done: false });
+    await assert.rejects(all.next(), (error: unknown) => {
+      assert.ok(error instanceof EventsInterruptedError);
+      assert.equal(error.extensions['code'], 'EVENTS_INTERRUPTED');
+      assert.match(error.message, /catch up from the runs and logEntries queries/i);
+      return true;
+    });
+    assert.deepEqual(await all.next(), { value: undefined, done: true });
+    assert.deepEqual(await ofA.next(), { value: 'run:started', done: false });
+    await assert.rejects(ofA.next(), EventsInterruptedError);
+
+    assert.deepEqual(await ofB.next(), { value: 'run:started', done: false }, 'not interrupted: it follows another job');
+    const waiting = ofB.next();
+    bus.interrupt('everything');
+    await assert.rejects(waiting, EventsInterruptedError, 'a consumer waiting on an empty buffer is ended at once');
+    await assert.rejects(later.next(), EventsInterruptedError);
+    assert.equal(bus.subscriptionCount, 0);
+    assert.equal(bus.subscriberCount, 0);
+  });
+
+  it('should interrupt here and tell the relay when events were lost', async () => {
+    const bus = new EventBus();
+    const reasons: string[] = [];
+    bus.onLoss((reason) => reasons.push(reason));
+    const sub = bus.subscribe((e) => e.topic);
+    bus.lost('an end without its event');
+    await assert.rejects(sub.next(), /an end without its event/);
+    assert.deepEqual(reasons, ['an end without its event']);
+  });
+});
+
+describe('per-job order across instances', () => {
+  it('should hold a start that overtook the previous run’s end, deliver that end read back from its row first, and drop its late copy', async () => {
+    const reads: string[][] = [];
+    const bus = new EventBus({
+      readRuns: async (ids) => {
+        reads.push(ids);
+        return ids.map((id) => run(Number(id), 'j', 'SUCCEEDED'));
+      },
+    });
+    const raw: string[] = [];
+    bus.on((event) => raw.push(event.topic));
+    const sub = jobEvents(bus);
+    const other = jobEvents(bus, 'k');
+
+    bus.deliver(started(run(1, 'j')));
+    // Instance B started run 2 before instance A's end of run 1 arrived here.
+    bus.publish('run:started', { at: new Date(T0 + 2000), run: run(2, 'j') });
+    // Other jobs are not held meanwhile, nor are listeners.
+    bus.deliver(started(run(3, 'k')));
+    assert.deepEqual(raw, ['run:started', 'run:started', 'run:started']);
+    await sub.until(4);
+    assert.deepEqual(sub.seen, ['RUN_STARTED 1', 'RUN_STARTED 3', 'RUN_SUCCEEDED 1', 'RUN_STARTED 2']);
+    assert.deepEqual(reads, [['1']]);
+
+    // A's own notification of that end arrives after all: it was delivered already.
+    bus.deliver(finished(run(1, 'j', 'SUCCEEDED')));
+    bus.deliver(finished(run(2, 'j', 'FAILED')));
+    await sub.until(5);
+    assert.deepEqual(sub.seen.slice(4), ['RUN_FAILED 2']);
+    assert.deepEqual(other.seen, ['RUN_STARTED 3']);
+    assert.equal(sub.error, null);
+    await sub.close();
+    await other.close();
+  });
+
+  it('should, without a way to read runs, hold the start and the job’s later events until that end arrives', async () => {
+    const bus = new EventBus();
+    const sub = jobEvents(bus);
+    bus.deliver(started(run(1, 'j')));
+    bus.deliver(started(run(2, 'j')));
+    bus.deliver({ topic: 'job:updated', payload: { at: new Date(T0 + 2500), job: { id: 'j' } as never } });
+    await sub.until(1);
+    assert.deepEqual(sub.seen, ['RUN_STARTED 1']);
+    bus.deliver(finished(run(1, 'j', 'SUCCEEDED')));
+    await sub.until(4);
+    assert.deepEqual(sub.seen, ['RUN_STARTED 1', 'RUN_SUCCEEDED 1', 'RUN_STARTED 2', 'JOB_UPDATED j']);
+    await sub.close();
+  });
+
+  it('should interrupt the job’s subscriptions, not others, when that end neither arrives nor can be read', async () => {
+    const bus = new EventBus({ readRuns: () => Promise.reject(new Error('database away')), orderWaitMs: 20 });
+    const ofJ = jobEvents(bus, 'j');
+    const all = jobEvents(bus);
+    const ofK = jobEvents(bus, 'k');
+    bus.deliver(started(run(1, 'j')));
+    bus.deliver(started(run(2, 'j')));
+    bus.deliver(started(run(3, 'k')));
+    await ofJ.done;
+    await all.done;
+    assert.ok(ofJ.error instanceof EventsInterruptedError);
+    assert.ok(all.error instanceof EventsInterruptedError);
+    assert.deepEqual(ofJ.seen, ['RUN_STARTED 1']);
+    // A subscription made now gets the job's events again.
+    const fresh = jobEvents(bus, 'j');
+    bus.deliver(finished(run(2, 'j', 'SUCCEEDED')));
+    await fresh.until(1);
+    assert.deepEqual(fresh.seen, ['RUN_SUCCEEDED 2']);
+    assert.deepEqual(ofK.seen, ['RUN_STARTED 3']);
+    assert.equal(ofK.error, null);
+    await ofK.close();
+    await fresh.close();
+  });
+
+  it('should interrupt the job’s subscriptions when a run’s start arrives after its end', async () => {
+    const bus = new EventBus();
+    const sub = jobEvents(bus, 'j');
+    // Another instance cancelled the run (its job deleted) before the start from its holder arrived.
+    bus.deliver(finished(run(5, 'j', 'CANCELLED')));
+    bus.deliver(started(run(5, 'j')));
+    await sub.done;
+    assert.deepEqual(sub.seen, ['RUN_FAILED 5']);
+    assert.ok(sub.error instanceof EventsInterruptedError);
+  });
+});
