@@ -144,32 +144,54 @@ export interface RunEnd {
   log?: { level: LogLevel; message: string; details: unknown } | undefined;
 }
 
+export interface FinishedRun {
+  run: RunRow;
+  entry: LogRow | null;
+  /** This end was committed already, by an earlier try whose reply was lost: the stored row is returned. */
+  repeated: boolean;
+}
+
 /**
  * Ends a run, fenced by its lease token: refused (null) when the run is no longer held by this
  * token, e.g. it was marked ABANDONED after this process lost its lease. The run's closing log
  * entry is written in the same transaction, so it exists exactly when the end does.
+ *
+ * A try whose reply was lost may have committed: the run is then no longer RUNNING, and the
+ * fence alone would refuse the next try as if the run had been taken away. So a refused end
+ * looks at the row: if it holds exactly this end (this token, status, error and finishedAt —
+ * an end written by anyone else differs in its error and time), it was this end, committed
+ * earlier; the stored row and entry are returned (`repeated`), so its event is still published.
  */
-export async function finishRun(
-  sql: Sql,
-  runId: string,
-  token: string,
-  end: RunEnd,
-): Promise<{ run: RunRow; entry: LogRow | null } | null> {
+export async function finishRun(sql: Sql, runId: string, token: string, end: RunEnd): Promise<FinishedRun | null> {
+  const { log } = end;
   const markEnded = (q: Queryable) => q<RunRow[]>`
     update job_runs set status = ${end.status}, error = ${end.error}, finished_at = ${end.now}
     where id = ${runId} and lease_token = ${token} and status = 'RUNNING'
     returning *`;
-  const { log } = end;
+  const endedEarlier = async (q: Queryable): Promise<FinishedRun | null> => {
+    const [run] = await q<RunRow[]>`
+      select * from job_runs
+      where id = ${runId} and lease_token = ${token} and status = ${end.status}
+        and finished_at = ${end.now} and error is not distinct from ${end.error}`;
+    if (!run) return null;
+    const [entry] = log
+      ? await q<LogRow[]>`
+          select * from log_entries
+          where run_id = ${runId} and at = ${end.now} and level = ${log.level} and message = ${log.message}
+          order by id limit 1`
+      : [];
+    return { run, entry: entry ?? null, repeated: true };
+  };
   // A success writes no entry: one statement, no transaction round trips on the hot path.
   if (!log) {
     const [run] = await markEnded(sql);
-    return run ? { run, entry: null } : null;
+    return run ? { run, entry: null, repeated: false } : endedEarlier(sql);
   }
   return sql.begin(async (tx) => {
     const [run] = await markEnded(tx);
-    if (!run) return null;
+    if (!run) return endedEarlier(tx);
     const [entry] = await insertLogEntries(tx, [{ at: end.now, ...log, jobId: run.jobId, runId: run.id }]);
-    return { run, entry: entry ?? null };
+    return { run, entry: entry ?? null, repeated: false };
   });
 }
 
