@@ -395,10 +395,17 @@ function startMonitor(sql: Sql, say: (line: string) => void, since: number): { s
 function skippedResult(scenario: ScenarioName, label: string, params: ScenarioResult['params'], why: string): ScenarioResult {
   const empty: AuditReport = {
     jobs: 0, runs: 0, byStatus: {}, byInstance: {}, dueTimes: 0, duplicates: 0, unaccounted: 0, doubleAccounted: 0, offGrid: 0,
-    leftRunning: 0, earlyStarts: 0, coalesced: { runs: 0, missed: 0 }, skipped: 0,
-    abandoned: { total: 0, leaseExpired: 0, shutdown: 0, other: 0, latencyMs: { count: 0, p50: null, p99: null, max: null }, boundMs: 0, overBound: 0, excluded: 0 },
+    leftRunning: 0, earlyStarts: 0, coalesced: { runs: 0, missed: 0 }, skipped: 0, changeSkipped: { runs: 0, dueTimes: 0 }, skippedUnlogged: 0,
+    unsure: { dueTimes: 0, leftOut: 0 },
+    abandoned: {
+      total: 0, leaseExpired: 0, shutdown: 0, leaseLost: 0, replyLost: 0, other: 0,
+      latencyMs: { count: 0, p50: null, p99: null, max: null }, boundMs: 0, overBound: 0, excluded: 0,
+    },
     staleLogWrites: 0, latenessMs: { count: 0, p50: null, p99: null, max: null },
-    examples: { duplicates: [], unaccounted: [], doubleAccounted: [], offGrid: [], leftRunning: [], staleLogWrites: [], overBound: [], abandonedOther: [] },
+    examples: {
+      duplicates: [], unaccounted: [], doubleAccounted: [], offGrid: [], leftRunning: [], earlyStarts: [], skippedUnlogged: [],
+      staleLogWrites: [], overBound: [], abandonedOther: [],
+    },
   };
   return { scenario, label, params, wallSeconds: 0, audit: empty, faults: [], resume: [], held: [], checks: [], ok: true, skipped: why };
 }
@@ -430,9 +437,12 @@ function checksFor(
     zero('due times accounted twice', a.doubleAccounted, a.examples.doubleAccounted),
     zero('due times off the grid', a.offGrid, a.examples.offGrid),
     zero('runs left RUNNING', a.leftRunning, a.examples.leftRunning),
-    zero('runs started before their due time', a.earlyStarts),
+    // Every run that started, SCHEDULE (coalesced or not) and MANUAL alike.
+    zero('runs started before their scheduledAt', a.earlyStarts, a.examples.earlyStarts),
+    zero('SKIPPED runs without a WARNING', a.skippedUnlogged, a.examples.skippedUnlogged),
     zero('log entries written by stale runs', a.staleLogWrites, a.examples.staleLogWrites),
-    // A run is ABANDONED only when its lease expired or its instance shut down, never while held.
+    // A run is ABANDONED only when its lease expired, its instance shut down, its holder could not
+    // renew in time and aborted it, or its claim's reply was lost — never while held.
     zero('runs ABANDONED for another reason', a.abandoned.other, a.examples.abandonedOther),
     zero('unexpected instance exits', ctx.cluster.instances.reduce((n, i) => n + i.crashes.length, 0),
       ctx.cluster.instances.flatMap((i) => i.crashes.map((c) => ({ instance: i.id, exit: c.exit, tail: c.tail.slice(-5) })))),

@@ -32,10 +32,15 @@ export function formatScenario(result: ScenarioResult): string {
     ['due times unaccounted for', String(a.unaccounted)],
     ['due times accounted twice', String(a.doubleAccounted)],
     ['due times off the grid', String(a.offGrid)],
+    ['due times in a change\'s bracket (left out)', `${a.unsure.dueTimes} (${a.unsure.leftOut})`],
     ['runs left RUNNING', String(a.leftRunning)],
+    ['runs started before scheduledAt', String(a.earlyStarts)],
     ['coalesced runs / missed due times', `${a.coalesced.runs} / ${a.coalesced.missed}`],
-    ['SKIPPED runs', String(a.skipped)],
-    ['ABANDONED (lease expired / shutdown / other)', `${a.abandoned.total} (${a.abandoned.leaseExpired} / ${a.abandoned.shutdown} / ${a.abandoned.other})`],
+    ['SKIPPED runs (recorded by a change)', `${a.skipped} (${a.changeSkipped.runs}, for ${a.changeSkipped.dueTimes} due times); ${a.skippedUnlogged} without a WARNING`],
+    [
+      'ABANDONED (lease expired / shutdown / lease lost / reply lost / other)',
+      `${a.abandoned.total} (${a.abandoned.leaseExpired} / ${a.abandoned.shutdown} / ${a.abandoned.leaseLost} / ${a.abandoned.replyLost} / ${a.abandoned.other})`,
+    ],
     [
       'abandon latency p50 / max (bound)',
       `${ms(a.abandoned.latencyMs.p50)} / ${ms(a.abandoned.latencyMs.max)} (${a.abandoned.boundMs} ms), ${a.abandoned.overBound} over` +

@@ -89,12 +89,22 @@ describe('chaos, short form', { concurrency: true }, () => {
       // claim a frozen process (frozen at 1.1, resumed at 9) committed only on resume.
       await job('chaos-d', 2);
       const late = await run('chaos-d', 1, 'ABANDONED', 0, { finished: 10, lease: 3, error: 'lease expired: the instance running it stopped' });
+      // chaos-e (no grid point): a MANUAL run that started before its scheduledAt; runs ended by
+      // their holder that could not renew, and whose claim reply was lost (legitimate ABANDONED).
+      await job('chaos-e', 1);
+      const manual = (scheduled: number, started: number, status: string, error: string | null) => sql<{ id: string }[]>`
+        insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, error, lease_expires_at)
+        values ('chaos-e', 'MANUAL', ${at(scheduled)}, ${at(started)}, ${at(started + 0.5)}, ${status}, 'audit-test', ${error}, ${at(started + 2)})
+        returning id::text`;
+      const [early] = await manual(3, 2.999, 'SUCCEEDED', null);
+      await manual(4, 4, 'ABANDONED', 'lease lost: could not renew within 2 s');
+      await manual(5, 5, 'ABANDONED', 'claim reply lost: the run was claimed but its holder never started it');
       // Jobs outside the prefix are not audited.
       await job('other', 3);
       await run('other', 1, 'SUCCEEDED');
 
       const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: 2 });
-      assert.equal(report.jobs, 4);
+      assert.equal(report.jobs, 5);
       assert.equal(report.dueTimes, 10);
       assert.equal(report.duplicates, 1);
       assert.deepEqual(report.examples.unaccounted, [{ jobId: 'chaos-b', dueAt: at(2).toISOString() }]);
@@ -107,9 +117,17 @@ describe('chaos, short form', { concurrency: true }, () => {
       assert.equal(report.leftRunning, 1);
       assert.deepEqual(report.coalesced, { runs: 1, missed: 2 });
       assert.equal(report.skipped, 1);
+      // The SKIPPED run at 4 has no WARNING.
+      assert.equal(report.skippedUnlogged, 1);
+      assert.equal(report.earlyStarts, 1);
+      assert.deepEqual(report.examples.earlyStarts.map((e) => [e.runId, e.trigger]), [[early!.id, 'MANUAL']]);
       assert.equal(report.staleLogWrites, 1);
       assert.equal(report.examples.staleLogWrites[0]!.message, 'chaos work done');
-      assert.deepEqual([report.abandoned.total, report.abandoned.leaseExpired, report.abandoned.other], [3, 2, 1]);
+      assert.deepEqual(
+        [report.abandoned.total, report.abandoned.leaseExpired, report.abandoned.leaseLost, report.abandoned.replyLost, report.abandoned.other],
+        [5, 2, 1, 1, 1],
+      );
+      assert.deepEqual(report.examples.abandonedOther.map((e) => e.error), ['lease lost: another instance took the run over']);
       // 10 s − (3 s − 2 s) after its last renewal.
       assert.equal(report.abandoned.latencyMs.max, 9000);
       assert.deepEqual(report.examples.overBound, [{ runId: late, instance: 'audit-test', latencyMs: 9000 }]);
