@@ -1,5 +1,7 @@
 // The chaos scenarios: a cluster on a fresh database, jobs created through the API, faults
 // injected on a schedule, every instance stopped, then the audit and the scenario's checks.
+// Throughout, a subset of the jobs is paused, resumed, re-periodised, deleted and run now a few ms
+// after their due times (chaos/changes.ts); the audit covers the changed jobs.
 //
 //   healthy     no faults
 //   kill        SIGKILL one instance every `faultEvery` s (round robin) and restart it
@@ -9,7 +11,8 @@
 //   clock-skew  one instance's system clock 5 minutes ahead (and one 5 minutes behind, with 3+)
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { audit, type AuditReport, auditClient, dbNow, type HeldRun, lateClaims, progress, resumeLatencies, runningRunsOf, runsById, type Sql } from './audit.ts';
+import { audit, type AuditReport, auditClient, dbClock, dbNow, type HeldRun, lateClaims, progress, resumeLatencies, runningRunsOf, runsById, type Sql } from './audit.ts';
+import { type ChangeAttempt, ChangeDriver, changedSpans, type ChangedSpans, type ChangeSummary } from './changes.ts';
 import { Cluster, faketimeMissing, type Instance, sleep } from './cluster.ts';
 import type { ChaosServer } from './database.ts';
 import { createJobs, health } from './drive.ts';
@@ -52,6 +55,10 @@ export interface ScenarioOptions {
   shutdownGraceSeconds?: number;
   /** Checks that the scenario's faults may legitimately break under heavy load are reported, not failed. */
   allowCoalesced?: boolean;
+  /** How many jobs the harness changes during the scenario (default: a tenth of them, at least 1; 0: none). */
+  changeJobs?: number;
+  /** Seeds the changes' choices. */
+  seed?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -84,6 +91,7 @@ export interface ScenarioResult {
     faultPlan: { atSeconds: number; kind: FaultKind }[];
     downSeconds: number | null;
     clockOffsets: string[];
+    changeJobs: number;
   };
   /** Wall-clock seconds the scenario took, start to audit. */
   wallSeconds: number;
@@ -105,10 +113,25 @@ export interface ScenarioResult {
     /** Freeze: runs it claimed just before the freeze but committed only on resume (already past their lease). */
     lateClaims?: string[];
   }[];
+  /** The changes fired, what committed, and how many met a fault. */
+  changes: ChangeReport | null;
   checks: Check[];
   ok: boolean;
   /** Set when the scenario could not run here (e.g. no faketime). */
   skipped?: string;
+}
+
+export interface ChangeReport extends ChangeSummary, Omit<ChangedSpans, 'spans'> {
+  /** Deletes among the changed jobs planned. */
+  deletesPlanned: number;
+  /** Calls sent or answered while a fault was on (an instance down or frozen, the database away or its connections cut). */
+  duringFaults: number;
+  /** Their outcomes. */
+  duringFaultsByOutcome: Record<string, number>;
+  /** A few calls that failed, for diagnosis. */
+  failedExamples: ChangeAttempt[];
+  /** Every call, for diagnosis (the changes of a job an example names). */
+  calls: ChangeAttempt[];
 }
 
 const DEFAULT_OPERATION: Record<ScenarioName, 'Noop' | 'Work'> = {
@@ -172,6 +195,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
   const clockOffsets =
     options.scenario === 'clock-skew' ? (options.clockOffsets ?? (options.instances >= 3 ? ['+5m', '-5m'] : ['+5m'])) : [];
   const label = options.label ?? options.scenario;
+  const changeJobs = Math.min(options.jobs, options.changeJobs ?? Math.max(1, Math.round(options.jobs / 10)));
   const params: ScenarioResult['params'] = {
     instances: options.instances,
     jobs: options.jobs,
@@ -183,6 +207,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     faultPlan,
     downSeconds,
     clockOffsets,
+    changeJobs,
   };
   const faults: FaultEvent[] = [];
   const resume: ScenarioResult['resume'] = [];
@@ -217,12 +242,16 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     return event;
   };
 
+  let driver: ChangeDriver | null = null;
+  let changed: string[] = [];
+  let deleteIds: string[] = [];
   try {
     say(`starting ${options.instances} instance(s)${clockOffsets.length ? ` (clock offsets: ${clockOffsets.join(', ')})` : ''}`);
     await cluster.start();
     const pids = new Map(cluster.instances.map((i) => [i.id, i.pid]));
+    const clock = await dbClock(sql);
     say(`creating ${options.jobs} jobs (period ${period}, ServerOperationConnector:${operation})`);
-    await createJobs(() => cluster.anyPort(), {
+    const ids = await createJobs(() => cluster.anyPort(), {
       count: options.jobs,
       prefix: 'chaos',
       period,
@@ -232,6 +261,15 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const phaseEnd = phaseStart + options.durationSeconds * 1000;
     let lastFaultEnd = phaseStart;
     if (faultPlan.length === 0) lastFaultEnd = phaseEnd;
+    if (changeJobs > 0) {
+      // Spread over the jobs; a quarter of them (at least one) are deleted on the way.
+      changed = spread(ids, changeJobs);
+      deleteIds = changed.filter((_, i) => i % 4 === 1 || changed.length === 1);
+      const at = (fraction: number) => clock.at(phaseStart + fraction * options.durationSeconds * 1000);
+      driver = new ChangeDriver({ sql, cluster, clock, jobIds: changed, deleteIds, deleteWindow: [at(0.2), at(0.9)], ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+      say(`changing ${changed.length} jobs a few ms after their due times (${deleteIds.length} to be deleted; seed ${driver.seed})`);
+      await driver.start();
+    }
     const monitor = startMonitor(sql, say, phaseStart);
 
     try {
@@ -239,6 +277,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       const watches: Promise<void>[] = [];
       for (const fault of faultPlan) {
         await sleep(Math.max(0, phaseStart + fault.atSeconds * 1000 - Date.now()));
+        // Changes of every kind meet the fault: a few jobs act at their next due time, one is deleted then.
+        driver?.hurry();
         switch (fault.kind) {
           case 'kill': {
             const target = pickTarget(cluster, round++);
@@ -289,12 +329,17 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
         lastFaultEnd = Date.now();
       }
       await sleep(Math.max(0, phaseEnd - Date.now()));
+      if (driver) {
+        await driver.stop();
+        lastFaultEnd = Math.max(lastFaultEnd, Date.now());
+      }
       await Promise.all(watches);
       await settle(sql, { lastFaultEnd, leaseMs, kinds, held });
       // Resume figures need runs after the fault: measured before the stop.
       for (const r of resume) r.latencyMs = await resumeLatencies(sql, cluster.instances.map((i) => i.id), new Date(r.at));
     } finally {
       monitor.stop();
+      await driver?.stop();
     }
 
     say('stopping the instances (SIGTERM)');
@@ -307,11 +352,38 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       if (h.resumedAt) h.lateClaims = await lateClaims(sql, h.instance, new Date(h.at), new Date(h.resumedAt), ids);
     }
     const excludeFromBound = held.flatMap((h) => h.lateClaims ?? []);
-    const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: options.leaseSeconds, excludeFromBound });
-    const checks = checksFor(options, report, { cluster, pids, resume, held, clockOffsets, kinds });
+    let changes: ChangeReport | null = null;
+    let spans: ChangedSpans['spans'] = [];
+    if (driver) {
+      const { spans: replayed, ...rest } = await changedSpans(sql, {
+        jobIds: changed,
+        attempts: driver.attempts,
+        untilMs: (await dbNow(sql)).getTime(),
+        // The harness's clock against the database's, and the instances' against it (never ahead, a few ms behind at most).
+        marginMs: Math.ceil(clock.rttMs / 2) + 25,
+      });
+      spans = replayed;
+      const windows = faultWindows(faults);
+      const during = driver.attempts.filter((a) => windows.some(([from, to]) => a.sentAt <= to && (a.answeredAt ?? Infinity) >= from));
+      changes = {
+        ...driver.summary(),
+        ...rest,
+        deletesPlanned: deleteIds.length,
+        duringFaults: during.length,
+        duringFaultsByOutcome: countBy(during, (a) => a.outcome),
+        failedExamples: driver.attempts.filter((a) => a.outcome !== 'ok' && a.error !== 'CONFLICT').slice(0, 10),
+        calls: driver.attempts,
+      };
+    }
+    const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: options.leaseSeconds, excludeFromBound, spans });
+    const checks = checksFor(options, report, { cluster, pids, resume, held, clockOffsets, kinds, changes });
     const ok = checks.every((c) => c.ok);
-    return { scenario: options.scenario, label, params, wallSeconds: Math.round((Date.now() - began) / 100) / 10, audit: report, faults, resume, held, checks, ok };
+    return {
+      scenario: options.scenario, label, params, wallSeconds: Math.round((Date.now() - began) / 100) / 10,
+      audit: report, faults, resume, held, changes, checks, ok,
+    };
   } finally {
+    await driver?.stop();
     await cluster.killAll();
     cluster.close();
     await sql.end({ timeout: 2 }).catch(() => {});
@@ -367,6 +439,33 @@ function watchHealth(cluster: Cluster, into: Record<string, number | null>): Pro
   ).then(() => {});
 }
 
+/** `count` of the ids, spread evenly over them. */
+function spread(ids: string[], count: number): string[] {
+  const step = ids.length / count;
+  return Array.from({ length: count }, (_, i) => ids[Math.floor(i * step)]!);
+}
+
+/** When faults were on, database time (epoch ms): an instance killed until restarted, frozen until resumed, the database away until back, connections cut (for 2 s). */
+function faultWindows(faults: FaultEvent[]): [number, number][] {
+  const windows: [number, number][] = [];
+  const ends: Record<string, string> = { SIGKILL: 'restarted', SIGSTOP: 'SIGCONT', 'database stopping': 'database back' };
+  faults.forEach((fault, i) => {
+    const from = Date.parse(fault.at);
+    if (fault.kind === 'pg_terminate_backend') windows.push([from, from + 2_000]);
+    const endKind = ends[fault.kind];
+    if (!endKind) return;
+    const end = faults.slice(i + 1).find((f) => f.kind === endKind && f.instance === fault.instance);
+    windows.push([from, end ? Date.parse(end.at) : Infinity]);
+  });
+  return windows;
+}
+
+function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
+
 /** The next instance to hit: round robin over the running ones. */
 function pickTarget(cluster: Cluster, round: number): Instance | undefined {
   const running = cluster.running;
@@ -407,7 +506,9 @@ function skippedResult(scenario: ScenarioName, label: string, params: ScenarioRe
       staleLogWrites: [], overBound: [], abandonedOther: [],
     },
   };
-  return { scenario, label, params, wallSeconds: 0, audit: empty, faults: [], resume: [], held: [], checks: [], ok: true, skipped: why };
+  return {
+    scenario, label, params, wallSeconds: 0, audit: empty, faults: [], resume: [], held: [], changes: null, checks: [], ok: true, skipped: why,
+  };
 }
 
 const check = (name: string, ok: boolean, detail: string): Check => ({ name, ok, detail });
@@ -424,6 +525,7 @@ function checksFor(
     held: ScenarioResult['held'];
     clockOffsets: string[];
     kinds: FaultKind[];
+    changes: ChangeReport | null;
   },
 ): Check[] {
   const { scenario } = options;
@@ -464,12 +566,14 @@ function checksFor(
   }
   if (kinds.includes('kill') || kinds.includes('freeze')) {
     const runs = ctx.held.flatMap((h) => h.runs.map((r) => ({ ...r, kind: h.kind, resumedAt: h.resumedAt })));
+    // A run of a job the harness deleted meanwhile ends CANCELLED ("job deleted") instead.
     const bad = runs.filter(
       (r) =>
-        r.status !== 'ABANDONED' ||
+        !(r.status === 'CANCELLED' && r.error === 'job deleted' && (r.resumedAt === undefined || (r.finishedAt?.getTime() ?? Infinity) <= Date.parse(r.resumedAt))) &&
+        (r.status !== 'ABANDONED' ||
         !(r.error ?? '').startsWith('lease expired') ||
         (r.abandonLatencyMs ?? Infinity) > boundMs ||
-        (r.resumedAt !== undefined && (!r.finishedAt || r.finishedAt.getTime() > Date.parse(r.resumedAt))),
+        (r.resumedAt !== undefined && (!r.finishedAt || r.finishedAt.getTime() > Date.parse(r.resumedAt)))),
     );
     checks.push(check(
       kinds.includes('freeze') ? 'runs of frozen processes ABANDONED while frozen, within the bound' : 'runs of killed processes ABANDONED within the bound',
@@ -494,6 +598,18 @@ function checksFor(
       late.length ? late.join('; ') : `${ctx.resume.length} faults, slowest ${worst} ms`));
     const restarted = kinds.includes('kill') ? [] : ctx.cluster.instances.filter((i) => i.generation !== 1 || ctx.pids.get(i.id) !== i.pid);
     checks.push(check('no instance restarted', restarted.length === 0, restarted.length ? restarted.map((i) => i.id).join(', ') : 'same processes throughout'));
+  }
+  const c = ctx.changes;
+  if (c) {
+    const committed = Object.values(c.committed).reduce((n, v) => n + v, 0);
+    checks.push(check('changes committed and replayed from the audit trail', committed > 0 && c.mismatches.length === 0 && c.unmatched === 0,
+      `${c.attempts} calls, ${committed} committed (${Object.entries(c.committed).map(([k, v]) => `${k} ${v}`).join(', ')})` +
+        (c.unmatched ? `; ${c.unmatched} committed changes no call accounts for` : '') +
+        (c.mismatches.length ? `; replay disagrees with ${c.mismatches.length} jobs, e.g. ${JSON.stringify(c.mismatches.slice(0, 3))}` : '')));
+    if (ctx.kinds.length > 0) {
+      checks.push(check('changes fired during faults', c.duringFaults > 0,
+        `${c.duringFaults} calls (${Object.entries(c.duringFaultsByOutcome).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`));
+    }
   }
   if (scenario === 'clock-skew') {
     const skewed = ctx.clockOffsets.map((offset, i) => ({ offset, id: ctx.cluster.instances[i]!.id }));

@@ -22,8 +22,10 @@ export function formatScenario(result: ScenarioResult): string {
     p.faultEverySeconds == null && p.faultPlan.length ? `faults: ${p.faultPlan.map((f) => `${f.kind} at ${f.atSeconds} s`).join(', ')}` : '',
     p.downSeconds != null ? `database down ${p.downSeconds} s` : '',
     p.clockOffsets.length ? `clock offsets ${p.clockOffsets.join(', ')}` : '',
+    p.changeJobs ? `${p.changeJobs} jobs changed` : '',
   ].filter(Boolean);
-  if (extra.length) lines.push(`   ${extra.join('; ')}; ${result.faults.filter((f) => !['stopping', 'restarted', 'database stopping'].includes(f.kind)).length} faults injected`);
+  const injected = result.faults.filter((f) => !['stopping', 'restarted', 'database stopping', 'SIGCONT'].includes(f.kind)).length;
+  if (extra.length) lines.push(`   ${extra.join('; ')}; ${injected} faults injected`);
   const rows: [string, string][] = [
     ['runs', `${a.runs} (${Object.entries(a.byStatus).map(([s, n]) => `${s} ${n}`).join(', ')})`],
     ['runs per instance', Object.entries(a.byInstance).map(([i, n]) => `${i} ${n}`).join(', ')],
@@ -49,6 +51,16 @@ export function formatScenario(result: ScenarioResult): string {
     ['stale log writes', String(a.staleLogWrites)],
     ['lateness p50 / p99 / max', `${ms(a.latenessMs.p50)} / ${ms(a.latenessMs.p99)} / ${ms(a.latenessMs.max)}`],
   ];
+  const c = result.changes;
+  if (c) {
+    const counts = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    rows.push(['changes fired', `${c.attempts} calls on ${c.jobs} jobs (${counts(c.byAction)}); ${counts(c.byOutcome)}`]);
+    rows.push([
+      'changes committed',
+      `${counts(c.committed)}; ${c.committedDespiteFailure} despite a failed call, ${c.failedUncommitted} failed calls not committed`,
+    ]);
+    rows.push(['changes during faults', `${c.duringFaults} (${counts(c.duringFaultsByOutcome)})`]);
+  }
   for (const r of result.resume) {
     const show = (v: number | null | undefined) => (v == null ? 'never' : `${v} ms`);
     rows.push([
@@ -69,6 +81,52 @@ export function formatScenario(result: ScenarioResult): string {
   lines.push('   checks:');
   for (const c of result.checks) lines.push(`     ${c.ok ? 'PASS' : 'FAIL'}  ${c.name}: ${c.detail}`);
   lines.push(`   ${result.ok ? 'OK' : 'FAILED'} in ${result.wallSeconds} s`);
+  return lines.join('\n');
+}
+
+/**
+ * What failed in a scenario, with the examples the audit kept (up to 10 of each) and, for the
+ * jobs they name, the changes the harness made to them: the lines to read when a check fails.
+ */
+export function explainFailures(result: ScenarioResult): string {
+  if (result.ok || result.skipped) return '';
+  const lines = [`-- ${result.label}: what failed`];
+  for (const c of result.checks.filter((check) => !check.ok)) lines.push(`   FAIL  ${c.name}`);
+  const list = (title: string, items: readonly unknown[] | undefined) => {
+    if (!items?.length) return;
+    lines.push(`   ${title}:`);
+    for (const item of items.slice(0, 10)) lines.push(`     ${JSON.stringify(item)}`);
+  };
+  const x = result.audit.examples;
+  list('duplicate runs', x.duplicates);
+  list('due times unaccounted for', x.unaccounted);
+  list('due times accounted twice', x.doubleAccounted);
+  list('due times off the grid', x.offGrid);
+  list('runs left RUNNING', x.leftRunning);
+  list('runs started before scheduledAt', x.earlyStarts);
+  list('SKIPPED runs without a WARNING', x.skippedUnlogged);
+  list('stale log writes', x.staleLogWrites);
+  list('ABANDONED over the bound', x.overBound);
+  list('ABANDONED for another reason', x.abandonedOther);
+  const c = result.changes;
+  if (c) {
+    list('changed jobs the replay disagrees with', c.mismatches);
+    list('failed change calls', c.failedExamples);
+  }
+  // The changes of the jobs named above, in order: when each call went out and was answered.
+  const named = [...x.unaccounted, ...x.doubleAccounted, ...x.offGrid, ...(c?.mismatches ?? [])].map((item) => item.jobId);
+  for (const jobId of [...new Set(named)].slice(0, 5)) {
+    const calls = c?.calls.filter((call) => call.jobId === jobId) ?? [];
+    if (calls.length === 0) continue;
+    lines.push(`   changes of ${jobId} (sent … answered, database time):`);
+    for (const call of calls) {
+      const when = `${new Date(call.sentAt).toISOString().slice(11, 23)} … ${call.answeredAt === null ? 'no answer' : new Date(call.answeredAt).toISOString().slice(11, 23)}`;
+      lines.push(
+        `     ${when}  ${call.action}${call.periodSeconds ? ` to ${call.periodSeconds} s` : ''}` +
+          `${call.afterDue ? ` after due ${call.afterDue.slice(11, 23)}` : ''} → ${call.outcome}${call.error ? ` (${call.error})` : ''}`,
+      );
+    }
+  }
   return lines.join('\n');
 }
 

@@ -1,7 +1,9 @@
 // `npm run chaos`: the long form of the fault scenarios (GitHub issue 4). Starts N instances of
 // the service as separate processes on one PostgreSQL, creates jobs, injects faults, stops the
-// instances and audits the database. Prints a table per scenario, writes JSON to
-// bench/results/chaos-<timestamp>.json, and exits 1 when an invariant fails.
+// instances and audits the database. Throughout, a tenth of the jobs is paused, resumed,
+// re-periodised, deleted and run now a few ms after their due times; the audit covers them. Prints
+// a table per scenario, writes JSON to bench/results/chaos-<timestamp>.json, and exits 1 when an
+// invariant fails.
 //
 //   npm run chaos                                   every scenario, 3 instances, 300 jobs, 180 s each
 //   npm run chaos -- --scenario=kill --instances=3 --jobs=300 --duration=180
@@ -12,8 +14,9 @@
 // (LEASE_SECONDS), --period=0:0:1, --every=<s> (seconds between faults; default 30 for kill,
 // freeze and terminate; db-restart restarts once, in the middle, unless --every is given),
 // --down=5 (db-restart: seconds the database stays down), --skew=+5m[,-5m] (clock-skew),
-// --operation=Noop|Work, --work-ms=300, --keep (keep the work directory: logs, data),
-// --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
+// --operation=Noop|Work, --work-ms=300, --changes=<n> (jobs changed during the scenario; default
+// a tenth of --jobs, 0: none), --seed=<n> (the changes' choices), --keep (keep the work directory:
+// logs, data), --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
 // names a server (the harness then creates a database per scenario there, and skips db-restart).
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -22,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { killEveryProcess } from '../chaos/cluster.ts';
 import { type ChaosServer, createDatabase, dropDatabase, externalServer, redact, startChaosPostgres } from '../chaos/database.ts';
 import { cannotRun, runScenario, SCENARIOS, type ScenarioName, type ScenarioResult } from '../chaos/faults.ts';
-import { type ChaosReport, formatScenario, writeReport } from '../chaos/report.ts';
+import { type ChaosReport, explainFailures, formatScenario, writeReport } from '../chaos/report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +40,8 @@ const { values } = parseArgs({
     skew: { type: 'string' },
     operation: { type: 'string' },
     'work-ms': { type: 'string', default: '300' },
+    changes: { type: 'string' },
+    seed: { type: 'string' },
     keep: { type: 'boolean', default: false },
     out: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -65,6 +70,8 @@ const lease = int('lease', values.lease, 2, 3600);
 const every = values.every === undefined ? undefined : int('every', values.every, 1, 86_400);
 const down = int('down', values.down, 0, 3600);
 const workMs = int('work-ms', values['work-ms'], 0, 60_000);
+const changes = values.changes === undefined ? undefined : int('changes', values.changes, 0, 100_000);
+const seed = values.seed === undefined ? undefined : int('seed', values.seed, 0, 2 ** 31 - 1);
 const operation = values.operation as 'Noop' | 'Work' | undefined;
 if (operation !== undefined && operation !== 'Noop' && operation !== 'Work') problems.push('--operation must be Noop or Work');
 if (!/^\d+:\d{1,2}:\d{1,2}$/.test(values.period)) problems.push(`--period must be h:m:s (got ${values.period})`);
@@ -125,6 +132,8 @@ try {
           ...(every !== undefined ? { faultEverySeconds: every } : {}),
           downSeconds: down,
           ...(values.skew ? { clockOffsets: values.skew.split(',') } : {}),
+          ...(changes !== undefined ? { changeJobs: changes } : {}),
+          ...(seed !== undefined ? { seed } : {}),
           log: (line) => console.log(line),
         });
       } finally {
@@ -133,6 +142,7 @@ try {
     }
     results.push(result);
     console.log(`\n${formatScenario(result)}`);
+    if (!result.ok) console.log(explainFailures(result));
     if (!result.ok) code = 1;
   }
 } catch (error) {
