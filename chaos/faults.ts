@@ -1,7 +1,8 @@
 // The chaos scenarios: a cluster on a fresh database, jobs created through the API, faults
 // injected on a schedule, every instance stopped, then the audit and the scenario's checks.
 // Throughout, a subset of the jobs is paused, resumed, re-periodised, deleted and run now a few ms
-// after their due times (chaos/changes.ts); the audit covers the changed jobs.
+// after their due times (chaos/changes.ts), and subscribers on every instance receive the job
+// events (chaos/events.ts); the audit covers the changed jobs and checks the events received.
 //
 //   healthy     no faults
 //   kill        SIGKILL one instance every `faultEvery` s (round robin) and restart it
@@ -16,6 +17,7 @@ import { type ChangeAttempt, ChangeDriver, changedSpans, type ChangedSpans, type
 import { Cluster, faketimeMissing, type Instance, sleep } from './cluster.ts';
 import type { ChaosServer } from './database.ts';
 import { createJobs, health } from './drive.ts';
+import { checkDelivery, type DeliveryReport, runFacts, Subscribers } from './events.ts';
 
 export const SCENARIOS = ['healthy', 'kill', 'freeze', 'db-restart', 'terminate', 'clock-skew'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -55,8 +57,12 @@ export interface ScenarioOptions {
   shutdownGraceSeconds?: number;
   /** Checks that the scenario's faults may legitimately break under heavy load are reported, not failed. */
   allowCoalesced?: boolean;
+  /** Events a killed instance recorded but never sent (see DeliveryReport.lostWithKill) are reported, not failed. */
+  allowLostWithKill?: boolean;
   /** How many jobs the harness changes during the scenario (default: a tenth of them, at least 1; 0: none). */
   changeJobs?: number;
+  /** Subscribers to jobEvents on every instance, over graphql-ws and SSE (default true). */
+  subscribers?: boolean;
   /** Seeds the changes' choices. */
   seed?: number;
   /** Progress lines. */
@@ -92,6 +98,7 @@ export interface ScenarioResult {
     downSeconds: number | null;
     clockOffsets: string[];
     changeJobs: number;
+    subscribers: boolean;
   };
   /** Wall-clock seconds the scenario took, start to audit. */
   wallSeconds: number;
@@ -115,6 +122,8 @@ export interface ScenarioResult {
   }[];
   /** The changes fired, what committed, and how many met a fault. */
   changes: ChangeReport | null;
+  /** Event delivery to the subscribers. */
+  events: DeliveryReport | null;
   checks: Check[];
   ok: boolean;
   /** Set when the scenario could not run here (e.g. no faketime). */
@@ -196,6 +205,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     options.scenario === 'clock-skew' ? (options.clockOffsets ?? (options.instances >= 3 ? ['+5m', '-5m'] : ['+5m'])) : [];
   const label = options.label ?? options.scenario;
   const changeJobs = Math.min(options.jobs, options.changeJobs ?? Math.max(1, Math.round(options.jobs / 10)));
+  const withSubscribers = options.subscribers ?? true;
   const params: ScenarioResult['params'] = {
     instances: options.instances,
     jobs: options.jobs,
@@ -208,6 +218,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     downSeconds,
     clockOffsets,
     changeJobs,
+    subscribers: withSubscribers,
   };
   const faults: FaultEvent[] = [];
   const resume: ScenarioResult['resume'] = [];
@@ -242,6 +253,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     return event;
   };
 
+  let subscribers: Subscribers | null = null;
   let driver: ChangeDriver | null = null;
   let changed: string[] = [];
   let deleteIds: string[] = [];
@@ -250,6 +262,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     await cluster.start();
     const pids = new Map(cluster.instances.map((i) => [i.id, i.pid]));
     const clock = await dbClock(sql);
+    if (withSubscribers) {
+      say(`subscribing to jobEvents on every instance (graphql-ws and SSE)`);
+      subscribers = new Subscribers(cluster, sql, clock);
+      subscribers.start();
+      // Connected before the jobs exist: their JOB_CREATED events are the subscriptions' first.
+      await sleep(500);
+    }
     say(`creating ${options.jobs} jobs (period ${period}, ServerOperationConnector:${operation})`);
     const ids = await createJobs(() => cluster.anyPort(), {
       count: options.jobs,
@@ -257,6 +276,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       period,
       externalCall: `ServerOperationConnector:${operation}`,
     });
+    if (subscribers && !(await subscribers.receiving())) say('  (not every subscriber is receiving yet)');
     const phaseStart = Date.now();
     const phaseEnd = phaseStart + options.durationSeconds * 1000;
     let lastFaultEnd = phaseStart;
@@ -342,6 +362,12 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       await driver?.stop();
     }
 
+    if (subscribers) {
+      // What happens from here on is not required of the subscribers; what happened before has its turn to arrive.
+      subscribers.markEnd();
+      await subscribers.drain();
+      await subscribers.stop();
+    }
     say('stopping the instances (SIGTERM)');
     await note('stopping');
     await cluster.stop((options.shutdownGraceSeconds ?? 5) * 1000 + 20_000);
@@ -376,14 +402,27 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       };
     }
     const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: options.leaseSeconds, excludeFromBound, spans });
-    const checks = checksFor(options, report, { cluster, pids, resume, held, clockOffsets, kinds, changes });
+    let events: DeliveryReport | null = null;
+    if (subscribers) {
+      const killed = faults.filter((f) => f.kind === 'SIGKILL');
+      events = checkDelivery({
+        segments: subscribers.segments,
+        runs: await runFacts(sql, 'chaos-'),
+        windowEnd: subscribers.windowEnd!,
+        killedPids: new Set(killed.map((f) => Number(f.detail?.['pid']))),
+        kills: killed.map((f) => ({ instance: f.instance!, at: Date.parse(f.at) })),
+        subscribers: cluster.instances.length * 2,
+      });
+    }
+    const checks = checksFor(options, report, { cluster, pids, resume, held, clockOffsets, kinds, changes, events });
     const ok = checks.every((c) => c.ok);
     return {
       scenario: options.scenario, label, params, wallSeconds: Math.round((Date.now() - began) / 100) / 10,
-      audit: report, faults, resume, held, changes, checks, ok,
+      audit: report, faults, resume, held, changes, events, checks, ok,
     };
   } finally {
     await driver?.stop();
+    await subscribers?.stop();
     await cluster.killAll();
     cluster.close();
     await sql.end({ timeout: 2 }).catch(() => {});
@@ -507,7 +546,7 @@ function skippedResult(scenario: ScenarioName, label: string, params: ScenarioRe
     },
   };
   return {
-    scenario, label, params, wallSeconds: 0, audit: empty, faults: [], resume: [], held: [], changes: null, checks: [], ok: true, skipped: why,
+    scenario, label, params, wallSeconds: 0, audit: empty, faults: [], resume: [], held: [], changes: null, events: null, checks: [], ok: true, skipped: why,
   };
 }
 
@@ -526,6 +565,7 @@ function checksFor(
     clockOffsets: string[];
     kinds: FaultKind[];
     changes: ChangeReport | null;
+    events: DeliveryReport | null;
   },
 ): Check[] {
   const { scenario } = options;
@@ -610,6 +650,21 @@ function checksFor(
       checks.push(check('changes fired during faults', c.duringFaults > 0,
         `${c.duringFaults} calls (${Object.entries(c.duringFaultsByOutcome).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`));
     }
+  }
+  const e = ctx.events;
+  if (e) {
+    checks.push(check('subscribers on every instance received events', e.required > 0 && e.notResubscribed === 0,
+      `${e.segments} subscriptions on ${e.subscribers} subscribers, ${e.events} events, ${e.required} required` +
+        (e.notResubscribed ? `; ${e.notResubscribed} interrupted without a new subscription` : '')));
+    checks.push(zero('events missing without EVENTS_INTERRUPTED (silent gaps)', e.missing, e.examples.missing));
+    // Events a killed instance recorded and never sent: nobody could know, yet SPEC §6 wants no gap without EVENTS_INTERRUPTED.
+    const allowed = options.allowLostWithKill === true;
+    checks.push(check(`events that died unsent with a killed instance, no EVENTS_INTERRUPTED${allowed ? ', reported only' : ''}`,
+      allowed || e.lostWithKill === 0, e.lostWithKill === 0 ? '0' : `${e.lostWithKill} e.g. ${JSON.stringify(e.examples.lostWithKill.slice(0, 3))}`));
+    checks.push(zero('events delivered twice', e.duplicates, e.examples.duplicates));
+    checks.push(zero('events out of order per job', e.outOfOrder, e.examples.outOfOrder));
+    checks.push(zero('events disagreeing with the runs', e.mismatched, e.examples.mismatched));
+    checks.push(zero('subscriptions ended otherwise while their instance was up', e.unexpectedEnds, e.examples.unexpectedEnds));
   }
   if (scenario === 'clock-skew') {
     const skewed = ctx.clockOffsets.map((offset, i) => ({ offset, id: ctx.cluster.instances[i]!.id }));

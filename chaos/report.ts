@@ -23,6 +23,7 @@ export function formatScenario(result: ScenarioResult): string {
     p.downSeconds != null ? `database down ${p.downSeconds} s` : '',
     p.clockOffsets.length ? `clock offsets ${p.clockOffsets.join(', ')}` : '',
     p.changeJobs ? `${p.changeJobs} jobs changed` : '',
+    p.subscribers ? 'subscribers on every instance' : '',
   ].filter(Boolean);
   const injected = result.faults.filter((f) => !['stopping', 'restarted', 'database stopping', 'SIGCONT'].includes(f.kind)).length;
   if (extra.length) lines.push(`   ${extra.join('; ')}; ${injected} faults injected`);
@@ -60,6 +61,13 @@ export function formatScenario(result: ScenarioResult): string {
       `${counts(c.committed)}; ${c.committedDespiteFailure} despite a failed call, ${c.failedUncommitted} failed calls not committed`,
     ]);
     rows.push(['changes during faults', `${c.duringFaults} (${counts(c.duringFaultsByOutcome)})`]);
+  }
+  const e = result.events;
+  if (e) {
+    rows.push(['subscribers / subscriptions / events', `${e.subscribers} / ${e.segments} / ${e.events}`]);
+    rows.push(['subscriptions interrupted / closed by a kill / other', `${e.interrupted} / ${e.closedByKill} / ${e.unexpectedEnds}`]);
+    rows.push(['events required / missing (silent gaps) / died with a killed instance', `${e.required} / ${e.missing} / ${e.lostWithKill}`]);
+    rows.push(['events duplicated / out of order / disagreeing', `${e.duplicates} / ${e.outOfOrder} / ${e.mismatched}`]);
   }
   for (const r of result.resume) {
     const show = (v: number | null | undefined) => (v == null ? 'never' : `${v} ms`);
@@ -112,6 +120,15 @@ export function explainFailures(result: ScenarioResult): string {
   if (c) {
     list('changed jobs the replay disagrees with', c.mismatches);
     list('failed change calls', c.failedExamples);
+  }
+  const e = result.events;
+  if (e) {
+    list('events missing (silent gaps)', e.examples.missing);
+    list('events that died unsent with a killed instance', e.examples.lostWithKill);
+    list('events delivered twice', e.examples.duplicates);
+    list('events out of order', e.examples.outOfOrder);
+    list('events disagreeing with the runs', e.examples.mismatched);
+    list('subscriptions ended otherwise', e.examples.unexpectedEnds);
   }
   // The changes of the jobs named above, in order: when each call went out and was answered.
   const named = [...x.unaccounted, ...x.doubleAccounted, ...x.offGrid, ...(c?.mismatches ?? [])].map((item) => item.jobId);

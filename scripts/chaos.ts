@@ -1,9 +1,9 @@
 // `npm run chaos`: the long form of the fault scenarios (GitHub issue 4). Starts N instances of
 // the service as separate processes on one PostgreSQL, creates jobs, injects faults, stops the
 // instances and audits the database. Throughout, a tenth of the jobs is paused, resumed,
-// re-periodised, deleted and run now a few ms after their due times; the audit covers them. Prints
-// a table per scenario, writes JSON to bench/results/chaos-<timestamp>.json, and exits 1 when an
-// invariant fails.
+// re-periodised, deleted and run now a few ms after their due times, and subscribers on every
+// instance (graphql-ws and SSE) receive the job events; the audit covers both. Prints a table per
+// scenario, writes JSON to bench/results/chaos-<timestamp>.json, and exits 1 when an invariant fails.
 //
 //   npm run chaos                                   every scenario, 3 instances, 300 jobs, 180 s each
 //   npm run chaos -- --scenario=kill --instances=3 --jobs=300 --duration=180
@@ -15,8 +15,8 @@
 // freeze and terminate; db-restart restarts once, in the middle, unless --every is given),
 // --down=5 (db-restart: seconds the database stays down), --skew=+5m[,-5m] (clock-skew),
 // --operation=Noop|Work, --work-ms=300, --changes=<n> (jobs changed during the scenario; default
-// a tenth of --jobs, 0: none), --seed=<n> (the changes' choices), --keep (keep the work directory:
-// logs, data), --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
+// a tenth of --jobs, 0: none), --subscribers=on|off (default on), --seed=<n> (the changes'
+// choices), --keep (keep the work directory: logs, data), --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
 // names a server (the harness then creates a database per scenario there, and skips db-restart).
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -41,6 +41,7 @@ const { values } = parseArgs({
     operation: { type: 'string' },
     'work-ms': { type: 'string', default: '300' },
     changes: { type: 'string' },
+    subscribers: { type: 'string', default: 'on' },
     seed: { type: 'string' },
     keep: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -72,6 +73,7 @@ const down = int('down', values.down, 0, 3600);
 const workMs = int('work-ms', values['work-ms'], 0, 60_000);
 const changes = values.changes === undefined ? undefined : int('changes', values.changes, 0, 100_000);
 const seed = values.seed === undefined ? undefined : int('seed', values.seed, 0, 2 ** 31 - 1);
+if (values.subscribers !== 'on' && values.subscribers !== 'off') problems.push(`--subscribers must be on or off (got ${values.subscribers})`);
 const operation = values.operation as 'Noop' | 'Work' | undefined;
 if (operation !== undefined && operation !== 'Noop' && operation !== 'Work') problems.push('--operation must be Noop or Work');
 if (!/^\d+:\d{1,2}:\d{1,2}$/.test(values.period)) problems.push(`--period must be h:m:s (got ${values.period})`);
@@ -133,6 +135,7 @@ try {
           downSeconds: down,
           ...(values.skew ? { clockOffsets: values.skew.split(',') } : {}),
           ...(changes !== undefined ? { changeJobs: changes } : {}),
+          subscribers: values.subscribers === 'on',
           ...(seed !== undefined ? { seed } : {}),
           log: (line) => console.log(line),
         });

@@ -1,8 +1,9 @@
 // The short form of the fault scenarios (GitHub issues 4 and 8; the long form is `npm run chaos`):
 // real service processes on one PostgreSQL, faults injected while 8 of the 20 jobs are paused,
-// resumed, re-periodised, deleted and run now a few ms after their due times; then the SQL audit
-// must find no duplicate, no due time unaccounted for or accounted twice (changed jobs included),
-// no early start, no run left RUNNING and no stale write. Seconds per scenario
+// resumed, re-periodised, deleted and run now a few ms after their due times and subscribers on
+// every instance receive the job events; then the SQL audit must find no duplicate, no due time
+// unaccounted for or accounted twice (changed jobs included), no early start, no run left
+// RUNNING, no stale write, and no event missing without EVENTS_INTERRUPTED. Seconds per scenario
 // (LEASE_SECONDS=2), scenarios side by side, each on a database of its own; the
 // database-restart scenario on an embedded PostgreSQL of its own, which it restarts.
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { audit, auditClient, type GridSpan, lateClaims } from '../chaos/audit.ts
 import { type ChangeAttempt, changedSpans } from '../chaos/changes.ts';
 import { faketimeMissing, killEveryProcess } from '../chaos/cluster.ts';
 import { type ChaosServer, createDatabase, startChaosPostgres } from '../chaos/database.ts';
+import { checkDelivery, type ReceivedEvent, type RunFacts, type Segment } from '../chaos/events.ts';
 import { runScenario, type ScenarioOptions } from '../chaos/faults.ts';
 import { explainFailures, formatScenario } from '../chaos/report.ts';
 import { createTestDatabase } from './helpers/db.ts';
@@ -46,6 +48,7 @@ async function runShort(options: Short, databaseUrl?: string, server?: ChaosServ
     workDir: path.join(tmp, options.scenario),
     log: (line) => lines.push(line),
     changeJobs: CHANGES,
+    subscribers: true,
     ...options,
   });
   // On a failure: every check, the examples of what failed and the changes of the jobs they name.
@@ -244,6 +247,68 @@ describe('chaos, short form', { concurrency: true }, () => {
     }
   });
 
+  test('the delivery check finds silent gaps, duplicates, runs out of order and events that disagree; excuses interruptions and closed connections; tells events that died with a killed instance apart', () => {
+    const t = Date.parse('2026-01-01T00:00:00.000Z');
+    const fact = (id: string, jobId: string, status: string, instance: string, started: number | null, finished: number, error: string | null = null): RunFacts => ({
+      id, jobId, status, instance, error, startedAt: started === null ? null : t + started, finishedAt: t + finished,
+    });
+    const runs: RunFacts[] = [
+      fact('10', 'a', 'SUCCEEDED', 'i1', 1000, 1100),
+      fact('11', 'a', 'SUCCEEDED', 'i1', 2000, 2100),
+      fact('12', 'a', 'SKIPPED', 'i2', null, 2050),
+      fact('13', 'b', 'FAILED', 'i2', 5000, 5100, 'boom'),
+      // i1 (process 99) is killed at 4.5 s: it had recorded 14's end and 15's start, and sent neither; 15's end comes from i2.
+      fact('14', 'c', 'SUCCEEDED', 'i1', 4400, 4450),
+      fact('15', 'c', 'ABANDONED', 'i1', 4460, 6000, 'lease expired: the instance running it stopped'),
+    ];
+    const ev = (kind: string, runId: string, status?: string): ReceivedEvent => {
+      const run = runs.find((r) => r.id === runId)!;
+      const at = kind === 'RUN_STARTED' ? run.startedAt! : run.finishedAt!;
+      return { kind, at, jobId: run.jobId, runId, status: status ?? (kind === 'RUN_STARTED' ? 'RUNNING' : run.status) };
+    };
+    const upTo11 = [ev('RUN_STARTED', '10'), ev('RUN_SUCCEEDED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SKIPPED', '12'), ev('RUN_SUCCEEDED', '11')];
+    const after11 = [ev('RUN_STARTED', '14'), ev('RUN_STARTED', '13'), ev('RUN_FAILED', '13'), ev('RUN_FAILED', '15')];
+    const segment = (index: number, events: ReceivedEvent[], end: Segment['end'], extra: Partial<Segment> = {}): Segment => ({
+      instance: 'i2', transport: 'graphql-ws', index, pid: 2, openedAt: t, after: 9, events, end, endedAt: end === 'open' ? null : t + 9000, error: null, ...extra,
+    });
+    const report = checkDelivery({
+      segments: [
+        segment(0, [...upTo11, ...after11], 'open'),
+        // Lost 11's end although 14's start, sent by i1 later, arrived; got 10's start twice; 13's end says it succeeded.
+        segment(1, [...upTo11.slice(0, 4), ev('RUN_STARTED', '10'), ...after11.slice(0, 2), ev('RUN_SUCCEEDED', '13', 'SUCCEEDED'), after11[3]!], 'open'),
+        // Interrupted: its gaps were announced; its order still counts (11's start before 10's end).
+        segment(2, [ev('RUN_STARTED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SUCCEEDED', '10')], 'interrupted', { error: { message: 'interrupted', code: 'EVENTS_INTERRUPTED' } }),
+        // On i1, closed when it was killed: it owes what came 100 ms or more before the newest it got from each sender (10's events, 11's start).
+        segment(3, upTo11, 'closed', { instance: 'i1', pid: 99, endedAt: t + 4500 }),
+        // Closed while its instance was up: the same rule, and flagged.
+        segment(4, upTo11, 'closed'),
+        // Received nothing it could be anchored by.
+        segment(5, [], 'closed', { instance: 'i1', pid: 99, after: null }),
+      ],
+      runs,
+      windowEnd: t + 10_000,
+      killedPids: new Set([99]),
+      kills: [{ instance: 'i1', at: t + 4500 }],
+      closeMarginMs: 100,
+      subscribers: 2,
+    });
+    assert.deepEqual(report.examples.missing.map((m) => [m.segment, m.runId, m.kind]), [['i2 graphql-ws #1', '11', 'RUN_SUCCEEDED']]);
+    assert.equal(report.missing, 1);
+    assert.deepEqual(report.examples.lostWithKill.map((m) => [m.segment, m.runId, m.kind, m.killedAfterMs]), [
+      ['i2 graphql-ws #0', '14', 'RUN_SUCCEEDED', 50],
+      ['i2 graphql-ws #0', '15', 'RUN_STARTED', 40],
+      ['i2 graphql-ws #1', '14', 'RUN_SUCCEEDED', 50],
+      ['i2 graphql-ws #1', '15', 'RUN_STARTED', 40],
+    ]);
+    assert.deepEqual(report.examples.duplicates.map((d) => [d.segment, d.runId, d.kind]), [['i2 graphql-ws #1', '10', 'RUN_STARTED']]);
+    // Segment 1's second start of 10 arrives after 11's start; segment 2's end of 10 after 11's start.
+    assert.deepEqual(report.examples.outOfOrder.map((o) => [o.segment, o.runId, o.kind]), [['i2 graphql-ws #1', '10', 'RUN_STARTED'], ['i2 graphql-ws #2', '10', 'RUN_SUCCEEDED']]);
+    assert.deepEqual(report.examples.mismatched.map((m) => [m.segment, m.runId, m.kind, m.status]), [['i2 graphql-ws #1', '13', 'RUN_SUCCEEDED', 'FAILED']]);
+    assert.deepEqual([report.interrupted, report.closedByKill, report.unexpectedEnds, report.unanchored], [1, 2, 1, 1]);
+    // 0 and 1 owe every event (11 each); 3 and 4 only 10's events and 11's start.
+    assert.equal(report.required, 11 * 2 + 3 * 2);
+  });
+
   test('healthy: two instances run every due time once, none coalesced', async () => {
     await runShort({ scenario: 'healthy', instances: 2, jobs: 20, durationSeconds: 5, leaseSeconds: LEASE });
   });
@@ -258,6 +323,9 @@ describe('chaos, short form', { concurrency: true }, () => {
       leaseSeconds: LEASE,
       // On a loaded test machine a restart may make the others late by a period: that is coalescing, still accounted for.
       allowCoalesced: true,
+      // Events the killed process had recorded but not yet sent reach no subscriber and nobody is
+      // told (a SPEC §6 gap the relay does not cover yet): shown in the table, failed only by `npm run chaos`.
+      allowLostWithKill: true,
     });
     assert.equal(result.held.length, 1, 'an instance was killed');
   });
