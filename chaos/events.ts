@@ -22,6 +22,8 @@ export interface ReceivedEvent {
   runId: string | null;
   /** The run's status as the event carried it. */
   status: string | null;
+  /** The run's instance as the event carried it. */
+  instance: string | null;
 }
 
 export interface Segment {
@@ -47,7 +49,7 @@ export interface Segment {
   error: { message: string; code: string | null } | null;
 }
 
-const QUERY = 'subscription { jobEvents { kind at jobId run { id status } } }';
+const QUERY = 'subscription { jobEvents { kind at jobId run { id status instance } } }';
 const INTERRUPTED = 'EVENTS_INTERRUPTED';
 
 interface GraphQLErrorJson {
@@ -58,7 +60,7 @@ interface JobEventJson {
   kind: string;
   at: string;
   jobId: string;
-  run: { id: string; status: string } | null;
+  run: { id: string; status: string; instance: string | null } | null;
 }
 
 /** Holds a graphql-ws and an SSE subscriber on every instance, resubscribing as segments end. */
@@ -104,14 +106,22 @@ export class Subscribers {
   }
 
   /**
-   * Waits until every subscription still open has received an event stamped after the window's
-   * end plus `slackMs` (what happened before has had its turn to arrive), or `timeoutMs` passed.
-   * Events keep coming as long as the jobs run.
+   * Waits until every subscription still open has received, from every instance running, a run
+   * event stamped after the window's end plus `slackMs` (what each of them sent before has had its
+   * turn to arrive, however far its relay lags), or `timeoutMs` passed. Events keep coming as long
+   * as the jobs run.
    */
   async drain(slackMs = 500, timeoutMs = 15_000): Promise<void> {
     const until = (this.windowEnd ?? this.markEnd()) + slackMs;
     const deadline = Date.now() + timeoutMs;
-    const behind = () => this.segments.filter((s) => s.endedAt === null && s.events.length > 0 && s.events.at(-1)!.at < until);
+    const behind = () => {
+      const senders = this.#cluster.running.map((i) => i.id);
+      return this.segments.filter((s) => {
+        if (s.endedAt !== null || s.events.length === 0) return false;
+        const caughtUp = new Set(s.events.filter((e) => e.kind === 'RUN_STARTED' && e.at >= until).map((e) => e.instance));
+        return senders.some((id) => !caughtUp.has(id));
+      });
+    };
     while (behind().length > 0 && Date.now() < deadline) await sleep(100);
   }
 
@@ -153,7 +163,9 @@ export class Subscribers {
   }
 
   #received(segment: Segment, event: JobEventJson): void {
-    segment.events.push({ kind: event.kind, at: Date.parse(event.at), jobId: event.jobId, runId: event.run?.id ?? null, status: event.run?.status ?? null });
+    segment.events.push({
+      kind: event.kind, at: Date.parse(event.at), jobId: event.jobId, runId: event.run?.id ?? null, status: event.run?.status ?? null, instance: event.run?.instance ?? null,
+    });
     if (segment.events.length === 1) this.#anchors.push(this.#anchor(segment));
   }
 

@@ -653,7 +653,8 @@ function checksFor(
   }
   const e = ctx.events;
   if (e) {
-    checks.push(check('subscribers on every instance received events', e.required > 0 && e.notResubscribed === 0,
+    // Every subscription may have been interrupted (under load, or by an outage): then nothing was required, which the counts show.
+    checks.push(check('subscribers on every instance received events', e.events > 0 && e.notResubscribed === 0,
       `${e.segments} subscriptions on ${e.subscribers} subscribers, ${e.events} events, ${e.required} required` +
         (e.notResubscribed ? `; ${e.notResubscribed} interrupted without a new subscription` : '')));
     checks.push(zero('events missing without EVENTS_INTERRUPTED (silent gaps)', e.missing, e.examples.missing));

@@ -264,7 +264,7 @@ describe('chaos, short form', { concurrency: true }, () => {
     const ev = (kind: string, runId: string, status?: string): ReceivedEvent => {
       const run = runs.find((r) => r.id === runId)!;
       const at = kind === 'RUN_STARTED' ? run.startedAt! : run.finishedAt!;
-      return { kind, at, jobId: run.jobId, runId, status: status ?? (kind === 'RUN_STARTED' ? 'RUNNING' : run.status) };
+      return { kind, at, jobId: run.jobId, runId, status: status ?? (kind === 'RUN_STARTED' ? 'RUNNING' : run.status), instance: run.instance };
     };
     const upTo11 = [ev('RUN_STARTED', '10'), ev('RUN_SUCCEEDED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SKIPPED', '12'), ev('RUN_SUCCEEDED', '11')];
     const after11 = [ev('RUN_STARTED', '14'), ev('RUN_STARTED', '13'), ev('RUN_FAILED', '13'), ev('RUN_FAILED', '15')];
