@@ -420,6 +420,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       scenario: options.scenario, label, params, wallSeconds: Math.round((Date.now() - began) / 100) / 10,
       audit: report, faults, resume, held, changes, events, checks, ok,
     };
+  } catch (error) {
+    // A scenario that cannot get going (an instance that does not start, jobs not created in time on
+    // a starved machine) fails alone: the next scenarios still run.
+    const failed = skippedResult(options.scenario, label, params, '');
+    delete failed.skipped;
+    const detail = error instanceof Error ? (error.stack ?? error.message).split('\n').slice(0, 6).join(' | ') : String(error);
+    return { ...failed, faults, wallSeconds: Math.round((Date.now() - began) / 100) / 10, checks: [check('scenario ran to its audit', false, detail)], ok: false };
   } finally {
     await driver?.stop();
     await subscribers?.stop();
