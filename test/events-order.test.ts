@@ -201,4 +201,22 @@ describe('per-job order across instances', () => {
     assert.deepEqual(sub.seen, ['RUN_FAILED 5']);
     assert.ok(sub.error instanceof EventsInterruptedError);
   });
+
+  it('should interrupt the job’s subscriptions when a run arrives after a later run of its job was shown', async () => {
+    const bus = new EventBus();
+    const sub = jobEvents(bus, 'j');
+    const other = jobEvents(bus, 'k');
+    // Run 7's whole life reached this instance before run 6's start (its instance's notification
+    // was delayed past a period): run 6 can no longer be shown before it.
+    bus.deliver(started(run(7, 'j')));
+    bus.deliver(finished(run(7, 'j', 'SUCCEEDED')));
+    bus.deliver(started(run(6, 'j')));
+    bus.deliver(started(run(3, 'k')));
+    await sub.done;
+    assert.deepEqual(sub.seen, ['RUN_STARTED 7', 'RUN_SUCCEEDED 7']);
+    assert.ok(sub.error instanceof EventsInterruptedError);
+    await other.until(1);
+    assert.deepEqual(other.seen, ['RUN_STARTED 3'], 'another job is not interrupted');
+    assert.equal(other.error, null);
+  });
 });

@@ -30,6 +30,8 @@ interface JobState {
   /** The last runs whose end reached the subscribers (to drop a second copy of an end). */
   ended: string[];
   hold: Hold | null;
+  /** The highest run id whose event reached the subscribers: runs of a job are numbered in the order they were claimed. */
+  latest: bigint | null;
 }
 
 /** How many ended runs per job are remembered, and how many jobs. */
@@ -81,17 +83,24 @@ export class RunOrder {
   }
 
   #process(jobId: string, state: JobState, event: TopicEvent): void {
-    if (event.topic === 'run:started') {
+    if (event.topic === 'run:started' || event.topic === 'run:skipped') {
       const { run } = event.payload;
       if (state.ended.includes(run.id)) {
         this.deps.interrupt(`the start of run ${run.id} arrived after its end`, jobId);
         return;
       }
       if (state.open.has(run.id)) return;
+      // A later run of the job was shown already (its instance's notification overtook this one's
+      // by more than a period): too late to put this one before it.
+      if (state.latest !== null && BigInt(run.id) < state.latest) {
+        this.deps.interrupt(`run ${run.id} arrived after a later run of its job`, jobId);
+        return;
+      }
+      if (event.topic === 'run:skipped') return this.#emit(state, event);
       const earlier = [...state.open];
       if (earlier.length > 0) return this.#hold(jobId, state, event, earlier);
       state.open.add(run.id);
-      this.deps.emit(event);
+      this.#emit(state, event);
     } else if (event.topic === 'run:finished') {
       // A second copy (the end was read back before the other instance's notification came).
       if (state.ended.includes(event.payload.run.id)) return;
@@ -105,6 +114,14 @@ export class RunOrder {
     state.open.delete(event.payload.run.id);
     state.ended.push(event.payload.run.id);
     if (state.ended.length > ENDED_KEPT) state.ended.shift();
+    this.#emit(state, event);
+  }
+
+  #emit(state: JobState, event: TopicEvent): void {
+    if (event.topic === 'run:started' || event.topic === 'run:skipped' || event.topic === 'run:finished') {
+      const id = BigInt(event.payload.run.id);
+      if (state.latest === null || id > state.latest) state.latest = id;
+    }
     this.deps.emit(event);
   }
 
@@ -153,7 +170,7 @@ export class RunOrder {
     state.hold = null;
     clearTimeout(hold.timer);
     state.open.add(hold.start.payload.run.id);
-    this.deps.emit(hold.start);
+    this.#emit(state, hold.start);
     for (let i = 0; i < hold.queued.length; i++) {
       const event = hold.queued[i]!;
       if (state.hold) {
@@ -172,7 +189,7 @@ export class RunOrder {
       this.#jobs.set(jobId, state);
       return state;
     }
-    state = { open: new Set(), ended: [], hold: null };
+    state = { open: new Set(), ended: [], hold: null, latest: null };
     this.#jobs.set(jobId, state);
     if (this.#jobs.size > JOBS_KEPT) {
       for (const [id, old] of this.#jobs) {
