@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseAllowList } from './connectors/address-policy.ts';
+import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/address-policy.ts';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -60,8 +60,13 @@ const schema = z.object({
 /** The names of every setting, for the checks that .env.example and the README list them all. */
 export const SETTINGS: readonly string[] = Object.keys(schema.shape);
 
+/** The settings, typed; `HTTP_CONNECTOR_ALLOW_HOSTS` comes parsed, once, here. */
 export type Config = Readonly<
-  Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS'> & { HOST: string; AUTH_TOKENS: undefined }
+  Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS' | 'HTTP_CONNECTOR_ALLOW_HOSTS'> & {
+    HOST: string;
+    AUTH_TOKENS: undefined;
+    HTTP_CONNECTOR_ALLOW_HOSTS: AllowList;
+  }
 >;
 
 export class ConfigError extends Error {
@@ -89,8 +94,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (present['AUTH_TOKENS'] !== undefined) {
     problems.push('AUTH_TOKENS: token authentication is not available in this build; unset it rather than run unprotected.');
   }
+  let allow = EMPTY_ALLOW_LIST;
   try {
-    parseAllowList(present['HTTP_CONNECTOR_ALLOW_HOSTS']);
+    allow = parseAllowList(present['HTTP_CONNECTOR_ALLOW_HOSTS']);
   } catch (error) {
     // Its message quotes the bad entry.
     problems.push(
@@ -101,7 +107,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   // With no tokens the API is open, so it listens on loopback unless HOST says otherwise.
-  return Object.freeze({ ...parsed.data, HOST: parsed.data.HOST ?? '127.0.0.1', AUTH_TOKENS: undefined });
+  return Object.freeze({
+    ...parsed.data,
+    HOST: parsed.data.HOST ?? '127.0.0.1',
+    AUTH_TOKENS: undefined,
+    HTTP_CONNECTOR_ALLOW_HOSTS: allow,
+  });
 }
 
 /** How a bad value is quoted in its message: not at all when it may hold a secret. */

@@ -52,11 +52,11 @@ async function main(): Promise<void> {
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception (the service keeps running)'));
 
   // Loaded only now, so that a bad configuration is reported at once.
-  const { startService } = await import('./service.ts');
+  const { startInstance } = await import('./instance.ts');
   const { DataDirInUseError } = await import('./db/embedded.ts');
   let service;
   try {
-    service = await startService({ config, log });
+    service = await startInstance({ config, log });
   } catch (error) {
     if (error instanceof DataDirInUseError) log.error(error.message);
     else log.fatal({ err: error }, 'the service could not start');

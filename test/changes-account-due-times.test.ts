@@ -16,7 +16,7 @@ import { type GridSpan, gridCoverage } from '../chaos/audit.ts';
 import { connect } from '../src/db/client.ts';
 import { databaseNow } from '../src/db/jobs.ts';
 import type { JobRow, LogRow, RunRow } from '../src/db/rows.ts';
-import { JobService } from '../src/jobs/service.ts';
+import { JobService } from '../src/jobs/job-service.ts';
 import { firstGridPointAfter } from '../src/scheduling/grid.ts';
 import { ManualClock } from './helpers/clock.ts';
 import { testDatabase } from './helpers/db.ts';

@@ -9,7 +9,7 @@ import { DatabaseConnectorRegistry } from '../src/connectors/registry.ts';
 import { connect, sampleDatabaseClock } from '../src/db/client.ts';
 import type { RunRow } from '../src/db/rows.ts';
 import { EventBus } from '../src/events/bus.ts';
-import { JobService } from '../src/jobs/service.ts';
+import { JobService } from '../src/jobs/job-service.ts';
 import { Scheduler } from '../src/scheduling/scheduler.ts';
 import { ScriptedConnector } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import postgres from 'postgres';
 import { loadConfig } from '../src/config.ts';
-import { startService, type Service } from '../src/service.ts';
+import { startInstance, type Instance } from '../src/instance.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { silentLog } from './helpers/harness.ts';
 
@@ -22,7 +22,7 @@ after(() => fs.rmSync(operationsDir, { recursive: true, force: true }));
 
 const LEASE_SECONDS = 4;
 
-async function instance(id: string): Promise<Service> {
+async function instance(id: string): Promise<Instance> {
   const config = loadConfig({
     DATABASE_URL: url,
     PORT: '0',
@@ -32,7 +32,7 @@ async function instance(id: string): Promise<Service> {
     LEASE_SECONDS: String(LEASE_SECONDS),
     SHUTDOWN_GRACE_SECONDS: '2',
   });
-  const service = await startService({ config, log: silentLog });
+  const service = await startInstance({ config, log: silentLog });
   after(() => service.stop());
   return service;
 }

@@ -17,7 +17,7 @@ import { EventBus, EventsInterruptedError } from '../src/events/bus.ts';
 import { PgEventRelay } from '../src/events/pg-relay.ts';
 import type { TopicEvent } from '../src/events/topics.ts';
 import { encode } from '../src/events/wire.ts';
-import { startService, type Service } from '../src/service.ts';
+import { startInstance, type Instance } from '../src/instance.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { silentLog, T0 } from './helpers/harness.ts';
 import { sseFrames } from './helpers/live.ts';
@@ -185,9 +185,9 @@ const operationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'delivery-ops-'));
 fs.writeFileSync(path.join(operationsDir, 'ops.mjs'), 'export default { Noop: async () => {} };\n');
 after(() => fs.rmSync(operationsDir, { recursive: true, force: true }));
 
-async function instance(id: string): Promise<Service> {
+async function instance(id: string): Promise<Instance> {
   const config = loadConfig({ DATABASE_URL: url, PORT: '0', INSTANCE_ID: id, SERVER_OPERATIONS_DIR: operationsDir, SHUTDOWN_GRACE_SECONDS: '5' });
-  const service = await startService({ config, log: silentLog });
+  const service = await startInstance({ config, log: silentLog });
   after(() => service.stop());
   return service;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { claimDue, firstGridPointAfter, initialSchedule } from '../src/scheduling/grid.ts';
+import { planClaim, firstGridPointAfter, initialSchedule } from '../src/scheduling/grid.ts';
 
 describe('grid', () => {
   it('should put the first due time one period after creation when there is no startAt', () => {
@@ -25,17 +25,17 @@ describe('grid', () => {
   });
 
   it('should claim nothing before the due time', () => {
-    assert.equal(claimDue(10_000, 1000, 9_999), null);
+    assert.equal(planClaim(10_000, 1000, 9_999), null);
   });
 
   it('should claim a due time on time with nothing missed and keep the grid', () => {
-    assert.deepEqual(claimDue(10_000, 1000, 10_000), { scheduledMs: 10_000, missed: 0, nextDueMs: 11_000 });
+    assert.deepEqual(planClaim(10_000, 1000, 10_000), { scheduledMs: 10_000, missed: 0, nextDueMs: 11_000 });
     // A late claim within one period is still that due time; the next stays on the grid.
-    assert.deepEqual(claimDue(10_000, 1000, 10_999), { scheduledMs: 10_000, missed: 0, nextDueMs: 11_000 });
+    assert.deepEqual(planClaim(10_000, 1000, 10_999), { scheduledMs: 10_000, missed: 0, nextDueMs: 11_000 });
   });
 
   it('should coalesce every overdue due time into one run on the latest of them', () => {
     // Due at 10, 11, 12, 13 s; claimed at 13.5 s: one run for 13 s standing for three missed.
-    assert.deepEqual(claimDue(10_000, 1000, 13_500), { scheduledMs: 13_000, missed: 3, nextDueMs: 14_000 });
+    assert.deepEqual(planClaim(10_000, 1000, 13_500), { scheduledMs: 13_000, missed: 3, nextDueMs: 14_000 });
   });
 });

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ServerOperationsConnector } from '../src/connectors/server-operations.ts';
 import type { CallContext } from '../src/connectors/types.ts';
 import type { LogLevel } from '../src/db/rows.ts';
-import { builtinOperations } from '../src/operations/builtin.ts';
+import { builtinOperations } from '../src/connectors/builtin-operations.ts';
 import { testDatabase } from './helpers/db.ts';
 import { silentLog, T0 } from './helpers/harness.ts';
 

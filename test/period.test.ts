@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DomainError } from '../src/errors.ts';
-import { validateJobId, validateName, validateNote, validateTimeout } from '../src/jobs/validate.ts';
+import { validateJobId, validateName, validateNote, validateTimeout } from '../src/input.ts';
 import { parseExternalCall } from '../src/scheduling/external-call.ts';
 import { defaultTimeoutSeconds, formatPeriod, parsePeriod } from '../src/scheduling/period.ts';
 

@@ -41,7 +41,7 @@ export interface ClaimResult {
  * are the caller's pure functions. A planned run whose key is taken already is not inserted,
  * and `describeClash` says so in the log.
  */
-export async function claimDue(
+export async function claimDueJobs(
   sql: Sql,
   args: { now: Date; limit: number; holder: Holder; leaseMs: number },
   decide: (job: DueJob) => NewScheduledRun,

@@ -1,9 +1,9 @@
 import SchemaBuilder from '@pothos/core';
-import type { ConnectorService } from '../connectors/service.ts';
+import type { ConnectorService } from '../connectors/connector-service.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
 import type { Sql } from '../db/client.ts';
 import type { EventBus } from '../events/bus.ts';
-import type { JobService } from '../jobs/service.ts';
+import type { JobService } from '../jobs/job-service.ts';
 
 /** A fresh object per request; the services inside are shared. */
 export interface Context {

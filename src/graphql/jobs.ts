@@ -2,7 +2,7 @@ import { findJob, listJobs } from '../db/jobs.ts';
 import { lastRunOf } from '../db/runs.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { defaultTimeoutSeconds, formatPeriod } from '../scheduling/period.ts';
-import { validateJobId } from '../jobs/validate.ts';
+import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { JobRunConnection, runsPage } from './runs.ts';
 import { JobRef, JobRunRef } from './types.ts';

@@ -1,5 +1,5 @@
 import { pageLogEntries } from '../db/log.ts';
-import { validateJobId } from '../jobs/validate.ts';
+import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { LogLevelEnum } from './enums.ts';
 import { connectionType, decodeCursor, pageSize, toPage } from './pagination.ts';

@@ -6,7 +6,7 @@ import { connectionType, decodeCursor, pageSize, toPage } from './pagination.ts'
 import { JobRef, JobRunRef } from './types.ts';
 import type { Queryable } from '../db/client.ts';
 import type { RunStatus } from '../db/rows.ts';
-import { validateJobId } from '../jobs/validate.ts';
+import { validateJobId } from '../input.ts';
 
 JobRunRef.implement({
   description: 'One planned call of one job.',

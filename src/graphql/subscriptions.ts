@@ -1,7 +1,7 @@
 import { findJob } from '../db/jobs.ts';
 import { type LogLevel, levelRank, type JobRow, type RunRow } from '../db/rows.ts';
 import type { TopicEvent } from '../events/topics.ts';
-import { validateJobId } from '../jobs/validate.ts';
+import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { JobEventKindEnum, LogLevelEnum } from './enums.ts';
 import { JobRef, JobRunRef, LogEntryRef } from './types.ts';

@@ -3,7 +3,7 @@
  * pure functions over epoch milliseconds, so they can be tested with literal instants.
  */
 import type { NewLogEntry } from '../db/log.ts';
-import { claimDue, firstGridPointAfter } from './grid.ts';
+import { planClaim, firstGridPointAfter } from './grid.ts';
 
 /** A job's schedule as the jobs row holds it. */
 export interface Schedule {
@@ -44,7 +44,7 @@ export function accountChange(
   dbNowMs: number,
   lastRecordedMs: number | null = null,
 ): ChangeAccounting {
-  const due = before.enabled && !(after && sameSchedule(before, after)) ? claimDue(before.nextDueMs, before.periodMs, dbNowMs) : null;
+  const due = before.enabled && !(after && sameSchedule(before, after)) ? planClaim(before.nextDueMs, before.periodMs, dbNowMs) : null;
   const skipped = due && { scheduledMs: due.scheduledMs, missed: due.missed };
   if (!after) return { skipped, nextDueMs: null };
   return { skipped, nextDueMs: nextDueAfter(after, Math.max(skipped?.scheduledMs ?? -Infinity, lastRecordedMs ?? -Infinity)) };

@@ -39,7 +39,7 @@ export interface Claim {
  * period or more behind), they coalesce into one run on the latest of them and `missed` counts
  * the others. Returns null when nothing is due yet.
  */
-export function claimDue(nextDueMs: number, periodMs: number, nowMs: number): Claim | null {
+export function planClaim(nextDueMs: number, periodMs: number, nowMs: number): Claim | null {
   if (nowMs < nextDueMs) return null;
   const missed = Math.floor((nowMs - nextDueMs) / periodMs);
   const scheduledMs = nextDueMs + missed * periodMs;

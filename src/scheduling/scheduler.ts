@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { earliestDue } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { RunRow } from '../db/rows.ts';
-import { abandonRuns, claimDue, type Claimed, type DueJob, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
+import { abandonRuns, claimDueJobs, type Claimed, type DueJob, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
 import { DomainError, toError } from '../errors.ts';
 import { clashLogEntry } from './changes.ts';
-import { claimDue as planClaim } from './grid.ts';
+import { planClaim } from './grid.ts';
 import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
 import { executeRun, type RunDeps, type RunJob } from './run.ts';
 
@@ -125,7 +125,7 @@ export class Scheduler {
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
-      const { claimed, clashes } = await this.claiming(claimDue(
+      const { claimed, clashes } = await this.claiming(claimDueJobs(
         this.#deps.sql,
         { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
         (job: DueJob) => {

@@ -1,4 +1,4 @@
-import type { Operation } from '../connectors/types.ts';
+import type { Operation } from './types.ts';
 
 const DAY_MS = 86_400_000;
 

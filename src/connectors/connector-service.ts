@@ -5,7 +5,7 @@ import { insertLogEntries } from '../db/log.ts';
 import type { ConnectorRow } from '../db/rows.ts';
 import { badInput, conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
-import { nfc, validateTimeout } from '../jobs/validate.ts';
+import { nfc, validateTimeout } from '../input.ts';
 import { headerValueProblem, validateBaseUrl } from './http.ts';
 import type { DatabaseConnectorRegistry } from './registry.ts';
 

@@ -1,6 +1,6 @@
-import { badInput } from '../errors.ts';
-import { type ExternalCall, parseExternalCall } from '../scheduling/external-call.ts';
-import { parsePeriod } from '../scheduling/period.ts';
+import { badInput } from './errors.ts';
+import { type ExternalCall, parseExternalCall } from './scheduling/external-call.ts';
+import { parsePeriod } from './scheduling/period.ts';
 
 /** Text input is normalised to NFC before it is checked (SPEC §5). */
 export const nfc = (text: string): string => text.normalize('NFC');

@@ -21,7 +21,7 @@ import {
   validatePeriod,
   validateStartAt,
   validateTimeout,
-} from './validate.ts';
+} from '../input.ts';
 
 /** The error of a run ended because its job was deleted. */
 export const JOB_DELETED = 'job deleted';

@@ -3,10 +3,9 @@ import type { Logger } from 'pino';
 import { type Clock, OffsetClock, type TimeSource } from './clock.ts';
 import type { Config } from './config.ts';
 import { ServerOperationsConnector } from './connectors/server-operations.ts';
-import { parseAllowList } from './connectors/address-policy.ts';
 import { HttpConnector } from './connectors/http.ts';
 import { DatabaseConnectorRegistry } from './connectors/registry.ts';
-import { ConnectorService } from './connectors/service.ts';
+import { ConnectorService } from './connectors/connector-service.ts';
 import { connect, sampleDatabaseClock } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
@@ -15,11 +14,11 @@ import { EventBus } from './events/bus.ts';
 import { createMetrics } from './metrics.ts';
 import { PgEventRelay } from './events/pg-relay.ts';
 import { buildApp } from './http/app.ts';
-import { JobService } from './jobs/service.ts';
-import { builtinOperations } from './operations/builtin.ts';
+import { JobService } from './jobs/job-service.ts';
+import { builtinOperations } from './connectors/builtin-operations.ts';
 import { Scheduler } from './scheduling/scheduler.ts';
 
-export interface Service {
+export interface Instance {
   /** The bound HTTP port. */
   port: number;
   databaseUrl: string;
@@ -30,7 +29,7 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export interface ServiceOptions {
+export interface InstanceOptions {
   config: Config;
   log: Logger;
   /** Tests pass a controlled clock; production measures its offset to the database's clock. */
@@ -53,7 +52,7 @@ const CLOCK_SAMPLES = 5;
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 /** Composition root of one instance: database → migrations → connectors → scheduler → HTTP. */
-export async function startService({ config, log, clock: givenClock }: ServiceOptions): Promise<Service> {
+export async function startInstance({ config, log, clock: givenClock }: InstanceOptions): Promise<Instance> {
   const cleanup: (() => Promise<void> | void)[] = [];
   const unwind = async () => {
     for (const step of cleanup.reverse()) await Promise.resolve(step()).catch((error: unknown) => log.error({ err: error }, 'shutdown step failed'));
@@ -121,7 +120,7 @@ export async function startService({ config, log, clock: givenClock }: ServiceOp
     });
     await operations.start();
     cleanup.push(() => operations.stop());
-    const allow = parseAllowList(config.HTTP_CONNECTOR_ALLOW_HOSTS);
+    const allow = config.HTTP_CONNECTOR_ALLOW_HOSTS;
     const registry = new DatabaseConnectorRegistry(db.sql, [operations], {
       HTTP: (row) => new HttpConnector(row, { allow }),
     });
