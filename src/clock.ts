@@ -161,3 +161,16 @@ export class OffsetClock implements Clock {
     });
   }
 }
+
+/** Resolves `ms` from now by `clock`, or when `signal` aborts. */
+export const sleepFor = (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> => clock.sleepUntil(clock.now() + ms, signal);
+
+/** The promise's value, or undefined when it has not settled within `ms` by `clock`. */
+export async function settledWithin<T>(clock: Clock, promise: Promise<T>, ms: number): Promise<T | undefined> {
+  const stop = new AbortController();
+  try {
+    return await Promise.race([promise, sleepFor(clock, ms, stop.signal).then(() => undefined)]);
+  } finally {
+    stop.abort();
+  }
+}

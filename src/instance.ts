@@ -16,6 +16,7 @@ import { PgEventRelay } from './events/pg-relay.ts';
 import { buildApp } from './http/app.ts';
 import { JobService } from './jobs/job-service.ts';
 import { builtinOperations } from './connectors/builtin-operations.ts';
+import { reactToChanges } from './reactions.ts';
 import { Scheduler } from './scheduling/scheduler.ts';
 
 export interface Instance {
@@ -107,7 +108,10 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
 
     // A run's start that overtook the end of the job's previous run (recorded by another
     // instance, its notification still on the way) waits for that end, read back from its row.
-    const bus = new EventBus({ readRuns: (ids) => findRuns(db.sql, ids) });
+    const bus = new EventBus({
+      readRuns: (ids) => findRuns(db.sql, ids),
+      onListenerError: (error, event) => log.error({ err: error, topic: event.topic }, 'an event listener failed'),
+    });
     const metrics = createMetrics(bus, config.INSTANCE_ID);
     cleanup.push(() => metrics.stop());
     const operations = new ServerOperationsConnector({
@@ -144,6 +148,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     // Events reach the other instances, and theirs reach this one, through PostgreSQL.
     const relay = new PgEventRelay({
       sql: db.sql,
+      clock,
       bus,
       log: log.child({ component: 'events' }),
       origin: scheduler.holder.token,
@@ -155,14 +160,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     });
     await relay.start();
     cleanup.push(() => relay.stop());
-    const offReactions = bus.on((event) => {
-      if (event.topic === 'job:created' || event.topic === 'job:updated') scheduler.wake();
-      else if (event.topic === 'run:cancel-requested') void scheduler.cancelLocal(event.payload.runId);
-      else if (event.topic === 'connector:changed') {
-        registry.reload().catch((error: unknown) => log.error({ err: error }, 'reloading connectors failed'));
-      }
-    });
-    cleanup.push(offReactions);
+    cleanup.push(reactToChanges({ bus, scheduler, registry, log }));
 
     const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
     const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry });

@@ -3,77 +3,49 @@
 // comes back, or when a NOTIFY fails (a run's end committed with its reply lost: run-end-events).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type Client, createClient } from 'graphql-ws';
 import postgres from 'postgres';
 import WebSocket from 'ws';
-import { loadConfig } from '../src/config.ts';
+import { OffsetClock } from '../src/clock.ts';
 import { connect, type Sql } from '../src/db/client.ts';
 import type { JobRow } from '../src/db/rows.ts';
 import { EventBus, EventsInterruptedError } from '../src/events/bus.ts';
 import { PgEventRelay } from '../src/events/pg-relay.ts';
 import type { TopicEvent } from '../src/events/topics.ts';
 import { encode } from '../src/events/wire.ts';
-import { startInstance, type Instance } from '../src/instance.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { silentLog, T0 } from './helpers/harness.ts';
+import { operationsDir, testInstance } from './helpers/instance.ts';
 import { sseFrames } from './helpers/live.ts';
+import { gql, waitFor } from './helpers/process.ts';
 
 const url = await createTestDatabase();
 const admin = postgres(url, { max: 2, onnotice: () => {}, transform: postgres.camel });
 after(() => admin.end());
 
-/** Waits until `check` holds, re-checked by `poke`; fails after `ms` with `what`. */
-function waiter() {
-  const checks = new Set<() => void>();
-  return {
-    poke: () => {
-      for (const check of [...checks]) check();
-    },
-    until(check: () => boolean, what: () => string, ms = 15_000): Promise<void> {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          checks.delete(test);
-          reject(new Error(`timed out waiting for ${what()}`));
-        }, ms);
-        const test = () => {
-          if (!check()) return;
-          clearTimeout(timer);
-          checks.delete(test);
-          resolve();
-        };
-        checks.add(test);
-        test();
-      });
-    },
-  };
-}
+/** Waits up to 15 s for `check`, then fails saying what it waited for (`what` describes the state then). */
+const until = (check: () => boolean, what: () => string) => waitFor(check, what, { timeoutMs: 15_000 });
 
 /** A bus subscription that records what it received and how it ended. */
 function record(bus: EventBus) {
   const seen: TopicEvent[] = [];
   const state = { seen, error: null as unknown, ended: false };
-  const w = waiter();
   const iterator = bus.subscribe((event) => event, 10_000);
   void (async () => {
     try {
       for await (const event of iterator) {
         seen.push(event);
-        w.poke();
       }
     } catch (error) {
       state.error = error;
     }
     state.ended = true;
-    w.poke();
   })();
   return {
     state,
     close: () => iterator.return?.(),
-    until: (check: () => boolean, what: string) => w.until(check, () => `${what}; received ${JSON.stringify(seen.map((e) => e.topic))}`),
+    until: (check: () => boolean, what: string) => until(check, () => `${what}; received ${JSON.stringify(seen.map((e) => e.topic))}`),
   };
 }
 
@@ -108,8 +80,9 @@ async function relayPair(notify: (texts: string[]) => 'ok' | 'fail' | 'lose-repl
   }) as Sql;
   const a = { bus: new EventBus(), origin: randomUUID() };
   const b = { bus: new EventBus(), origin: randomUUID() };
-  const relayA = new PgEventRelay({ sql: sqlA, bus: a.bus, log: silentLog, origin: a.origin, ...(giveUpMs ? { giveUpMs } : {}) });
-  const relayB = new PgEventRelay({ sql: dbB.sql, bus: b.bus, log: silentLog, origin: b.origin });
+  const clock = new OffsetClock();
+  const relayA = new PgEventRelay({ sql: sqlA, clock, bus: a.bus, log: silentLog, origin: a.origin, ...(giveUpMs ? { giveUpMs } : {}) });
+  const relayB = new PgEventRelay({ sql: dbB.sql, clock, bus: b.bus, log: silentLog, origin: b.origin });
   await relayA.start();
   await relayB.start();
   after(async () => {
@@ -181,27 +154,8 @@ describe('a NOTIFY that fails', () => {
 // both run jobs. Every subscriber either receives every run's RUN_STARTED and end event from
 // the moment it began, or ends with EVENTS_INTERRUPTED.
 
-const operationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'delivery-ops-'));
-fs.writeFileSync(path.join(operationsDir, 'ops.mjs'), 'export default { Noop: async () => {} };\n');
-after(() => fs.rmSync(operationsDir, { recursive: true, force: true }));
-
-async function instance(id: string): Promise<Instance> {
-  const config = loadConfig({ DATABASE_URL: url, PORT: '0', INSTANCE_ID: id, SERVER_OPERATIONS_DIR: operationsDir, SHUTDOWN_GRACE_SECONDS: '5' });
-  const service = await startInstance({ config, log: silentLog });
-  after(() => service.stop());
-  return service;
-}
-
-async function gql(port: number, query: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query }),
-  });
-  const body = (await response.json()) as { data: Record<string, unknown>; errors?: unknown };
-  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-  return body.data;
-}
+const ops = operationsDir();
+const instance = (id: string) => testInstance({ DATABASE_URL: url, INSTANCE_ID: id, SERVER_OPERATIONS_DIR: ops });
 
 interface Seen {
   kind: string;
@@ -230,7 +184,7 @@ interface Watched {
 const QUERY = (jobId: string | null) =>
   `subscription { jobEvents${jobId ? `(jobId: "${jobId}")` : ''} { kind jobId run { id status } } }`;
 
-function watchWs(client: Client, name: string, jobId: string | null, poke: () => void): Watched {
+function watchWs(client: Client, name: string, jobId: string | null): Watched {
   const watched: Watched = { name, events: [], error: null, failure: null, completed: false, after: null, close: () => {} };
   watched.close = client.subscribe<{ jobEvents: Seen }>(
     { query: QUERY(jobId) },
@@ -238,7 +192,6 @@ function watchWs(client: Client, name: string, jobId: string | null, poke: () =>
       next: (result) => {
         if (result.errors) watched.error = result.errors[0] as unknown as ErrorJson;
         else if (result.data) watched.events.push(result.data.jobEvents);
-        poke();
       },
       // An interruption comes as graphql-ws's error message: its payload, the GraphQL errors.
       error: (error) => {
@@ -248,18 +201,16 @@ function watchWs(client: Client, name: string, jobId: string | null, poke: () =>
         } else {
           watched.failure = error;
         }
-        poke();
       },
       complete: () => {
         watched.completed = true;
-        poke();
       },
     },
   );
   return watched;
 }
 
-function watchSse(port: number, name: string, jobId: string | null, poke: () => void): Watched {
+function watchSse(port: number, name: string, jobId: string | null): Watched {
   const abort = new AbortController();
   const watched: Watched = { name, events: [], error: null, failure: null, completed: false, after: null, close: () => abort.abort() };
   void (async () => {
@@ -278,12 +229,10 @@ function watchSse(port: number, name: string, jobId: string | null, poke: () => 
           if (payload.errors) watched.error = payload.errors[0]!;
           else if (payload.data) watched.events.push(payload.data.jobEvents);
         }
-        poke();
       }
     } catch (error) {
       if (!abort.signal.aborted) watched.failure = error;
     }
-    poke();
   })();
   return watched;
 }
@@ -306,7 +255,6 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
   it('should give its subscribers every event, or end them with EVENTS_INTERRUPTED: never a silent gap', { timeout: 180_000 }, async () => {
     const a = await instance('A');
     const b = await instance('B');
-    const { poke, until } = waiter();
     const clients: Client[] = [];
     const wsClient = (port: number) => {
       const client = createClient({ url: `ws://127.0.0.1:${port}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
@@ -332,15 +280,15 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
       for (const w of made) w.after = Number(row!.max);
       return made;
     };
-    const watchA = await open(() => [watchWs(wsA, 'A ws', null, poke)]);
+    const watchA = await open(() => [watchWs(wsA, 'A ws', null)]);
 
     const CUTS = 5;
     let round = 0;
     for (; round < CUTS; round++) {
       const watched = await open(() => [
-        watchWs(wsB, `B ws #${round}`, null, poke),
-        watchSse(b.port, `B sse #${round}`, null, poke),
-        watchWs(wsB, `B ws d0 #${round}`, 'd0', poke),
+        watchWs(wsB, `B ws #${round}`, null),
+        watchSse(b.port, `B sse #${round}`, null),
+        watchWs(wsB, `B ws d0 #${round}`, 'd0'),
       ]);
       await until(() => watched.every((w) => w.events.length >= 6), () => 'some events on every subscription');
       const listens = b.relay.listens;
@@ -362,9 +310,9 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
 
     // Subscriptions made after the last cut, left alone until the end.
     const last = await open(() => [
-      watchWs(wsB, 'B ws (last)', null, poke),
-      watchSse(b.port, 'B sse (last)', null, poke),
-      watchWs(wsB, 'B ws d0 (last)', 'd0', poke),
+      watchWs(wsB, 'B ws (last)', null),
+      watchSse(b.port, 'B sse (last)', null),
+      watchWs(wsB, 'B ws d0 (last)', 'd0'),
     ]);
     await until(() => last.every((w) => w.events.filter((e) => isEnd(e.kind)).length >= 3), () => 'more runs on the last subscriptions');
 

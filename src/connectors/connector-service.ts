@@ -147,9 +147,11 @@ export class ConnectorService {
       const logged = await insertLogEntries(tx, [{ at: now, level: 'INFO', message: `Connector ${id} ${what}`, details }]);
       return { row: saved, entries: logged };
     });
-    await this.deps.registry.reload();
     this.deps.bus.publish('connector:changed', { at: now, connectorId: id });
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    // The registry reloads on that event; waiting for it lets this caller's next job use the
+    // connector. A reload that fails is logged there: it never fails a change already committed.
+    await this.deps.registry.settled();
     return row;
   }
 }

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AllowList } from './address-policy.ts';
 import { bound, encodeURIComponentSafe, excerpt, oneLine, redact, secretForms } from './http-redaction.ts';
-import { HttpTransport, readBounded, type HostLookup } from './http-transport.ts';
+import { readBounded } from './http-response.ts';
+import { HttpTransport, type HostLookup } from './http-transport.ts';
 import { CallTimeoutError, type CallContext, type Connector } from './types.ts';
 
 export type { HostLookup } from './http-transport.ts';

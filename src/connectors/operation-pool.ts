@@ -10,11 +10,13 @@ import {
   REVOKED,
   type Task,
   type ToWorker,
+  lostCallMessage,
   UNCLAIMED,
   type WorkerNotice,
   type WorkerOptions,
 } from './operation-protocol.ts';
 import type { CallContext } from './types.ts';
+import { pickWorker, WorkerLiveness } from './worker-choice.ts';
 
 /** piscina does not export its worker type; it is the balancer's second argument. */
 type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
@@ -77,7 +79,7 @@ interface Submission {
 export class OperationPool {
   readonly #piscina: Piscina;
   readonly #log: Logger;
-  readonly #lastBeat = new Map<number, number>();
+  readonly #liveness = new WorkerLiveness(STALL_MS);
   /** Threads given no new calls: replaced once no other live call runs on them. */
   readonly #retiring = new Set<number>();
   /** Threads this pool terminated, and why: their other calls fail saying so. */
@@ -116,7 +118,7 @@ export class OperationPool {
       loadBalancer: (_task, workers) => this.#pick(workers),
     });
     this.#piscina.on('message', (notice: WorkerNotice) => {
-      if ('beat' in notice) this.#lastBeat.set(notice.beat, notice.at);
+      if ('beat' in notice) this.#liveness.beat(notice.beat, notice.at);
       else if ('channel' in notice) this.#connect(notice.thread, notice.channel);
       else this.#log.error({ problem: notice.problem }, 'server operation problem (its worker goes on)');
     });
@@ -231,14 +233,7 @@ export class OperationPool {
       else this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: ${this.#closing ? 'its workers are stopping' : 'the run was stopped'}`) });
       return;
     }
-    const why = this.#replaced.get(state);
-    const message =
-      why !== undefined && !call.abandoned
-        ? `Server operation "${call.name}" was stopped: its worker thread was replaced because ${why}`
-        : why !== undefined
-          ? `Server operation "${call.name}" did not stop when its run was aborted; its worker thread was replaced`
-          : `Server operation "${call.name}" ended its worker thread (${error.message})`;
-    this.#finish(call, { error: new Error(message) });
+    this.#finish(call, { error: new Error(lostCallMessage(call.name, this.#replaced.get(state), call.abandoned, error)) });
   }
 
   #forget(submission: Submission): void {
@@ -298,30 +293,24 @@ export class OperationPool {
   }
 
   #isAlive(thread: number, now = Date.now()): boolean {
-    const beat = this.#lastBeat.get(thread);
-    return beat === undefined || now - beat <= STALL_MS;
+    return this.#liveness.isAlive(thread, now);
   }
 
   /** The least busy worker that is alive and not retiring; a silent one only when none is alive. */
   #pick(workers: PiscinaWorker[]): PiscinaWorker | null {
     const now = Date.now();
-    let best: PiscinaWorker | null = null;
-    let fallback: PiscinaWorker | null = null;
-    for (const worker of workers) {
-      if (worker.terminating || worker.destroyed || worker.currentUsage >= CALLS_PER_WORKER) continue;
-      if (this.#retiring.has(worker.id) || this.#replaced.has(worker.id)) continue;
-      if (!this.#isAlive(worker.id, now)) {
-        if (!fallback || worker.currentUsage < fallback.currentUsage) fallback = worker;
-      } else if (!best || worker.currentUsage < best.currentUsage) best = worker;
-    }
-    return best ?? fallback;
+    return pickWorker(workers, {
+      isAlive: (id) => this.#isAlive(id, now),
+      excluded: (id) => this.#retiring.has(id) || this.#replaced.has(id),
+      maxUsage: CALLS_PER_WORKER,
+    });
   }
 
   /** Takes back the calls still queued on a silent worker and hands them to a live one. */
   #rescue(): void {
     const now = Date.now();
     const threads = new Set(this.#piscina.threads.map((worker) => worker.threadId));
-    for (const thread of this.#lastBeat.keys()) if (!threads.has(thread)) this.#lastBeat.delete(thread);
+    this.#liveness.keepOnly(threads);
     for (const thread of this.#replaced.keys()) if (!threads.has(thread)) this.#replaced.delete(thread);
     for (const [thread, channel] of this.#channels) {
       if (threads.has(thread)) continue;

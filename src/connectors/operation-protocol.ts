@@ -70,3 +70,15 @@ export function cloneable(value: unknown): unknown {
     return undefined;
   }
 }
+
+/**
+ * Why a call that had started fails when its worker went away: the pool replaced the worker
+ * (`replacedBecause`) for another call's sake, or because this call ignored its abort
+ * (`abandoned`); or the operation ended the worker itself.
+ */
+export function lostCallMessage(name: string, replacedBecause: string | undefined, abandoned: boolean, error: Error): string {
+  if (replacedBecause === undefined) return `Server operation "${name}" ended its worker thread (${error.message})`;
+  return abandoned
+    ? `Server operation "${name}" did not stop when its run was aborted; its worker thread was replaced`
+    : `Server operation "${name}" was stopped: its worker thread was replaced because ${replacedBecause}`;
+}

@@ -8,8 +8,8 @@ export type ConnectorFactory = (row: ConnectorRow) => Connector;
 
 /**
  * The built-in connectors plus those configured in the database, kept in memory so that a run
- * resolves its connector without a query. `reload` re-reads the table: after a change here, and
- * when another instance announces one.
+ * resolves its connector without a query. `reload` re-reads the table when a change is announced
+ * on the bus (see reactions.ts), whichever instance made it.
  */
 export class DatabaseConnectorRegistry implements ConnectorRegistry {
   #configured = new Map<string, ConnectorEntry>();
@@ -41,6 +41,11 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
       }
     });
     return this.#loading;
+  }
+
+  /** Resolves once the reloads asked for so far are done, whether they succeeded or not. */
+  settled(): Promise<void> {
+    return this.#loading.catch(() => {});
   }
 
   /** Closes every configured connector (at shutdown). */

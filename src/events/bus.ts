@@ -28,6 +28,8 @@ export interface EventBusOptions {
   readRuns?: (ids: string[]) => Promise<RunRow[]>;
   /** How long such a start waits for that end before the job's subscriptions are interrupted. */
   orderWaitMs?: number;
+  /** Told when a listener throws (the others still get the event); by default the error is rethrown asynchronously. */
+  onListenerError?: (error: unknown, event: TopicEvent) => void;
 }
 
 /** One open `subscribe` iterator, as the bus sees it. */
@@ -68,8 +70,15 @@ export class EventBus {
   #subscribers = new Set<Subscription>();
   #subscriptions = 0;
   #order: RunOrder;
+  #onListenerError: (error: unknown, event: TopicEvent) => void;
 
   constructor(options: EventBusOptions = {}) {
+    this.#onListenerError =
+      options.onListenerError ??
+      ((error) =>
+        queueMicrotask(() => {
+          throw error;
+        }));
     this.#order = new RunOrder({
       emit: (event) => {
         for (const subscriber of this.#subscribers) subscriber.push(event);
@@ -105,8 +114,9 @@ export class EventBus {
     for (const listener of this.#listeners) {
       try {
         listener(event);
-      } catch {
-        // A listener's failure is its own; delivery to the others goes on.
+      } catch (error) {
+        // A listener's failure is its own: it is reported, and delivery to the others goes on.
+        this.#onListenerError(error, event);
       }
     }
     this.#order.accept(event);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { type Clock, sleepFor } from '../clock.ts';
 import type { Sql } from '../db/client.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
 import { toError } from '../errors.ts';
@@ -61,7 +62,7 @@ export class PgEventRelay {
   #received = new Map<string, number>();
 
   constructor(
-    private readonly deps: { sql: Sql; bus: EventBus; log: Logger; origin: string; onResync?: () => void; giveUpMs?: number },
+    private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; log: Logger; origin: string; onResync?: () => void; giveUpMs?: number },
   ) {}
 
   /** How many times LISTEN was (re-)established: 1 after start, more after reconnects. */
@@ -136,7 +137,7 @@ export class PgEventRelay {
         continue;
       } catch (error) {
         if (failures === 0) {
-          failingSince = Date.now();
+          failingSince = this.deps.clock.now();
           log.warn({ err: toError(error), events: batch.length }, 'sending events to other instances failed; retrying');
         }
         failures++;
@@ -149,13 +150,13 @@ export class PgEventRelay {
       }
       const wait = Math.min(MAX_RETRY_MS, 25 * 2 ** failures);
       // Giving up: the receivers are told (one notice for all of it) rather than kept waiting.
-      if (this.#stopped || Date.now() + wait - failingSince >= giveUpMs) {
+      if (this.#stopped || this.deps.clock.now() + wait - failingSince >= giveUpMs) {
         if (!onlyNotice) {
           this.#collapse();
           continue;
         }
       }
-      await pause(wait, this.#halt.signal);
+      await sleepFor(this.deps.clock, wait, this.#halt.signal);
     }
     this.#flushing = null;
   }
@@ -213,7 +214,7 @@ export class PgEventRelay {
 
   async #readBack(message: Extract<WireMessage, { ref: unknown }>): Promise<TopicEvent | null> {
     const { sql } = this.deps;
-    const at = message.at ? new Date(message.at) : new Date();
+    const at = new Date(message.at ?? this.deps.clock.now());
     const { table, id } = message.ref;
     if (table === 'log_entries') {
       const [entry] = await sql<LogRow[]>`select * from log_entries where id = ${id}`;
@@ -228,18 +229,4 @@ export class PgEventRelay {
     const topic = message.topic as 'job:created' | 'job:updated';
     return job ? ({ topic, payload: { at, job } } as TopicEvent) : null;
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

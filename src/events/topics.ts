@@ -18,12 +18,3 @@ export interface Topics {
 
 export type Topic = keyof Topics;
 export type TopicEvent = { [T in Topic]: { topic: T; payload: Topics[T] } }[Topic];
-
-export const JOB_EVENT_TOPICS = [
-  'job:created',
-  'job:updated',
-  'job:deleted',
-  'run:started',
-  'run:skipped',
-  'run:finished',
-] as const satisfies readonly Topic[];

@@ -4,15 +4,17 @@ import type { Queryable, Sql } from '../db/client.ts';
 import { databaseNow, deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { cancelRunsOfJob, findRun, insertManualRun, insertSkippedRun, lastScheduledAt, requestCancel } from '../db/runs.ts';
+import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, requestCancel } from '../db/runs.ts';
 import { conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
-import { accountChange, changeSkippedMessage, clashLogEntry, nextDueAfter, sameSchedule, type Schedule } from '../scheduling/changes.ts';
+import { accountChange, nextDueAfter, sameSchedule } from '../scheduling/changes.ts';
 import { firstGridPointAfter, initialSchedule } from '../scheduling/grid.ts';
 import { endLogEntry } from '../scheduling/outcome.ts';
 import { formatPeriod } from '../scheduling/period.ts';
 import type { Scheduler } from '../scheduling/scheduler.ts';
+import { auditEntry, describeChanges, recordChangeSkipped, scheduleOf, targetWarnings } from './job-entries.ts';
+import { watchRunEnd } from './run-end-watch.ts';
 import {
   validateExternalCall,
   validateJobId,
@@ -25,8 +27,6 @@ import {
 
 /** The error of a run ended because its job was deleted. */
 export const JOB_DELETED = 'job deleted';
-/** How often a cancel waiting for another instance re-reads the run, in case its end's event is lost. */
-const RECHECK_MS = 500;
 
 export interface CreateJobInput {
   id: string;
@@ -69,7 +69,7 @@ const DELETED = 'the job was deleted';
 /**
  * Every change to jobs and runs that a person or program asks for. Each validates all input
  * before it writes anything, writes the change and its audit entry in one transaction, then
- * publishes events and wakes the scheduler.
+ * publishes its events (the scheduler and the connector registry react to those).
  */
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
@@ -100,12 +100,12 @@ export class JobService {
         now: new Date(now),
       });
       if (!row) throw conflict(`A job with id "${id}" already exists.`);
-      const audit = this.#audit(row, now, `Job "${id}" created`, {
+      const audit = auditEntry(row, now, `Job "${id}" created`, {
         externalCall: formatExternalCall(call),
         period: formatPeriod(periodSeconds),
         enabled: row.enabled,
       });
-      return { job: row, entries: await insertLogEntries(tx, [audit, ...this.#targetWarnings(row, now)]) };
+      return { job: row, entries: await insertLogEntries(tx, [audit, ...targetWarnings(row, this.deps.registry.get(row.connectorId), now)]) };
     });
     this.#announce('job:created', job, now, entries);
     return job;
@@ -165,8 +165,8 @@ export class JobService {
       const job = await lockJob(tx, id);
       if (!job) throw notFound(`No job with id "${id}".`);
       // Its due times already due and not claimed are recorded before it goes.
-      const account = accountChange(schedule(job), null, await this.#databaseNow(tx));
-      const skipped = account.skipped && (await this.#recordSkipped(tx, job.id, account.skipped, DELETED, now.getTime()));
+      const account = accountChange(scheduleOf(job), null, await this.#databaseNow(tx));
+      const skipped = account.skipped && (await recordChangeSkipped(tx, { jobId: job.id, skipped: account.skipped, change: DELETED, now: now.getTime(), instance: this.#instance }));
       await deleteJobRow(tx, id);
       // Its run in flight ends with it, in this transaction: the holder's later writes are refused
       // by the lease fence, and a job re-created with this id does not inherit a running run.
@@ -220,7 +220,7 @@ export class JobService {
     const local = this.deps.scheduler.cancelLocal(run.id);
     if (local) return (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
     // Held by another instance. Watch for its end before asking, so that an end arriving at once is not missed.
-    const end = this.#watchEnd(run.id);
+    const end = watchRunEnd(this.deps, run.id);
     try {
       const now = new Date(this.deps.clock.now());
       const requested = await requestCancel(this.deps.sql, run.id, now);
@@ -239,39 +239,6 @@ export class JobService {
     if (this.deps.scheduler.cancelLocal(runId)) return;
     // An instance that misses this event notices at its next lease renewal, which no longer finds the run.
     this.deps.bus.publish('run:cancel-requested', { at: now, runId });
-  }
-
-  /**
-   * Watches for the end of a run: its `run:finished` event (which the relay brings from the
-   * instance that holds it), with the row re-read every RECHECK_MS and at the deadline, in case
-   * the event is lost (NOTIFY keeps nothing for a listener that was away). The wait is in real
-   * time: it bounds how long an API call waits, it decides nothing about the schedule.
-   */
-  #watchEnd(runId: string): { wait(current: RunRow, waitMs: number): Promise<RunRow>; stop(): void } {
-    let ended!: (run: RunRow) => void;
-    const finished = new Promise<RunRow>((resolve) => (ended = resolve));
-    const stop = this.deps.bus.on((event) => {
-      if (event.topic === 'run:finished' && event.payload.run.id === runId) ended(event.payload.run);
-    });
-    const reread = async (fallback: RunRow): Promise<RunRow> => {
-      try {
-        return (await findRun(this.deps.sql, runId)) ?? fallback;
-      } catch {
-        // The database is away: answer what is known.
-        return fallback;
-      }
-    };
-    const wait = async (current: RunRow, waitMs: number): Promise<RunRow> => {
-      const deadline = Date.now() + waitMs;
-      for (let left = waitMs; left > 0; left = deadline - Date.now()) {
-        const event = await raceTimeout(finished, Math.min(left, RECHECK_MS));
-        if (event) return event;
-        current = await reread(current);
-        if (current.status !== 'RUNNING') return current;
-      }
-      return reread(current);
-    };
-    return { wait, stop };
   }
 
   #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
@@ -303,17 +270,17 @@ export class JobService {
       const planned = plan(job, now);
       if (!planned) return { job, skipped: null, entries: [] as LogRow[] };
       const changes = { ...planned.changes };
-      const before = schedule(job);
-      const after = schedule({ ...job, ...changes });
+      const before = scheduleOf(job);
+      const after = scheduleOf({ ...job, ...changes });
       let skipped: { run: RunRow | null; entry: NewLogEntry } | null = null;
       if (!sameSchedule(before, after)) {
         const account = accountChange(before, after, await this.#databaseNow(tx), await lastScheduledAt(tx, id));
         if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = new Date(account.nextDueMs!);
-        if (account.skipped) skipped = await this.#recordSkipped(tx, id, account.skipped, planned.change ?? 'the job changed', now);
+        if (account.skipped) skipped = await recordChangeSkipped(tx, { jobId: id, skipped: account.skipped, change: planned.change ?? 'the job changed', now, instance: this.#instance });
       }
       const updated = (await updateJobRow(tx, id, changes, new Date(now)))!;
-      const audit = this.#audit(updated, now, planned.message, planned.details);
-      const warnings = changes.connectorId || changes.method ? this.#targetWarnings(updated, now) : [];
+      const audit = auditEntry(updated, now, planned.message, planned.details);
+      const warnings = changes.connectorId || changes.method ? targetWarnings(updated, this.deps.registry.get(updated.connectorId), now) : [];
       const entries = await insertLogEntries(tx, [audit, ...(skipped ? [skipped.entry] : []), ...warnings]);
       return { job: updated, skipped: skipped?.run ?? null, entries };
     });
@@ -322,91 +289,16 @@ export class JobService {
     return result.job;
   }
 
+  get #instance(): string {
+    return this.deps.scheduler.holder.instance;
+  }
+
   #databaseNow(tx: Queryable): Promise<number> {
     return (this.deps.databaseNow ?? databaseNow)(tx);
-  }
-
-  /**
-   * Records the due times a change leaves behind as one SKIPPED run with a WARNING naming the
-   * change; when a run for that due time exists already (not expected), the WARNING says so instead.
-   */
-  async #recordSkipped(
-    tx: Queryable,
-    jobId: string,
-    skipped: { scheduledMs: number; missed: number },
-    change: string,
-    now: number,
-  ): Promise<{ run: RunRow | null; entry: NewLogEntry }> {
-    const scheduledAt = new Date(skipped.scheduledMs);
-    const run = await insertSkippedRun(tx, {
-      jobId,
-      scheduledAt,
-      missed: skipped.missed,
-      now: new Date(now),
-      instance: this.deps.scheduler.holder.instance,
-    });
-    if (!run) return { run: null, entry: clashLogEntry({ jobId, scheduledAt, missed: skipped.missed }, now) };
-    const entry: NewLogEntry = {
-      at: new Date(now),
-      level: 'WARNING',
-      message: changeSkippedMessage(jobId, skipped, change),
-      jobId,
-      runId: run.id,
-      details: { scheduledAt: scheduledAt.toISOString(), missed: skipped.missed, change },
-    };
-    return { run, entry };
-  }
-
-  #audit(job: JobRow, now: number, message: string, details: Record<string, unknown>): NewLogEntry {
-    return { at: new Date(now), level: 'INFO', message, jobId: job.id, details };
-  }
-
-  /** Says when a job calls a connector or operation that does not exist (yet). */
-  #targetWarnings(job: JobRow, now: number): NewLogEntry[] {
-    const connector = this.deps.registry.get(job.connectorId);
-    const problem = !connector
-      ? `connector "${job.connectorId}" does not exist (yet)`
-      : connector.hasMethod(job.method) === false
-        ? `operation "${job.method}" of ${job.connectorId} does not exist (yet)`
-        : null;
-    if (!problem) return [];
-    return [
-      {
-        at: new Date(now),
-        level: 'WARNING',
-        message: `Job "${job.id}" calls ${formatExternalCall(job)}, but ${problem}; its runs fail until it does`,
-        jobId: job.id,
-        details: { externalCall: formatExternalCall(job) },
-      },
-    ];
   }
 
   #announce(topic: 'job:created' | 'job:updated', job: JobRow, now: number, entries: LogRow[]): void {
     this.deps.bus.publish(topic, { at: new Date(now), job });
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
-    this.deps.scheduler.wake();
-  }
-}
-
-function schedule(job: Pick<JobRow, 'enabled' | 'anchorAt' | 'periodSeconds' | 'nextDueAt'>): Schedule {
-  return { enabled: job.enabled, anchorMs: job.anchorAt.getTime(), periodMs: job.periodSeconds * 1000, nextDueMs: job.nextDueAt.getTime() };
-}
-
-function describeChanges(input: UpdateJobInput): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(input)
-      .filter(([, value]) => value !== undefined)
-      .map(([key, value]) => [key, value instanceof Date ? value.toISOString() : value]),
-  );
-}
-
-/** The promise's value, or undefined when it has not settled within `ms`. */
-async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)));
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
   }
 }

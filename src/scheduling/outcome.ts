@@ -1,10 +1,8 @@
-import type { LogLevel, RunStatus } from '../db/rows.ts';
-
-export type EndStatus = Exclude<RunStatus, 'RUNNING' | 'SKIPPED'>;
+import type { ClaimStatus, EndStatus, LogLevel } from '../db/rows.ts';
 
 /** Why a run in progress was aborted from outside the call. */
 export interface AbortReason {
-  status: 'CANCELLED' | 'ABANDONED';
+  status: Extract<EndStatus, 'CANCELLED' | 'ABANDONED'>;
   error: string;
 }
 
@@ -46,7 +44,7 @@ export function endLogEntry(
 }
 
 /** The status a claimed due time gets: skipped while the previous run of the job still runs. */
-export const claimStatus = (busy: boolean): 'RUNNING' | 'SKIPPED' => (busy ? 'SKIPPED' : 'RUNNING');
+export const claimStatus = (busy: boolean): ClaimStatus => (busy ? 'SKIPPED' : 'RUNNING');
 
 export function describeError(error: Error): string {
   const text = error.message || error.name || 'Unknown error';

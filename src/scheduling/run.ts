@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.ts';
+import { type Clock, sleepFor } from '../clock.ts';
 import { CallTimeoutError, type CallContext, type ConnectorRegistry } from '../connectors/types.ts';
 import type { Sql } from '../db/client.ts';
 import { insertRunLogEntry } from '../db/log.ts';
-import type { JobRow, LogLevel, RunRow } from '../db/rows.ts';
+import { type JobRow, LOG_LEVELS, type LogLevel, type RunRow } from '../db/rows.ts';
 import { finishRun } from '../db/runs.ts';
 import { toError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -40,8 +40,8 @@ export async function executeRun(deps: RunDeps, run: RunRow, job: RunJob, abort:
   if (clock.now() < dueMs) await clock.sleepUntil(dueMs, abort.signal);
   bus.publish('run:started', { at: new Date(clock.now()), run });
   const outcome = await callWithTimeout(deps, run, job, abort);
-  // Whatever ended the run, the connector is told to stop.
-  if (!abort.signal.aborted) abort.abort({ status: 'ABANDONED', error: 'run ended' } satisfies AbortReason);
+  // Whatever ended the run, the connector is told to stop, with the run's own outcome as the reason.
+  if (!abort.signal.aborted) abort.abort({ status: outcome.status, error: outcome.error ?? 'run ended' });
   return recordEnd(deps, run, job, outcome);
 }
 
@@ -95,7 +95,7 @@ async function invoke(deps: RunDeps, run: RunRow, job: RunJob, signal: AbortSign
 }
 
 async function writeRunLog(deps: RunDeps, run: RunRow, level: LogLevel, message: string, details?: unknown): Promise<void> {
-  if (!['DEBUG', 'INFO', 'WARNING', 'ERROR'].includes(level)) throw new Error(`Unknown log level "${String(level)}"`);
+  if (!LOG_LEVELS.includes(level)) throw new Error(`Unknown log level "${String(level)}"`);
   const entry = await insertRunLogEntry(deps.sql, deps.token, {
     at: new Date(deps.clock.now()),
     level,
@@ -154,21 +154,7 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
         return null;
       }
       if (attempt === 1) deps.log.warn({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed; retrying until the database is back');
-      await pause(Math.min(MAX_END_RETRY_MS, 100 * 2 ** attempt), deps.halted);
+      await sleepFor(deps.clock, Math.min(MAX_END_RETRY_MS, 100 * 2 ** attempt), deps.halted);
     }
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

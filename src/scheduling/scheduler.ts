@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { settledWithin } from '../clock.ts';
 import { earliestDue } from '../db/jobs.ts';
-import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { RunRow } from '../db/rows.ts';
-import { abandonRuns, claimDueJobs, type Claimed, type DueJob, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
+import { claimDueJobs, type Claimed, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
 import { DomainError, toError } from '../errors.ts';
 import { clashLogEntry } from './changes.ts';
-import { planClaim } from './grid.ts';
-import { type AbortReason, claimStatus, endLogEntry } from './outcome.ts';
+import { abandonAndPublish } from './abandon.ts';
+import { claimLogEntries, planDueClaim } from './claim-plan.ts';
+import { type InFlight, watchLease } from './lease-watch.ts';
+import type { AbortReason } from './outcome.ts';
 import { executeRun, type RunDeps, type RunJob } from './run.ts';
 
 export interface SchedulerOptions {
@@ -25,13 +27,6 @@ export interface Started extends Claimed {
   done: Promise<RunRow | null> | null;
 }
 
-interface InFlight {
-  abort: AbortController;
-  done: Promise<RunRow | null>;
-  /** When the run's lease expires as this process knows it (its clock): set by its claim, moved by each renewal that succeeds. */
-  leaseUntil: number;
-}
-
 /** How soon to look again at a due job another instance's claim holds locked. */
 const LOCKED_RETRY_MS = 50;
 
@@ -41,13 +36,6 @@ const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by reque
 /** The error of a run whose claim committed but whose reply never reached this process. */
 export const REPLY_LOST = 'claim reply lost: the run was claimed but its holder never started it';
 
-/**
- * The share of a lease kept in reserve: a holder that has not renewed a run's lease by the time
- * only this much of it is left aborts the run's call. It covers how far this process's clock may
- * lag the database's (the round trip of its clock sample), a timer that fires late, and the
- * call's own stop, so that the call has ended before another instance may take the run over.
- */
-const LEASE_RESERVE = 0.2;
 /** How soon a failed renewal round is tried again, at most: a lease must not lapse for want of a try. */
 const MAINTENANCE_RETRY_MS = 1000;
 
@@ -99,6 +87,7 @@ export class Scheduler {
     return this.#running && this.#healthy;
   }
 
+  /** Runs this process is performing now. */
   get inFlightCount(): number {
     return this.#inFlight.size;
   }
@@ -128,16 +117,7 @@ export class Scheduler {
       const { claimed, clashes } = await this.claiming(claimDueJobs(
         this.#deps.sql,
         { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
-        (job: DueJob) => {
-          const plan = planClaim(job.nextDueAt.getTime(), job.periodSeconds * 1000, now)!;
-          return {
-            jobId: job.id,
-            scheduledAt: new Date(plan.scheduledMs),
-            missed: plan.missed,
-            nextDueAt: new Date(plan.nextDueMs),
-            status: claimStatus(job.busy),
-          };
-        },
+        (job) => planDueClaim(job, now),
         (run) => claimLogEntries(run, now),
         (planned) => clashLogEntry(planned, now),
       ));
@@ -169,7 +149,7 @@ export class Scheduler {
       .finally(() => this.#inFlight.delete(run.id));
     const flight: InFlight = { abort, done, leaseUntil: run.leaseExpiresAt?.getTime() ?? this.#deps.clock.now() + this.leaseMs };
     this.#inFlight.set(run.id, flight);
-    void this.#watchLease(flight);
+    void watchLease(this.#deps.clock, flight, this.leaseMs);
     return done;
   }
 
@@ -222,7 +202,7 @@ export class Scheduler {
       else if (held.get(runId)) flight.abort.abort(CANCELLED);
       else flight.leaseUntil = Math.max(flight.leaseUntil, until);
     }
-    const expired = await this.#abandon({ now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
+    const expired = await abandonAndPublish(this.#deps, { now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
     return [...expired, ...(await this.#recoverLostClaims())];
   }
 
@@ -243,7 +223,7 @@ export class Scheduler {
       if (orphans.length === 0) return [];
       for (const id of orphans) this.#recovered.add(id);
       const now = new Date(this.#deps.clock.now());
-      const ended = await this.#abandon({ now, heldBy: this.holder.token, runIds: orphans, error: REPLY_LOST });
+      const ended = await abandonAndPublish(this.#deps, { now, heldBy: this.holder.token, runIds: orphans, error: REPLY_LOST });
       if (ended.length > 0) this.#deps.log.warn({ runs: ended.map((r) => r.id) }, 'ended runs whose claim reply was lost');
       return ended;
     })()
@@ -255,29 +235,9 @@ export class Scheduler {
     return this.#recovering;
   }
 
-  /**
-   * Aborts a run's call once its lease, as this process last renewed it, is nearly spent (its
-   * database away, its renewals starved): no call goes on past its lease while another instance
-   * may take the job over (SPEC §3). Timed by this process's own clock from the last renewal
-   * that succeeded, not by the database, which it may be unable to reach.
-   */
-  async #watchLease(flight: InFlight): Promise<void> {
-    const { clock } = this.#deps;
-    const { signal } = flight.abort;
-    const reserve = this.leaseMs * LEASE_RESERVE;
-    while (!signal.aborted) {
-      const deadline = flight.leaseUntil - reserve;
-      if (clock.now() >= deadline) {
-        flight.abort.abort({ status: 'ABANDONED', error: `lease lost: could not renew within ${this.#options.leaseSeconds} s` } satisfies AbortReason);
-        return;
-      }
-      await clock.sleepUntil(deadline, signal);
-    }
-  }
-
   /** Marks ABANDONED the runs of every other holder: used when this process owns the database alone. */
   async abandonOrphans(): Promise<RunRow[]> {
-    return this.#abandon({
+    return abandonAndPublish(this.#deps, {
       now: new Date(this.#deps.clock.now()),
       exceptToken: this.holder.token,
       error: 'instance crashed: the run was in progress when its process stopped',
@@ -296,10 +256,7 @@ export class Scheduler {
     await this.#loop;
     const pending = [...this.#inFlight.values()];
     if (pending.length > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise((resolve) => (timer = setTimeout(resolve, graceMs)));
-      await Promise.race([Promise.allSettled(pending.map((f) => f.done)), grace]);
-      clearTimeout(timer);
+      await settledWithin(this.#deps.clock, Promise.allSettled(pending.map((f) => f.done)), graceMs);
       for (const flight of this.#inFlight.values()) flight.abort.abort(SHUTDOWN_REASON);
       // Their ends get one more try each; a database that is away does not hold the exit.
       this.#halted.abort();
@@ -368,52 +325,4 @@ export class Scheduler {
     if (run.status === 'SKIPPED') this.#deps.bus.publish('run:skipped', { at, run });
     for (const entry of entries) this.#deps.bus.publish('log:added', { entry });
   }
-
-  /** Marks runs ABANDONED and writes their ERROR entries in one transaction, then publishes them. */
-  async #abandon(args: Parameters<typeof abandonRuns>[1]): Promise<RunRow[]> {
-    const { sql, bus } = this.#deps;
-    const { runs, entries } = await sql.begin(async (tx) => {
-      const marked = await abandonRuns(tx, args);
-      const logged = await insertLogEntries(
-        tx,
-        marked.map((run) => {
-          const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: run.externalCall }, { status: 'ABANDONED', error: run.error });
-          return { at: args.now, jobId: run.jobId, runId: run.id, ...entry! };
-        }),
-      );
-      return { runs: marked, entries: logged };
-    });
-    for (const run of runs) bus.publish('run:finished', { at: args.now, run });
-    for (const entry of entries) bus.publish('log:added', { entry });
-    return runs;
-  }
 }
-
-/** The log entries a claim writes: a WARNING for a skipped due time and for coalesced misses. */
-export function claimLogEntries(run: RunRow, nowMs: number): NewLogEntry[] {
-  const at = new Date(nowMs);
-  const entries: NewLogEntry[] = [];
-  const due = run.scheduledAt.toISOString();
-  if (run.status === 'SKIPPED') {
-    entries.push({
-      at,
-      level: 'WARNING',
-      message: `Job "${run.jobId}" skipped its run due at ${due}: the previous run is still in progress`,
-      jobId: run.jobId,
-      runId: run.id,
-      details: { scheduledAt: due, missed: run.missed },
-    });
-  }
-  if (run.missed > 0) {
-    entries.push({
-      at,
-      level: 'WARNING',
-      message: `Job "${run.jobId}" missed ${run.missed} due time${run.missed === 1 ? '' : 's'}; coalesced into the run due at ${due}`,
-      jobId: run.jobId,
-      runId: run.id,
-      details: { scheduledAt: due, missed: run.missed },
-    });
-  }
-  return entries;
-}
-

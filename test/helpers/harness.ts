@@ -8,6 +8,7 @@ import type { Sql } from '../../src/db/client.ts';
 import { EventBus } from '../../src/events/bus.ts';
 import type { Topic, TopicEvent, Topics } from '../../src/events/topics.ts';
 import { JobService } from '../../src/jobs/job-service.ts';
+import { reactToChanges } from '../../src/reactions.ts';
 import { Scheduler } from '../../src/scheduling/scheduler.ts';
 import { ManualClock } from './clock.ts';
 import { ScriptedConnector } from './connector.ts';
@@ -71,6 +72,7 @@ export function harness(
   const connectors = new ConnectorService({ sql, clock, bus, registry });
   const events: TopicEvent[] = [];
   bus.on((event) => events.push(event));
+  reactToChanges({ bus, scheduler, registry, log: silentLog });
   after(() => scheduler.stop(0));
   after(() => registry.close());
   return { sql, clock, bus, connector, registry, scheduler, jobs, connectors, events };
