@@ -8,7 +8,7 @@
 // paused periods have no due times; a resume keeps the grid; a period change re-anchors it).
 import type { DbClock, GridSpan, Sql } from './audit.ts';
 import { type Cluster, sleep } from './cluster.ts';
-import { post } from './drive.ts';
+import { gqlResult } from '../test/helpers/process.ts';
 
 export type ChangeAction = 'pause' | 'resume' | 'period' | 'delete' | 'runNow';
 
@@ -244,7 +244,7 @@ export class ChangeDriver {
       return attempt;
     }
     try {
-      const result = await post<Record<string, JobAnswer | string | null>>(port, query, variables, this.#options.timeoutMs ?? 60_000);
+      const result = await gqlResult<Record<string, JobAnswer | string | null>>(port, query, variables, this.#options.timeoutMs ?? 60_000);
       attempt.answeredAt = clock.now();
       const error = result.errors?.[0];
       if (error) {
@@ -280,7 +280,7 @@ export class ChangeDriver {
   async #resync(job: JobState): Promise<void> {
     while (!this.#stopped) {
       try {
-        const result = await post<{ job: JobAnswer | null }>(this.#options.cluster.anyPort(), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`, { id: job.id }, 5_000);
+        const result = await gqlResult<{ job: JobAnswer | null }>(this.#options.cluster.anyPort(), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`, { id: job.id }, 5_000);
         if (result.data && !result.errors?.length) {
           if (result.data.job === null) job.deleted = true;
           else this.#apply(job, result.data.job);

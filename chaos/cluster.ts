@@ -2,41 +2,15 @@
 // `npm start` runs) on one PostgreSQL, for the fault harness: start, stop, kill, freeze, resume
 // and restart each instance, with its own environment (and, for the clock-skew scenario, a
 // system clock shifted by libfaketime through LD_PRELOAD — no switch in the service itself).
-import { type ChildProcess, spawn } from 'node:child_process';
+// Each process is a ServiceProcess of the tests' process helper: one way to spawn the service,
+// read its readiness and stop it, for the tests and the harness alike.
 import fs from 'node:fs';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type Exit, killEveryProcess, repoRoot, ServiceProcess } from '../test/helpers/process.ts';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export { type Exit, killEveryProcess, repoRoot };
 
-/** Every setting the service reads: an instance gets none of them from the harness's own environment. */
-const SERVICE_VARS = [
-  'PORT', 'HOST', 'DATABASE_URL', 'DATA_DIR', 'EMBEDDED_PG_PORT', 'SERVER_OPERATIONS_DIR', 'SERVER_OPERATIONS_WORKERS', 'INSTANCE_ID',
-  'LEASE_SECONDS', 'SHUTDOWN_GRACE_SECONDS', 'LOG_RETENTION_DAYS', 'RUN_RETENTION_DAYS', 'LOG_LEVEL',
-  'AUTH_TOKENS', 'HTTP_CONNECTOR_ALLOW_HOSTS',
-];
-/** Variables of the harness's own runtime that must not leak into an instance. */
-const HARNESS_VARS = ['NODE_TEST_CONTEXT', 'LD_PRELOAD', 'FAKETIME', 'FAKETIME_DONT_FAKE_MONOTONIC'];
-
-const RUNNING = /^Server Jobs is running: GraphiQL at http:\/\/[^/]+:(\d+)\/graphql/;
-
-/** Every process this module started and that has not exited, for a last-resort cleanup. */
-const liveProcesses = new Set<ChildProcess>();
-
-/** SIGKILLs every instance process still alive (e.g. when the harness itself is interrupted). */
-export function killEveryProcess(): void {
-  for (const child of liveProcesses) {
-    try {
-      process.kill(child.pid!, 'SIGCONT');
-      process.kill(child.pid!, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Where Debian's libfaketime lives, when it is installed (`apt-get install faketime`). */
 export function findLibfaketime(): string | undefined {
@@ -73,28 +47,19 @@ export interface InstanceOptions {
 
 export type InstanceState = 'starting' | 'running' | 'frozen' | 'exited';
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
 /** One instance: a sequence of processes with the same INSTANCE_ID (a restart is a new process). */
 export class Instance {
   readonly id: string;
   readonly options: InstanceOptions;
   /** The current process (or the last one, once it exited). */
-  child: ChildProcess | null = null;
+  process: ServiceProcess | null = null;
   port = 0;
   state: InstanceState = 'exited';
   /** How many processes this instance has had. */
   generation = 0;
-  /** The last lines the current process printed, for error messages. */
-  readonly tail: string[] = [];
   /** Exits nobody asked for (a crash), with the output before them. */
   readonly crashes: { at: number; exit: Exit; tail: string[] }[] = [];
-  #exited: Promise<Exit> = Promise.resolve({ code: null, signal: null });
   #expectExit = false;
-  #onLine = new Set<(line: string) => void>();
   #log: fs.WriteStream | undefined;
 
   constructor(options: InstanceOptions) {
@@ -104,111 +69,77 @@ export class Instance {
   }
 
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.process?.pid;
   }
 
-  /** Starts a new process and waits for its "Server Jobs is running" line. */
+  /** The last lines the current process printed, for error messages. */
+  get tail(): string[] {
+    return this.process?.tail ?? [];
+  }
+
+  /** Starts a new process and waits for its `listening` record. */
   async start(timeoutMs = 90_000): Promise<void> {
     if (this.state !== 'exited') throw new Error(`instance ${this.id} is ${this.state}`);
-    const inherited = Object.fromEntries(
-      Object.entries(process.env).filter(([key, value]) => value !== undefined && !SERVICE_VARS.includes(key) && !HARNESS_VARS.includes(key)),
-    ) as Record<string, string>;
-    const env: Record<string, string> = { ...inherited, PORT: '0', LOG_LEVEL: 'info', ...this.options.env, INSTANCE_ID: this.id };
+    let runtimeEnv: Record<string, string> = {};
     if (this.options.clockOffset) {
       const lib = findLibfaketime();
       if (!lib) throw new Error(`instance ${this.id} needs libfaketime for its clock offset: ${faketimeMissing()}`);
       // The process's wall clock is shifted; its monotonic clock (timers) is left alone.
-      Object.assign(env, { LD_PRELOAD: lib, FAKETIME: this.options.clockOffset, FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+      runtimeEnv = { LD_PRELOAD: lib, FAKETIME: this.options.clockOffset, FAKETIME_DONT_FAKE_MONOTONIC: '1' };
     }
     this.generation++;
-    this.tail.length = 0;
     this.#expectExit = false;
     this.state = 'starting';
     this.port = 0;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    if (child.pid) liveProcesses.add(child);
+    const child = new ServiceProcess({ ...this.options.env, INSTANCE_ID: this.id }, { runtimeEnv, onLine: (line) => this.#write(`${line}\n`) });
+    this.process = child;
     this.#write(`--- ${new Date().toISOString()} process ${child.pid} (generation ${this.generation}) started\n`);
-    this.#exited = new Promise<Exit>((resolve) => {
-      let done = false;
-      const finish = (exit: Exit) => {
-        if (done) return;
-        done = true;
-        liveProcesses.delete(child);
-        if (this.child === child) {
-          this.state = 'exited';
-          if (!this.#expectExit) this.crashes.push({ at: Date.now(), exit, tail: [...this.tail] });
-        }
-        this.#write(`--- ${new Date().toISOString()} process ${child.pid} exited (${exit.signal ?? `code ${exit.code}`})\n`);
-        for (const listener of [...this.#onLine]) listener('');
-        resolve(exit);
-      };
-      child.once('error', (error) => {
-        this.#remember(String(error));
-        finish({ code: null, signal: null });
-      });
-      child.once('close', (code, signal) => finish({ code, signal }));
+    void child.exited.then((exit) => {
+      if (this.process === child) {
+        this.state = 'exited';
+        if (!this.#expectExit) this.crashes.push({ at: Date.now(), exit, tail: [...child.tail] });
+      }
+      this.#write(`--- ${new Date().toISOString()} process ${child.pid} exited (${exit.signal ?? `code ${exit.code}`})\n`);
     });
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        this.#write(`${line}\n`);
-        this.#remember(line);
-        for (const listener of [...this.#onLine]) listener(line);
-      });
+    try {
+      this.port = await child.waitUntilListening(timeoutMs);
+    } catch (error) {
+      throw new Error(`instance ${this.id} did not start: ${(error as Error).message}`);
     }
-    this.port = await this.#waitForRunning(child, timeoutMs);
     this.state = 'running';
   }
 
   /** Resolves when the current process ends. */
   get exited(): Promise<Exit> {
-    return this.#exited;
-  }
-
-  /** Sends a signal to the current process (no-op once it exited). */
-  signal(sig: NodeJS.Signals): void {
-    if (this.state === 'exited' || !this.child?.pid) return;
-    try {
-      process.kill(this.child.pid, sig);
-    } catch {
-      /* already gone */
-    }
+    return this.process?.exited ?? Promise.resolve({ code: null, signal: null });
   }
 
   /** SIGKILL: the process dies at once, leaving its runs RUNNING for others to abandon. */
   async kill(): Promise<Exit> {
     this.#expectExit = true;
-    if (this.state === 'frozen') this.signal('SIGCONT');
-    this.signal('SIGKILL');
-    return this.#exited;
+    return (await this.process?.kill()) ?? { code: null, signal: null };
   }
 
   /** SIGSTOP: the process stops where it is, holding its connections, locks and runs. */
   freeze(): void {
     if (this.state !== 'running') throw new Error(`cannot freeze instance ${this.id}: it is ${this.state}`);
-    this.signal('SIGSTOP');
+    this.process!.freeze();
     this.state = 'frozen';
   }
 
   /** SIGCONT after a freeze. */
   resume(): void {
     if (this.state !== 'frozen') return;
-    this.signal('SIGCONT');
+    this.process!.resume();
     this.state = 'running';
   }
 
   /** Graceful stop (SIGTERM); SIGKILL when it has not exited within `timeoutMs`. */
   async stop(timeoutMs = 30_000): Promise<Exit> {
-    if (this.state === 'exited') return this.#exited;
+    if (this.state === 'exited' || !this.process) return this.exited;
     this.#expectExit = true;
-    if (this.state === 'frozen') this.resume();
-    this.signal('SIGTERM');
-    const timer = setTimeout(() => this.signal('SIGKILL'), timeoutMs);
-    try {
-      return await this.#exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.process.stop(timeoutMs);
+    return this.exited;
   }
 
   /** Ends the log file. */
@@ -216,40 +147,8 @@ export class Instance {
     this.#log?.end();
   }
 
-  #remember(line: string): void {
-    if (this.tail.push(line) > 40) this.tail.shift();
-  }
-
   #write(text: string): void {
     this.#log?.write(text);
-  }
-
-  #waitForRunning(child: ChildProcess, timeoutMs: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`instance ${this.id} did not start within ${timeoutMs} ms`)), timeoutMs);
-      const finish = (result: number | Error) => {
-        clearTimeout(timer);
-        this.#onLine.delete(check);
-        if (typeof result === 'number') resolve(result);
-        else reject(new Error(`${result.message}\n--- last output ---\n${this.tail.join('\n')}`));
-      };
-      const check = (line: string) => {
-        if (this.child !== child || child.exitCode !== null || child.signalCode !== null) {
-          return finish(new Error(`instance ${this.id} exited while starting`));
-        }
-        if (!line) return;
-        let msg = line;
-        try {
-          const record = JSON.parse(line) as { msg?: unknown };
-          if (typeof record.msg === 'string') msg = record.msg;
-        } catch {
-          /* not JSON */
-        }
-        const match = RUNNING.exec(msg);
-        if (match) finish(Number(match[1]));
-      };
-      this.#onLine.add(check);
-    });
   }
 }
 
@@ -320,4 +219,3 @@ export class Cluster {
   }
 }
 
-export { sleep };

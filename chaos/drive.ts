@@ -1,47 +1,6 @@
 // Drives a cluster through its public API: jobs are created with GraphQL mutations, many per
 // request (one alias per job), spread over the instances; chaos/changes.ts changes them.
-
-export interface GraphQLResult<T> {
-  data?: T | null;
-  errors?: { message: string; extensions?: Record<string, unknown> }[];
-}
-
-/**
- * POSTs one operation to an instance's /graphql and resolves with its answer, errors included;
- * rejects when no answer came (the instance unreachable, or `timeoutMs` passed: a TimeoutError)
- * or the answer is not GraphQL.
- */
-export async function post<T = Record<string, unknown>>(
-  port: number,
-  query: string,
-  variables: Record<string, unknown> = {},
-  timeoutMs = 30_000,
-): Promise<GraphQLResult<T>> {
-  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await response.text();
-  try {
-    return JSON.parse(text) as GraphQLResult<T>;
-  } catch {
-    throw new Error(`/graphql on port ${port} answered ${response.status}: ${text.slice(0, 500)}`);
-  }
-}
-
-/** POSTs one operation to an instance's /graphql; throws on HTTP or GraphQL errors. */
-export async function gql<T = Record<string, unknown>>(
-  port: number,
-  query: string,
-  variables: Record<string, unknown> = {},
-  timeoutMs = 30_000,
-): Promise<T> {
-  const result = await post<T>(port, query, variables, timeoutMs);
-  if (result.errors?.length || !result.data) throw new Error(`GraphQL errors from port ${port}: ${JSON.stringify(result.errors ?? result).slice(0, 1000)}`);
-  return result.data;
-}
+import { gql } from '../test/helpers/process.ts';
 
 export interface JobsToCreate {
   /** How many jobs; their ids are `${prefix}-0001` … */

@@ -9,6 +9,7 @@
 // are not required. Never a silent gap.
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { sseFrames } from '../test/helpers/live.ts';
 import type { DbClock, Sql } from './audit.ts';
 import { type Cluster, type Instance, sleep } from './cluster.ts';
 
@@ -274,38 +275,6 @@ function describe(error: unknown): string {
     return `connection closed (${String(e.code)}${e.reason ? ` ${String(e.reason)}` : ''})`;
   }
   return String(error);
-}
-
-/** Reads a `text/event-stream` body frame by frame (comments and keep-alives are skipped). */
-async function* sseFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  let text = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      text += decoder.decode(value, { stream: true });
-      let end: number;
-      while ((end = text.indexOf('\n\n')) >= 0) {
-        const block = text.slice(0, end);
-        text = text.slice(end + 2);
-        let event = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith(':')) continue;
-          const colon = line.indexOf(':');
-          const field = colon < 0 ? line : line.slice(0, colon);
-          const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-          if (field === 'event') event = value;
-          else if (field === 'data') data.push(value);
-        }
-        if (data.length > 0 || event !== 'message') yield { event, data: data.join('\n') };
-      }
-    }
-  } finally {
-    reader.releaseLock();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

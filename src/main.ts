@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     firstSignalAt = Date.now();
     stopRequested = signal;
     log.info({ signal, graceSeconds: config.SHUTDOWN_GRACE_SECONDS }, 'shutting down');
-    if (stop) finish(stop);
+    if (stop) void finish(stop);
   };
   const finish = (stopService: () => Promise<void>) =>
     stopService().then(
@@ -66,9 +66,12 @@ async function main(): Promise<void> {
   if (stopRequested) return void finish(stop);
 
   const shown = ['127.0.0.1', '0.0.0.0', '::'].includes(config.HOST) ? 'localhost' : config.HOST;
+  const url = `http://${shown.includes(':') ? `[${shown}]` : shown}:${service.port}/graphql`;
+  // The sentence is for people; programs (the process helper of the tests and the chaos harness)
+  // wait for `event: 'listening'` and read its fields, never the words.
   log.info(
-    { database: config.DATABASE_URL ? 'external' : 'embedded' },
-    `Server Jobs is running: GraphiQL at http://${shown}:${service.port}/graphql`,
+    { event: 'listening', host: config.HOST, port: service.port, url, database: config.DATABASE_URL ? 'external' : 'embedded' },
+    `Server Jobs is running: GraphiQL at ${url}`,
   );
   if (!config.AUTH_TOKENS) log.warn(`authentication is off (no AUTH_TOKENS); listening on ${config.HOST} only`);
 }

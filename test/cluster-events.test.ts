@@ -1,64 +1,22 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { createClient } from 'graphql-ws';
 import postgres from 'postgres';
 import WebSocket from 'ws';
-import { loadConfig } from '../src/config.ts';
-import { startInstance, type Instance } from '../src/instance.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { silentLog } from './helpers/harness.ts';
+import { operationsDir, testInstance } from './helpers/instance.ts';
 import { sseFrames } from './helpers/live.ts';
+import { gql, waitFor } from './helpers/process.ts';
 
 const url = await createTestDatabase();
-const operationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cluster-ops-'));
-fs.writeFileSync(path.join(operationsDir, 'ops.mjs'), "export default { Noop: async () => {} };\n");
-after(() => fs.rmSync(operationsDir, { recursive: true, force: true }));
-
-async function instance(id: string): Promise<Instance> {
-  const config = loadConfig({ DATABASE_URL: url, PORT: '0', INSTANCE_ID: id, SERVER_OPERATIONS_DIR: operationsDir, SHUTDOWN_GRACE_SECONDS: '5' });
-  const service = await startInstance({ config, log: silentLog });
-  after(() => service.stop());
-  return service;
-}
-
-async function gql(port: number, query: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query }),
-  });
-  const body = (await response.json()) as { data: Record<string, unknown>; errors?: unknown };
-  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-  return body.data;
-}
+const ops = operationsDir();
+const instance = (id: string) => testInstance({ DATABASE_URL: url, INSTANCE_ID: id, SERVER_OPERATIONS_DIR: ops });
 
 interface Seen {
   kind: string;
   jobId: string;
   run: { id: string; status: string; instance: string } | null;
-}
-
-/** Waits until `check` holds, re-checking on every event; fails after `ms`. */
-function until(events: Seen[], check: () => boolean, ms: number, what: string, onEvent: Set<() => void>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onEvent.delete(test);
-      reject(new Error(`timed out waiting for ${what} (${events.length} events)`));
-    }, ms);
-    const test = () => {
-      if (check()) {
-        clearTimeout(timer);
-        onEvent.delete(test);
-        resolve();
-      }
-    };
-    onEvent.add(test);
-    test();
-  });
 }
 
 describe('events across instances', () => {
@@ -73,7 +31,6 @@ describe('events across instances', () => {
     const subscriptionErrors: unknown[] = [];
     const sseErrors: unknown[] = [];
     const ended = { ws: false, sse: false };
-    const onEvent = new Set<() => void>();
     const client = createClient({ url: `ws://127.0.0.1:${b.port}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
     after(() => client.dispose());
     const ready = new Promise<void>((resolve) => client.on('connected', () => resolve()));
@@ -84,19 +41,16 @@ describe('events across instances', () => {
         next: (result) => {
           if (result.data) events.push(result.data.jobEvents);
           if (result.errors) subscriptionErrors.push(result.errors);
-          for (const check of onEvent) check();
         },
         // Closing at teardown also reports here; only errors during the test count.
         error: (error) => {
           if (closing) return;
           subscriptionErrors.push(error);
           ended.ws = true;
-          for (const check of onEvent) check();
         },
         complete: () => {
           if (closing) return;
           ended.ws = true;
-          for (const check of onEvent) check();
         },
       },
     );
@@ -122,23 +76,22 @@ describe('events across instances', () => {
             if (payload.errors) sseErrors.push(payload.errors);
             if (payload.data) sseEvents.push(payload.data.jobEvents);
           }
-          for (const check of onEvent) check();
         }
       } catch {
         // Aborted at the end of the test.
       }
     })();
     // Both subscriptions are registered on B's bus before any job exists.
-    while (b.bus.subscriptionCount < 2) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => b.bus.subscriptionCount >= 2, 'both subscriptions to reach the bus', { intervalMs: 5 });
 
     const JOBS = 20;
     const creates = Array.from({ length: JOBS }, (_, i) => `j${i}: createJob(input: {id: "c${i}", name: "c", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`);
     await gql(a.port, `mutation { ${creates.join('\n')} }`);
     const finished = () => events.filter((e) => e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED').length;
     // A subscription that ends early stops the waiting: the checks below say why it ended.
-    await until(events, () => ended.ws || ended.sse || finished() >= 100, 30_000, '100 finished runs', onEvent);
+    await waitFor(() => ended.ws || ended.sse || finished() >= 100, () => `100 finished runs (${events.length} events)`, { timeoutMs: 30_000 });
 
-    await until(events, () => ended.ws || ended.sse || finished() >= 200, 40_000, '200 finished runs', onEvent);
+    await waitFor(() => ended.ws || ended.sse || finished() >= 200, () => `200 finished runs (${events.length} events)`, { timeoutMs: 40_000 });
 
     await gql(a.port, `mutation { ${Array.from({ length: JOBS }, (_, i) => `p${i}: pauseJob(id: "c${i}") { id }`).join('\n')} }`);
     const admin = postgres(url, { max: 1, onnotice: () => {} });
@@ -174,9 +127,7 @@ describe('events across instances', () => {
     await gql(a.port, 'mutation { createJob(input: {id: "sentinel", name: "s", externalCall: "ServerOperationConnector:Noop", period: "1:0:0", enabled: false}) { id } }');
     const sentinel = (seen: Seen[]) => seen.some((e) => e.kind === 'JOB_CREATED' && e.jobId === 'sentinel');
     const complete = (seen: Seen[], done: boolean) => done || (sentinel(seen) && arrived(seen));
-    await until(events, () => complete(events, ended.ws) && complete(sseEvents, ended.sse), 10_000, 'every run and the sentinel on both transports', onEvent).catch(
-      () => {},
-    );
+    await waitFor(() => complete(events, ended.ws) && complete(sseEvents, ended.sse), 'every run and the sentinel on both transports').catch(() => {});
     closing = true;
     sseAbort.abort();
     await sseDone;

@@ -1,41 +1,29 @@
 // Runs held by one instance, changed through another's API: two service instances on one database,
 // whose only link is the database (the LISTEN/NOTIFY relay and the rows).
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import postgres from 'postgres';
-import { loadConfig } from '../src/config.ts';
-import { startInstance, type Instance } from '../src/instance.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { silentLog } from './helpers/harness.ts';
+import { operationsDir, testInstance } from './helpers/instance.ts';
+import { gql, waitFor } from './helpers/process.ts';
 
 const url = await createTestDatabase();
-const operationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cluster-runs-ops-'));
 // Runs until it is told to stop; then it stops at once.
-fs.writeFileSync(
-  path.join(operationsDir, 'ops.mjs'),
+const ops = operationsDir(
   'export default { Hang: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", resolve)), Noop: async () => {} };\n',
 );
-after(() => fs.rmSync(operationsDir, { recursive: true, force: true }));
 
 const LEASE_SECONDS = 4;
 
-async function instance(id: string): Promise<Instance> {
-  const config = loadConfig({
+const instance = (id: string) =>
+  testInstance({
     DATABASE_URL: url,
-    PORT: '0',
     INSTANCE_ID: id,
-    SERVER_OPERATIONS_DIR: operationsDir,
+    SERVER_OPERATIONS_DIR: ops,
     SERVER_OPERATIONS_WORKERS: '1',
     LEASE_SECONDS: String(LEASE_SECONDS),
     SHUTDOWN_GRACE_SECONDS: '2',
   });
-  const service = await startInstance({ config, log: silentLog });
-  after(() => service.stop());
-  return service;
-}
 
 interface Run {
   id: string;
@@ -47,17 +35,6 @@ interface Run {
 }
 const RUN = 'id jobId status error instance finishedAt';
 
-async function gql<T = Record<string, unknown>>(port: number, query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await response.json()) as { data: T; errors?: unknown };
-  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-  return body.data;
-}
-
 const createJob = (port: number, id: string, op: string) =>
   gql(port, `mutation($id: ID!, $call: String!) { createJob(input: {id: $id, name: "x", externalCall: $call, period: "1:0:0", timeoutSeconds: 600}) { id } }`, {
     id,
@@ -66,15 +43,6 @@ const createJob = (port: number, id: string, op: string) =>
 const runNow = async (port: number, id: string) =>
   (await gql<{ runJobNow: Run }>(port, `mutation($id: ID!) { runJobNow(id: $id) { ${RUN} } }`, { id })).runJobNow;
 
-/** Waits until `check` holds, polling; fails after `ms`. */
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('runs held by another instance', () => {
   it('should answer cancelRun through instance B with the final CANCELLED row of a run instance A holds', async () => {
     const a = await instance('A');
@@ -82,14 +50,14 @@ describe('runs held by another instance', () => {
     await createJob(a.port, 'held-by-a', 'Hang');
     const run = await runNow(a.port, 'held-by-a');
     assert.deepEqual([run.status, run.instance], ['RUNNING', 'A']);
-    await until(() => a.scheduler.inFlightCount === 1, 'the run to be in flight on A');
+    await waitFor(() => a.scheduler.inFlightCount === 1, 'the run to be in flight on A');
 
     const { cancelRun } = await gql<{ cancelRun: Run }>(b.port, `mutation($id: ID!) { cancelRun(id: $id) { ${RUN} } }`, { id: run.id });
     assert.equal(cancelRun.id, run.id);
     assert.equal(cancelRun.status, 'CANCELLED');
     assert.equal(cancelRun.instance, 'A', 'A ended it');
     assert.notEqual(cancelRun.finishedAt, null);
-    await until(() => a.scheduler.inFlightCount === 0, 'A to let go of the run');
+    await waitFor(() => a.scheduler.inFlightCount === 0, 'A to let go of the run');
   });
 
   it('should end a run A holds when its job is deleted through B: CANCELLED "job deleted" at once, A aborts the call, the id starts afresh', async () => {
@@ -97,7 +65,7 @@ describe('runs held by another instance', () => {
     const b = await instance('B2');
     await createJob(a.port, 'deleted-on-b', 'Hang');
     const run = await runNow(a.port, 'deleted-on-b');
-    await until(() => a.scheduler.inFlightCount === 1, 'the run to be in flight on A');
+    await waitFor(() => a.scheduler.inFlightCount === 1, 'the run to be in flight on A');
 
     await gql(b.port, 'mutation { deleteJob(id: "deleted-on-b") }');
     const sql = postgres(url, { max: 1, onnotice: () => {} });
@@ -105,13 +73,13 @@ describe('runs held by another instance', () => {
     const row = async () => (await sql<{ status: string; error: string | null }[]>`select status, error from job_runs where id = ${run.id}`)[0]!;
     assert.deepEqual(await row(), { status: 'CANCELLED', error: 'job deleted' }, 'ended in the delete itself');
     // A aborts the call (its operation returns on the abort), and its own end is refused.
-    await until(() => a.scheduler.inFlightCount === 0, 'A to abort the call');
+    await waitFor(() => a.scheduler.inFlightCount === 0, 'A to abort the call');
     assert.deepEqual(await row(), { status: 'CANCELLED', error: 'job deleted' });
 
     // Re-created with the same id, through A: no running run is inherited.
     await createJob(a.port, 'deleted-on-b', 'Noop');
     const fresh = await runNow(b.port, 'deleted-on-b');
     assert.equal(fresh.status, 'RUNNING');
-    await until(async () => (await sql`select 1 from job_runs where id = ${fresh.id} and status = 'SUCCEEDED'`).length === 1, 'the new run to succeed');
+    await waitFor(async () => (await sql`select 1 from job_runs where id = ${fresh.id} and status = 'SUCCEEDED'`).length === 1, 'the new run to succeed');
   });
 });

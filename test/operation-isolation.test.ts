@@ -149,18 +149,19 @@ test('one operation spinning does not hold up 50 jobs at one second, the API or 
 
   const succeeded = async (min: number) =>
     (await serviceDb.sql<{ n: number }[]>`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`)[0]!.n >= min;
-  await waitFor(() => succeeded(50), { timeoutMs: 30_000, what: 'the quick jobs to run' });
+  await waitFor(() => succeeded(50), 'the quick jobs to run', { timeoutMs: 30_000, intervalMs: 100 });
 
   await gql(port, `mutation { runJobNow(id: "spin") { id } }`);
   const spun = await waitFor(
     async () => (await serviceDb.sql<Run[]>`select status, error from job_runs where job_id = 'spin' and status <> 'RUNNING'`)[0],
-    { timeoutMs: 30_000, what: 'the spinning run to end' },
+    'the spinning run to end',
+    { timeoutMs: 30_000, intervalMs: 100 },
   );
   assert.equal(spun.status, 'TIMED_OUT', `the spinning run ended ${spun.status}: ${spun.error}`);
   await service.waitForLog((r) => r.msg === 'replacing a server operations worker', 10_000, 'that it replaced the blocked worker');
   // The quick jobs kept running while it spun, and go on after.
   const [counted] = await serviceDb.sql<{ n: number }[]>`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`;
-  await waitFor(() => succeeded(counted!.n + 100), { timeoutMs: 30_000, what: 'the quick jobs to go on after the spin' });
+  await waitFor(() => succeeded(counted!.n + 100), 'the quick jobs to go on after the spin', { timeoutMs: 30_000, intervalMs: 100 });
   polling = false;
   await poller;
 

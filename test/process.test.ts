@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { testDatabase } from './helpers/db.ts';
-import { gql, gqlResult, isAlive, postmasterPid, runService, startServiceProcess, stopAll, waitFor } from './helpers/process.ts';
+import { gql, gqlResult, isAlive, isListening, postmasterPid, runService, startServiceProcess, stopAll, waitFor } from './helpers/process.ts';
 
 // One database per scenario, so that one scenario's jobs never run in another's service.
 const restartDb = await testDatabase();
@@ -81,9 +81,8 @@ describe('the service as a process', { concurrency: true }, () => {
     await gql(first.port, CREATE_JOB, {
       input: { id: 'tick', name: 'Every second', externalCall: 'ServerOperationConnector:Noop', period: '0:0:1', timeoutSeconds: 30 },
     });
-    await waitFor(async () => (await runsOf(first.port, 'tick')).filter((r) => r.status === 'SUCCEEDED').length >= 2, {
-      timeoutMs: 10_000,
-      what: 'two SUCCEEDED runs of the job',
+    await waitFor(async () => (await runsOf(first.port, 'tick')).filter((r) => r.status === 'SUCCEEDED').length >= 2, 'two SUCCEEDED runs of the job', {
+      intervalMs: 100,
     });
 
     first.service.signal('SIGTERM');
@@ -105,7 +104,7 @@ describe('the service as a process', { concurrency: true }, () => {
     await waitFor(async () => {
       const [row] = await sql<{ now: Date }[]>`select clock_timestamp() as now`;
       return row!.now.getTime() >= downUntil;
-    }, { timeoutMs: 10_000, what: 'the downtime to pass' });
+    }, 'the downtime to pass', { intervalMs: 100 });
 
     const second = await runService(t, { ...env, INSTANCE_ID: 'restart-second' });
     const jobs = await gql<{ jobs: { id: string; period: string; enabled: boolean }[] }>(second.port, `{ jobs { id period enabled } }`);
@@ -127,7 +126,7 @@ describe('the service as a process', { concurrency: true }, () => {
     const ended = await waitFor(async () => {
       const runs = (await runsOf(second.port, 'tick')).filter((r) => ms(r.scheduledAt) > lastBefore);
       return runs.length >= 2 && runs.slice(0, 2).every((r) => r.status !== 'RUNNING') ? runs : undefined;
-    }, { timeoutMs: 10_000, what: 'two ended runs after the restart' });
+    }, 'two ended runs after the restart', { intervalMs: 100 });
     const [coalesced, next] = ended;
     assert.deepEqual(
       { trigger: coalesced!.trigger, status: coalesced!.status, instance: coalesced!.instance },
@@ -196,7 +195,7 @@ describe('the service as a process', { concurrency: true }, () => {
     const dataDir = path.join(tmp, 'embedded');
     const env = { DATA_DIR: dataDir, SERVER_OPERATIONS_DIR: operationsDir, LEASE_SECONDS: '2', SHUTDOWN_GRACE_SECONDS: '1' };
     const first = await runService(t, { ...env, INSTANCE_ID: 'embedded-first' });
-    assert.ok(first.service.records.some((r) => r.msg?.startsWith('Server Jobs is running') && r['database'] === 'embedded'));
+    assert.ok(first.service.records.some((r) => isListening(r) && r['database'] === 'embedded'));
 
     const intruder = startServiceProcess(t, { ...env, INSTANCE_ID: 'embedded-intruder' });
     assert.equal((await intruder.waitForExit(60_000)).code, 1, intruder.output);
@@ -244,15 +243,22 @@ describe('the service as a process', { concurrency: true }, () => {
     const badText = badValues.stdout + badValues.stderr;
     assert.match(badText, /PORT.*abc/);
     assert.match(badText, /LEASE_SECONDS/);
-    assert.ok(!badValues.records.some((r) => r.msg?.startsWith('Server Jobs is running')));
+    assert.ok(!badValues.records.some(isListening));
 
     assert.equal(authExit.code, 1, auth.output);
     assert.match(auth.stdout + auth.stderr, /AUTH_TOKENS.*authentication is not available/);
-    assert.ok(!auth.records.some((r) => r.msg?.startsWith('Server Jobs is running')), 'it never runs more open than configured');
+    assert.ok(!auth.records.some(isListening), 'it never runs more open than configured');
   });
 
   test('answers /health with its instance and database state, and /health/live', async (t) => {
     const { service, port } = await runService(t, { DATABASE_URL: healthDb.url, SERVER_OPERATIONS_DIR: operationsDir, INSTANCE_ID: 'healthy-one' });
+    // Ready is a record with fields programs read, and a sentence people read.
+    const listening = service.records.find(isListening)!;
+    assert.deepEqual(
+      [listening['port'], listening['host'], listening['url'], listening['database']],
+      [port, '127.0.0.1', `http://localhost:${port}/graphql`, 'external'],
+    );
+    assert.equal(listening.msg, `Server Jobs is running: GraphiQL at http://localhost:${port}/graphql`);
     const health = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5_000) });
     assert.equal(health.status, 200);
     assert.match(health.headers.get('content-type') ?? '', /application\/json/);

@@ -5,11 +5,12 @@ import WebSocket from 'ws';
 import type { JobRow } from '../src/db/rows.ts';
 import { EventBus, SubscriberOverflowError } from '../src/events/bus.ts';
 import type { TopicEvent } from '../src/events/topics.ts';
-import { appFor, gqlOk, type Json, until } from './helpers/api.ts';
+import { appFor, gqlOk, type Json } from './helpers/api.ts';
 import { gate } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';
 import { harness, type Harness, T0, tickAndSettle } from './helpers/harness.ts';
 import { type Collected, type SseFrame, sseFrames, subscribeWs } from './helpers/live.ts';
+import { waitFor } from './helpers/process.ts';
 
 const { sql } = await testDatabase();
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
@@ -41,7 +42,7 @@ async function liveApp(h: Harness): Promise<{ app: ReturnType<typeof appFor>; cl
 
 /** Waits until `count` more bus listeners exist: the server has set up the subscriptions. */
 const subscribed = (h: Harness, base: number, count: number) =>
-  until(() => h.bus.subscriberCount >= base + count, `${count} subscriptions to reach the bus`);
+  waitFor(() => h.bus.subscriberCount >= base + count, `${count} subscriptions to reach the bus`);
 
 const eventsOf = (items: { jobEvents: JobEventData }[], jobId: string) =>
   items.map((i) => i.jobEvents).filter((e) => e.jobId === jobId);
@@ -166,7 +167,7 @@ describe('jobEvents over graphql-ws', () => {
 
     all.dispose();
     onlyA.dispose();
-    await until(() => h.bus.subscriberCount === base, 'the disposed subscriptions to leave the bus');
+    await waitFor(() => h.bus.subscriberCount === base, 'the disposed subscriptions to leave the bus');
   });
 
   it('should deliver logEntryAdded(jobId, minLevel: WARNING) entries of WARNING and ERROR only', { timeout: 30_000 }, async () => {
@@ -268,7 +269,7 @@ describe('jobEvents over SSE', () => {
     ]);
 
     abort.abort();
-    await until(() => h.bus.subscriberCount === base, 'the aborted SSE subscription to leave the bus');
+    await waitFor(() => h.bus.subscriberCount === base, 'the aborted SSE subscription to leave the bus');
   });
 
   it('should end with `event: complete` when the subscriber falls too far behind', { timeout: 30_000 }, async () => {
@@ -285,7 +286,7 @@ describe('jobEvents over SSE', () => {
     const other = h.bus.subscribe((e) => e, 100_000);
     const job = { id: 'flood' } as JobRow;
     for (let i = 0; i < 5000; i++) h.bus.publish('job:updated', { at: new Date(T0 + i), job });
-    await until(() => h.bus.subscriberCount === base + 1, 'the overflowing SSE subscription to be cut off');
+    await waitFor(() => h.bus.subscriberCount === base + 1, 'the overflowing SSE subscription to be cut off');
 
     // The other subscriber got every event.
     let count = 0;

@@ -67,14 +67,39 @@ export async function gqlOk<T = Json>(app: App, query: string, variables?: Recor
   return result.data;
 }
 
-/**
- * Resolves once `condition` holds, checking after each turn of the event loop; for state that
- * has no event to await (e.g. a subscription registering on the bus). Fails after `timeoutMs`.
- */
-export async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+// ---------------------------------------------------------------------------------------------
+// The operations of the GraphQL API tests, with their fields, and shortcuts over them.
+
+export const JOB = `id name externalCall connectorId method period periodSeconds enabled pausedNote timeoutSeconds nextRunAt createdAt updatedAt`;
+export const RUN = `id jobId trigger scheduledAt startedAt finishedAt durationMs status error instance missed`;
+export const CREATE = `mutation($input: CreateJobInput!) { createJob(input: $input) { ${JOB} } }`;
+export const UPDATE = `mutation($id: ID!, $input: UpdateJobInput!) { updateJob(id: $id, input: $input) { ${JOB} } }`;
+export const PAUSE = `mutation($id: ID!, $note: String) { pauseJob(id: $id, note: $note) { ${JOB} } }`;
+export const RESUME = `mutation($id: ID!) { resumeJob(id: $id) { ${JOB} } }`;
+export const DELETE = `mutation($id: ID!) { deleteJob(id: $id) }`;
+export const RUN_NOW = `mutation($id: ID!) { runJobNow(id: $id) { ${RUN} } }`;
+export const CANCEL = `mutation($id: ID!) { cancelRun(id: $id) { ${RUN} } }`;
+export const JOBS = `query($enabled: Boolean) { jobs(enabled: $enabled) { id enabled } }`;
+export const RUNS = `query($jobId: ID, $status: RunStatus, $first: Int, $after: String) {
+  runs(jobId: $jobId, status: $status, first: $first, after: $after) {
+    edges { cursor node { ${RUN} job { id } } }
+    pageInfo { hasNextPage endCursor }
+  } }`;
+export const LOG = `query($jobId: ID, $level: LogLevel, $since: DateTime, $first: Int, $after: String) {
+  logEntries(jobId: $jobId, level: $level, since: $since, first: $first, after: $after) {
+    edges { cursor node { id at level message jobId runId details } }
+    pageInfo { hasNextPage endCursor }
+  } }`;
+
+export type Connection = { edges: { cursor: string; node: Json }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
+
+export const input = (overrides: Json = {}) => ({ id: 'job-1', name: 'A job', externalCall: 'Test:ok', period: '0:0:5', ...overrides });
+
+export async function createJob(app: App, overrides: Json = {}): Promise<Json> {
+  return (await gqlOk(app, CREATE, { input: input(overrides) }))['createJob'];
 }
+
+export const runsPage = async (app: App, vars: Json = {}): Promise<Connection> =>
+  (await gqlOk(app, RUNS, vars))['runs'];
+export const logPage = async (app: App, vars: Json = {}): Promise<Connection> =>
+  (await gqlOk(app, LOG, vars))['logEntries'];

@@ -1,13 +1,17 @@
-// Runs the service as a real process (`node --import tsx src/main.ts`, what `npm start` runs) and
-// talks to it over HTTP. Every wait is bounded and fails with what the process printed. Every
-// process is stopped when the test that started it ends (`t.after`), and `stopAll()` (for a file's
-// `after` hook) catches any other; both also stop an embedded PostgreSQL a killed service orphaned.
+// The one process helper of the tests and of the chaos harness (chaos/cluster.ts builds its
+// instances on it): it runs the service as a real process (`node --import tsx src/main.ts`, what
+// `npm start` runs), reads its readiness from the structured `listening` record it logs, posts
+// GraphQL to it and waits for conditions. Every wait is bounded and fails saying what it waited
+// for (and, for a process, what it printed). A test's process is stopped when the test ends
+// (`t.after`), and `stopAll()` (for a file's `after` hook) catches any other; both also stop an
+// embedded PostgreSQL a killed service orphaned. `killEveryProcess()` is the harness's last resort.
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { SETTINGS } from '../../src/config.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -15,6 +19,8 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export interface LogRecord {
   level?: number;
   msg?: string;
+  /** What a record means to programs (e.g. 'listening'), where the service says so. */
+  event?: string;
   [key: string]: unknown;
 }
 
@@ -23,39 +29,55 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** Every setting the service reads: the child gets none of them from this process's environment. */
-const SERVICE_VARS = [
-  'PORT', 'HOST', 'DATABASE_URL', 'DATA_DIR', 'EMBEDDED_PG_PORT', 'SERVER_OPERATIONS_DIR', 'SERVER_OPERATIONS_WORKERS', 'INSTANCE_ID',
-  'LEASE_SECONDS', 'SHUTDOWN_GRACE_SECONDS', 'LOG_RETENTION_DAYS', 'RUN_RETENTION_DAYS', 'LOG_LEVEL',
-  'AUTH_TOKENS', 'HTTP_CONNECTOR_ALLOW_HOSTS',
-];
+/** Every setting the service reads (config.ts's list): the child gets none of them from this process's environment. */
+const SERVICE_VARS: readonly string[] = SETTINGS;
 
+/** Variables of this process's own runtime that must not leak into a service (one gets its own through `runtimeEnv`). */
+const RUNTIME_VARS = ['NODE_TEST_CONTEXT', 'LD_PRELOAD', 'FAKETIME', 'FAKETIME_DONT_FAKE_MONOTONIC'];
+
+/** Every service process started here that has not exited. */
 const live = new Set<ServiceProcess>();
-/** Data directories of embedded databases started by services of this test file. */
+/** Data directories of embedded databases started by services of this process. */
 const dataDirs = new Set<string>();
 
-const RUNNING = /^Server Jobs is running: GraphiQL at http:\/\/[^/]+:(\d+)\/graphql/;
+/** How many of the last lines a process printed are kept for error messages. */
+const TAIL_LINES = 40;
 
+export interface ServiceProcessOptions {
+  /** Variables of the process's runtime beyond the settings, e.g. libfaketime's LD_PRELOAD and FAKETIME. */
+  runtimeEnv?: Record<string, string>;
+  /** Called with every line the process prints, stdout and stderr alike (a log file, say). */
+  onLine?: (line: string) => void;
+}
+
+/** One service process: what it printed, its readiness, its exit, and the signals it can be sent. */
 export class ServiceProcess {
   readonly child: ChildProcess;
+  /** Its stdout, line by line: pino records. */
   readonly records: LogRecord[] = [];
   stdout = '';
   stderr = '';
+  /** The last lines it printed, stdout and stderr as they came. */
+  readonly tail: string[] = [];
   readonly exited: Promise<Exit>;
   /** The data directory of its embedded PostgreSQL, when it uses one. */
   readonly dataDir: string | undefined;
+  /** The bound HTTP port, read from its `listening` record; 0 until then. */
+  port = 0;
   #exit: Exit | null = null;
+  #frozen = false;
   #listeners = new Set<() => void>();
 
-  constructor(env: Record<string, string>) {
+  /** Starts `node --import tsx src/main.ts` with these settings (PORT defaults to 0: a free port). */
+  constructor(env: Record<string, string>, options: ServiceProcessOptions = {}) {
     const inherited = Object.fromEntries(
       Object.entries(process.env).filter(
-        ([key, value]) => value !== undefined && !SERVICE_VARS.includes(key) && key !== 'NODE_TEST_CONTEXT',
+        ([key, value]) => value !== undefined && !SERVICE_VARS.includes(key) && !RUNTIME_VARS.includes(key),
       ),
     ) as Record<string, string>;
     this.child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: repoRoot,
-      env: { ...inherited, PORT: '0', LOG_LEVEL: 'info', ...env },
+      env: { ...inherited, PORT: '0', LOG_LEVEL: 'info', ...env, ...options.runtimeEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.dataDir = env['DATABASE_URL'] ? undefined : path.resolve(repoRoot, env['DATA_DIR'] ?? 'data');
@@ -71,6 +93,7 @@ export class ServiceProcess {
       };
       this.child.once('error', (error) => {
         this.stderr += `${String(error)}\n`;
+        this.#remember(String(error), options.onLine);
         done({ code: null, signal: null });
       });
       // 'close': the process ended and its output has been read to the end.
@@ -78,18 +101,13 @@ export class ServiceProcess {
     });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       this.stdout += `${line}\n`;
-      let record: LogRecord;
-      try {
-        const parsed: unknown = JSON.parse(line);
-        record = parsed && typeof parsed === 'object' ? (parsed as LogRecord) : { msg: line };
-      } catch {
-        record = { msg: line };
-      }
-      this.records.push(record);
+      this.#remember(line, options.onLine);
+      this.records.push(parseRecord(line));
       this.#notify();
     });
-    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
+    createInterface({ input: this.child.stderr! }).on('line', (line) => {
+      this.stderr += `${line}\n`;
+      this.#remember(line, options.onLine);
     });
   }
 
@@ -102,9 +120,14 @@ export class ServiceProcess {
     return this.#exit;
   }
 
+  /** Stopped by `freeze()` and not resumed. */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
   /** Everything the process wrote, for assertion messages. */
   get output(): string {
-    const tail = (text: string) => text.split('\n').slice(-40).join('\n');
+    const tail = (text: string) => text.split('\n').slice(-TAIL_LINES).join('\n');
     return `--- stdout (last lines) ---\n${tail(this.stdout)}\n--- stderr ---\n${tail(this.stderr)}`;
   }
 
@@ -132,10 +155,11 @@ export class ServiceProcess {
     });
   }
 
-  /** Waits for the "Server Jobs is running" line; resolves with the bound HTTP port. */
-  async waitUntilRunning(timeoutMs = 60_000): Promise<number> {
-    const record = await this.waitForLog((r) => RUNNING.test(r.msg ?? ''), timeoutMs, 'that it is running');
-    return Number(RUNNING.exec(record.msg!)![1]);
+  /** Waits for its `listening` record (main.ts logs it once it serves); resolves with the bound HTTP port. */
+  async waitUntilListening(timeoutMs = 60_000): Promise<number> {
+    const record = await this.waitForLog(isListening, timeoutMs, 'that it is listening');
+    this.port = record['port'] as number;
+    return this.port;
   }
 
   /** Waits for the process to end; fails when it does not within the time. */
@@ -151,28 +175,77 @@ export class ServiceProcess {
     }
   }
 
+  /** Sends a signal (none once it exited). */
   signal(signal: NodeJS.Signals): void {
-    if (!this.#exit) this.child.kill(signal);
+    if (this.#exit) return;
+    try {
+      this.child.kill(signal);
+    } catch {
+      /* already gone */
+    }
   }
 
-  /** Ends the process if it still runs (SIGTERM, SIGKILL after 5 s) and any PostgreSQL it left behind. */
-  async stop(): Promise<void> {
+  /** SIGSTOP: the process stops where it is, holding its connections, locks and runs. */
+  freeze(): void {
+    this.signal('SIGSTOP');
+    this.#frozen = true;
+  }
+
+  /** SIGCONT after a freeze. */
+  resume(): void {
+    if (!this.#frozen) return;
+    this.signal('SIGCONT');
+    this.#frozen = false;
+  }
+
+  /** SIGKILL (resumed first, should it be frozen): it dies at once, leaving its runs RUNNING. */
+  kill(): Promise<Exit> {
+    this.resume();
+    this.signal('SIGKILL');
+    return this.exited;
+  }
+
+  /**
+   * Ends the process if it still runs (resumed, SIGTERM, SIGKILL after `graceMs`), then any
+   * embedded PostgreSQL it left behind. Resolves with its exit (null: even SIGKILL did not end it in 5 s).
+   */
+  async stop(graceMs = 5_000): Promise<Exit | null> {
     if (!this.#exit) {
+      this.resume();
       this.signal('SIGTERM');
-      await this.waitForExit(5_000).catch(() => {
+      await this.waitForExit(graceMs).catch(() => {
         this.signal('SIGKILL');
         return this.waitForExit(5_000).catch(() => {});
       });
     }
-    // Unless another service of this file is using the directory now.
+    // Unless another service is using the directory now.
     const dir = this.dataDir;
     if (dir && ![...live].some((other) => other.dataDir === dir)) await stopStrayPostgres(dir);
+    return this.#exit;
+  }
+
+  #remember(line: string, onLine: ((line: string) => void) | undefined): void {
+    if (this.tail.push(line) > TAIL_LINES) this.tail.shift();
+    onLine?.(line);
   }
 
   #notify(): void {
     for (const listener of [...this.#listeners]) listener();
   }
 }
+
+function parseRecord(line: string): LogRecord {
+  try {
+    const parsed: unknown = JSON.parse(line);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as LogRecord;
+  } catch {
+    /* not JSON */
+  }
+  return { msg: line };
+}
+
+/** The record main.ts logs once the service serves (see there): its fields, never its words. */
+export const isListening = (record: LogRecord): boolean => record.event === 'listening' && typeof record['port'] === 'number';
 
 const describeExit = (exit: Exit) => (exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`);
 
@@ -193,14 +266,26 @@ export async function runService(
   timeoutMs = 60_000,
 ): Promise<{ service: ServiceProcess; port: number }> {
   const service = startServiceProcess(t, env);
-  const port = await service.waitUntilRunning(timeoutMs);
+  const port = await service.waitUntilListening(timeoutMs);
   return { service, port };
 }
 
-/** Stops every service of this file still running and any embedded PostgreSQL they left. For `after`. */
+/** Stops every service still running and any embedded PostgreSQL they left. For a file's `after`. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((service) => service.stop()));
   for (const dir of dataDirs) await stopStrayPostgres(dir);
+}
+
+/** SIGKILLs every service process still alive, at once (the harness itself is being interrupted). */
+export function killEveryProcess(): void {
+  for (const service of live) {
+    try {
+      process.kill(service.pid, 'SIGCONT');
+      process.kill(service.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 /** The pid in `${dataDir}/pg/postmaster.pid` while that process is alive, else undefined. */
@@ -219,7 +304,7 @@ export async function stopStrayPostgres(dataDir: string): Promise<void> {
   } catch {
     return;
   }
-  const gone = await waitFor(async () => !(await isAlive(pid)), { timeoutMs: 10_000, what: 'a stray PostgreSQL to stop' }).catch(() => false);
+  const gone = await waitFor(async () => !(await isAlive(pid)), 'a stray PostgreSQL to stop', { timeoutMs: 10_000 }).catch(() => false);
   if (!gone) {
     try {
       process.kill(-pid, 'SIGKILL'); // it leads a process group of its own
@@ -240,41 +325,63 @@ export async function isAlive(pid: number): Promise<boolean> {
   return !/\) Z /.test(stat);
 }
 
+export interface GraphQLErrorJson {
+  message: string;
+  path?: (string | number)[];
+  extensions?: { code?: string; [key: string]: unknown };
+}
+
 export interface GraphQLResult<T> {
-  data?: T;
-  errors?: { message: string; extensions?: { code?: string } }[];
+  data?: T | null;
+  errors?: GraphQLErrorJson[];
 }
 
-/** POSTs one operation to /graphql; throws on HTTP or GraphQL errors. */
-export async function gql<T = Record<string, unknown>>(port: number, query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const result = await gqlResult<T>(port, query, variables);
-  if (result.errors?.length || !result.data) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors ?? result)}`);
-  return result.data;
-}
-
-/** POSTs one operation to /graphql and answers the whole result, errors included. */
-export async function gqlResult<T>(port: number, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLResult<T>> {
+/**
+ * POSTs one operation to the /graphql of the service on `port` and resolves with its answer,
+ * errors included; rejects when no answer came (unreachable, or `timeoutMs` passed: a
+ * TimeoutError) or the answer is not JSON.
+ */
+export async function gqlResult<T = Record<string, unknown>>(
+  port: number,
+  query: string,
+  variables: Record<string, unknown> = {},
+  timeoutMs = 30_000,
+): Promise<GraphQLResult<T>> {
   const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
     body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(10_000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await response.text();
   try {
     return JSON.parse(text) as GraphQLResult<T>;
   } catch {
-    throw new Error(`/graphql answered ${response.status}: ${text.slice(0, 500)}`);
+    throw new Error(`/graphql on port ${port} answered ${response.status}: ${text.slice(0, 500)}`);
   }
 }
 
+/** Like `gqlResult`, but resolves with the data; throws on HTTP or GraphQL errors. */
+export async function gql<T = Record<string, unknown>>(
+  port: number,
+  query: string,
+  variables: Record<string, unknown> = {},
+  timeoutMs = 30_000,
+): Promise<T> {
+  const result = await gqlResult<T>(port, query, variables, timeoutMs);
+  if (result.errors?.length || !result.data) throw new Error(`GraphQL errors from port ${port}: ${JSON.stringify(result.errors ?? result).slice(0, 1000)}`);
+  return result.data;
+}
+
 /**
- * Polls `predicate` every `intervalMs` until it answers something truthy, and resolves with that;
- * fails after `timeoutMs` naming `what` (and the last error the predicate threw, if any).
+ * Checks `predicate` every `intervalMs` until it answers something truthy, and resolves with
+ * that; fails after `timeoutMs` naming `what` (and the last error the predicate threw, if any).
+ * `what` may be a function, to describe the state at the time of failure.
  */
 export async function waitFor<T>(
   predicate: () => T | Promise<T>,
-  { timeoutMs, intervalMs = 100, what }: { timeoutMs: number; intervalMs?: number; what: string },
+  what: string | (() => string),
+  { timeoutMs = 10_000, intervalMs = 10 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -287,7 +394,8 @@ export async function waitFor<T>(
       lastError = error;
     }
     if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+      const described = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${described}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
