@@ -12,6 +12,7 @@
 //   clock-skew  one instance's system clock 5 minutes ahead (and one 5 minutes behind, with 3+)
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Setting } from '../src/config.ts';
 import { audit, type AuditReport, auditClient, dbClock, dbNow, type HeldRun, lateClaims, progress, resumeLatencies, runningRunsOf, runsById, type Sql } from './audit.ts';
 import { type ChangeAttempt, ChangeDriver, changedSpans, type ChangedSpans, type ChangeSummary } from './changes.ts';
 import { Cluster, faketimeMissing, type Instance, sleep } from './cluster.ts';
@@ -242,7 +243,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       LEASE_SECONDS: String(options.leaseSeconds),
       SHUTDOWN_GRACE_SECONDS: String(options.shutdownGraceSeconds ?? 5),
       LOG_LEVEL: 'info',
-    },
+    } satisfies Partial<Record<Setting, string>>, // a renamed or removed setting fails to compile here
     clockOffsets: Object.fromEntries(clockOffsets.map((offset, i) => [i, offset])),
     logDir,
   });

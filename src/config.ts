@@ -5,10 +5,11 @@ import path from 'node:path';
 import { z } from 'zod';
 import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/address-policy.ts';
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** pino's levels, for the service's own output (not the job log's levels). */
+const PINO_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** Settings whose values may hold a secret: never echoed in a message (SPEC §8). */
-const SECRET_SETTINGS = new Set(['DATABASE_URL', 'AUTH_TOKENS']);
+const SECRET_SETTINGS: ReadonlySet<string> = new Set<Setting>(['DATABASE_URL', 'AUTH_TOKENS']);
 
 /**
  * A host name: dot-separated labels of 1–63 letters, digits, hyphens (RFC 1123) or underscores
@@ -52,13 +53,19 @@ const schema = z.object({
   SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(10),
   LOG_RETENTION_DAYS: int(1, 36500).default(30),
   RUN_RETENTION_DAYS: int(1, 36500).default(30),
-  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  LOG_LEVEL: z.enum(PINO_LEVELS).default('info'),
   AUTH_TOKENS: z.string().optional(),
   HTTP_CONNECTOR_ALLOW_HOSTS: z.string().optional(),
 });
 
-/** The names of every setting, for the checks that .env.example and the README list them all. */
-export const SETTINGS: readonly string[] = Object.keys(schema.shape);
+/** The name of a setting: a key of the schema above, the one list of settings. */
+export type Setting = keyof typeof schema.shape;
+
+/**
+ * The names of every setting, in the schema's order: process helpers (tests, chaos) keep them all
+ * out of a child's inherited environment, and a test checks .env.example and the README list them.
+ */
+export const SETTINGS = Object.keys(schema.shape) as readonly Setting[];
 
 /** The settings, typed; `HTTP_CONNECTOR_ALLOW_HOSTS` comes parsed, once, here. */
 export type Config = Readonly<

@@ -153,5 +153,13 @@ describe('configuration', () => {
       assert.match(example[line - 1]!, /^# /, `.env.example: ${name} has no comment above it`);
       assert.ok(readme.includes(`| \`${name}\` |`), `README's configuration table has no row for ${name}`);
     }
+    // And nothing else, in the same order: a setting renamed or removed in config.ts leaves no
+    // stale line behind. The example operations' own variables come after the service's.
+    const examples = example.findIndex((l) => l.startsWith('# --- The example operations'));
+    assert.ok(examples > 0, '.env.example has no "# --- The example operations" section');
+    const listed = example.slice(0, examples).flatMap((l) => /^([A-Z][A-Z0-9_]*)=/.exec(l)?.[1] ?? []);
+    assert.deepEqual(listed, SETTINGS, ".env.example's service settings are not config.ts's SETTINGS");
+    const rows = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \| [^|]* \| (?!Example operations:)/gm)].map((m) => m[1]);
+    assert.deepEqual(rows, SETTINGS, "README's configuration table (less the example operations' rows) is not config.ts's SETTINGS");
   });
 });

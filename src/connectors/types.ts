@@ -1,5 +1,5 @@
 import type { Sql } from '../db/client.ts';
-import type { ConnectorRow, LogLevel } from '../db/rows.ts';
+import type { ConnectorKind, ConnectorRow, LogLevel } from '../db/rows.ts';
 
 /** What a connector call (and a server operation) receives. */
 export interface CallContext {
@@ -15,8 +15,6 @@ export interface CallContext {
 
 /** A server operation: what a module in SERVER_OPERATIONS_DIR exports by name, and the built-ins. */
 export type Operation = (ctx: CallContext) => Promise<unknown>;
-
-export type ConnectorKind = 'SERVER_OPERATIONS' | 'HTTP';
 
 /**
  * Thrown by a connector whose own deadline passed (e.g. an HTTP connector's timeoutSeconds):

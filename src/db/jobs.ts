@@ -1,18 +1,8 @@
 import type { Queryable } from './client.ts';
 import type { JobRow } from './rows.ts';
 
-export interface NewJob {
-  id: string;
-  name: string;
-  connectorId: string;
-  method: string;
-  periodSeconds: number;
-  enabled: boolean;
-  timeoutSeconds: number | null;
-  anchorAt: Date;
-  nextDueAt: Date;
-  now: Date;
-}
+/** A job to insert: its row less the pause note (a new job has none) and the time stamps, which are `now`. */
+export type NewJob = Omit<JobRow, 'pausedNote' | 'createdAt' | 'updatedAt'> & { now: Date };
 
 /** Inserts a job; returns null when the id is taken. */
 export async function insertJob(sql: Queryable, job: NewJob): Promise<JobRow | null> {

@@ -1,14 +1,8 @@
 import type { Queryable } from './client.ts';
 import type { LogLevel, LogRow } from './rows.ts';
 
-export interface NewLogEntry {
-  at: Date;
-  level: LogLevel;
-  message: string;
-  jobId?: string | null;
-  runId?: string | null;
-  details?: unknown;
-}
+/** A log entry to insert: the id is the database's; job, run and details are optional. */
+export type NewLogEntry = Pick<LogRow, 'at' | 'level' | 'message'> & Partial<Pick<LogRow, 'jobId' | 'runId' | 'details'>>;
 
 export async function insertLogEntries(sql: Queryable, entries: NewLogEntry[]): Promise<LogRow[]> {
   if (entries.length === 0) return [];

@@ -1,6 +1,6 @@
 import type { Queryable, Sql } from './client.ts';
 import { insertLogEntries, type NewLogEntry } from './log.ts';
-import type { JobRow, LogLevel, LogRow, RunRow, RunStatus } from './rows.ts';
+import type { ClaimStatus, EndStatus, JobRow, LogRow, RunRow, RunStatus } from './rows.ts';
 
 /** A job as the claim sees it: the job and whether a run of it is in progress. */
 export interface DueJob extends JobRow {
@@ -11,7 +11,7 @@ export interface NewScheduledRun {
   jobId: string;
   scheduledAt: Date;
   missed: number;
-  status: 'RUNNING' | 'SKIPPED';
+  status: ClaimStatus;
   nextDueAt: Date;
 }
 
@@ -138,10 +138,10 @@ export async function insertManualRun(
 }
 
 export interface RunEnd {
-  status: Exclude<RunStatus, 'RUNNING' | 'SKIPPED'>;
+  status: EndStatus;
   error: string | null;
   now: Date;
-  log?: { level: LogLevel; message: string; details: unknown } | undefined;
+  log?: Pick<LogRow, 'level' | 'message' | 'details'> | undefined;
 }
 
 export interface FinishedRun {

@@ -13,6 +13,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import { AUTH_SCHEMES, type ConnectorHeader, LOG_LEVELS, RUN_STATUSES, RUN_TRIGGERS, STORED_CONNECTOR_KINDS } from './rows.ts';
 
 const at = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' });
 
@@ -48,13 +49,11 @@ export const jobRuns = pgTable(
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     // No foreign key: runs outlive their job (SPEC §3, deleting keeps runs and log entries).
     jobId: text('job_id').notNull(),
-    trigger: text('trigger', { enum: ['SCHEDULE', 'MANUAL'] }).notNull(),
+    trigger: text('trigger', { enum: RUN_TRIGGERS }).notNull(),
     scheduledAt: at('scheduled_at').notNull(),
     startedAt: at('started_at'),
     finishedAt: at('finished_at'),
-    status: text('status', {
-      enum: ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABANDONED', 'SKIPPED', 'CANCELLED'],
-    }).notNull(),
+    status: text('status', { enum: RUN_STATUSES }).notNull(),
     error: text('error'),
     instance: text('instance'),
     missed: integer('missed').notNull().default(0),
@@ -80,7 +79,7 @@ export const logEntries = pgTable(
   {
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     at: at('at').notNull(),
-    level: text('level', { enum: ['DEBUG', 'INFO', 'WARNING', 'ERROR'] }).notNull(),
+    level: text('level', { enum: LOG_LEVELS }).notNull(),
     message: text('message').notNull(),
     jobId: text('job_id'),
     runId: bigint('run_id', { mode: 'number' }),
@@ -94,10 +93,10 @@ export const logEntries = pgTable(
 
 export const connectors = pgTable('connectors', {
   id: text('id').primaryKey(),
-  kind: text('kind', { enum: ['HTTP'] }).notNull(),
+  kind: text('kind', { enum: STORED_CONNECTOR_KINDS }).notNull(),
   baseUrl: text('base_url').notNull(),
-  headers: jsonb('headers').notNull().default([]),
-  authScheme: text('auth_scheme', { enum: ['BEARER', 'BASIC'] }),
+  headers: jsonb('headers').$type<ConnectorHeader[]>().notNull().default([]),
+  authScheme: text('auth_scheme', { enum: AUTH_SCHEMES }),
   /** Write-only through the API: no query returns it. */
   secret: text('secret'),
   timeoutSeconds: integer('timeout_seconds'),

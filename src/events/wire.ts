@@ -20,22 +20,37 @@ export type WireMessage =
   | { origin: string; seq?: number; topic: Topic; ref: RowRef; at?: string }
   | { origin: string; seq: number; lost: string };
 
-const DATE_KEYS = new Set([
-  'at',
-  'anchorAt',
-  'nextDueAt',
-  'createdAt',
-  'updatedAt',
-  'scheduledAt',
-  'startedAt',
-  'finishedAt',
-  'leaseExpiresAt',
-  'cancelRequestedAt',
-]);
+/** The keys of T (each member of a union) whose values are Dates, possibly null. */
+type DateKeysOf<T> = T extends unknown ? { [K in keyof T]-?: [NonNullable<T[K]>] extends [Date] ? K : never }[keyof T] : never;
+/** The rows a payload carries: its properties that are objects and not Dates. */
+type RowsOf<T> = T extends unknown
+  ? { [K in keyof T]-?: NonNullable<T[K]> extends Date ? never : NonNullable<T[K]> extends object ? NonNullable<T[K]> : never }[keyof T]
+  : never;
+type Payload = TopicEvent['payload'];
 
-/** JSON turns Dates into ISO strings; these keys turn them back. */
-const revive = (key: string, value: unknown): unknown =>
-  DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value;
+/**
+ * JSON turns Dates into ISO strings; these keys of a payload and of the rows it carries turn them
+ * back. Derived from the types both ways: a Date field added to a payload or row fails to compile
+ * until it is listed here, and so does a listed key that is not a Date.
+ */
+const DATE_KEYS: Record<DateKeysOf<Payload> | DateKeysOf<RowsOf<Payload>>, true> = {
+  at: true,
+  anchorAt: true,
+  nextDueAt: true,
+  createdAt: true,
+  updatedAt: true,
+  scheduledAt: true,
+  startedAt: true,
+  finishedAt: true,
+  leaseExpiresAt: true,
+  cancelRequestedAt: true,
+};
+const isDateKey = (key: string) => Object.hasOwn(DATE_KEYS, key);
+
+/** Turns the date keys of `object` back into Dates, in place. */
+function reviveDates(object: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(object)) if (typeof value === 'string' && isDateKey(key)) object[key] = new Date(value);
+}
 
 /**
  * Encodes an event for NOTIFY. A payload too large to send whole (a log entry with big
@@ -55,9 +70,22 @@ export function encodeLost(origin: string, seq: number, reason: string): string 
   return JSON.stringify({ origin, seq, lost: reason } satisfies WireMessage);
 }
 
+/**
+ * Parses a notification. Only the payload's own keys and those of the rows it carries are revived,
+ * not keys inside a log entry's `details`: those are the operation's JSON (an `at: "soon"` there
+ * stays a string, as it is on the instance that wrote it).
+ */
 export function decode(text: string): WireMessage {
-  return JSON.parse(text, revive) as WireMessage;
+  const message = JSON.parse(text) as WireMessage;
+  if ('event' in message) {
+    const payload = message.event.payload as Record<string, unknown>;
+    reviveDates(payload);
+    for (const value of Object.values(payload)) if (isObject(value)) reviveDates(value);
+  }
+  return message;
 }
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function refOf(event: TopicEvent): RowRef | null {
   switch (event.topic) {
