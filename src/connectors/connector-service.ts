@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Queryable, Sql } from '../db/client.ts';
 import { deleteConnectorRow, insertConnector, jobsUsingConnector, lockConnector, saveConnector } from '../db/connectors.ts';
 import { insertLogEntries } from '../db/log.ts';
-import type { ConnectorRow } from '../db/rows.ts';
+import type { AuthScheme, ConnectorRow } from '../db/rows.ts';
 import { badInput, conflict, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { nfc, validateTimeout } from '../input.ts';
@@ -19,7 +19,7 @@ export interface CreateConnectorInput {
   kind?: string | null;
   baseUrl: string;
   headers?: HeaderInput[] | null;
-  authScheme?: 'BEARER' | 'BASIC' | null;
+  authScheme?: AuthScheme | null;
   secret?: string | null;
   timeoutSeconds?: number | null;
 }
@@ -27,7 +27,7 @@ export interface CreateConnectorInput {
 export interface UpdateConnectorInput {
   baseUrl?: string | null;
   headers?: HeaderInput[] | null;
-  authScheme?: 'BEARER' | 'BASIC' | null;
+  authScheme?: AuthScheme | null;
   secret?: string | null;
   timeoutSeconds?: number | null;
 }

@@ -1,3 +1,5 @@
+import type { AuthScheme } from '../db/rows.ts';
+
 /**
  * Keeping an HTTP connector's secret out of the messages it produces (run errors, log entries):
  * pure functions over strings, no I/O.
@@ -30,7 +32,7 @@ export function encodeURIComponentSafe(text: string): string {
  * password alone. Longest first, so a form containing another is replaced whole; forms shorter
  * than MIN_REDACTED_LENGTH are left out.
  */
-export function secretForms(secret: string | null, authScheme: 'BEARER' | 'BASIC' | null): string[] {
+export function secretForms(secret: string | null, authScheme: AuthScheme | null): string[] {
   if (!secret) return [];
   const forms = [secret, Buffer.from(secret, 'utf8').toString('base64'), encodeURIComponentSafe(secret)];
   if (authScheme === 'BASIC' && secret.includes(':')) {

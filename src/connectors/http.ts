@@ -1,3 +1,4 @@
+import type { AuthScheme } from '../db/rows.ts';
 import http from 'node:http';
 import type { AllowList } from './address-policy.ts';
 import { bound, encodeURIComponentSafe, excerpt, oneLine, redact, secretForms } from './http-redaction.ts';
@@ -12,7 +13,7 @@ export interface HttpConnectorConfig {
   baseUrl: string;
   headers: { name: string; value: string }[];
   /** BEARER: the secret is the token; BASIC: the secret is `user:password`. */
-  authScheme: 'BEARER' | 'BASIC' | null;
+  authScheme: AuthScheme | null;
   secret: string | null;
   timeoutSeconds: number | null;
 }
