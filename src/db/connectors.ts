@@ -40,3 +40,13 @@ export async function jobsUsingConnector(sql: Queryable, id: string): Promise<st
   const rows = await sql<{ id: string }[]>`select id from jobs where connector_id = ${id} order by id limit 20`;
   return rows.map((r) => r.id);
 }
+
+/** The stored secrets, locked for this transaction (the start's encryption and key rotation). */
+export async function lockConnectorSecrets(sql: Queryable): Promise<{ id: string; secret: string }[]> {
+  return sql<{ id: string; secret: string }[]>`select id, secret from connectors where secret is not null order by id for update`;
+}
+
+/** Replaces a stored secret by another form of it (encrypted, or under a new key); the row is otherwise unchanged. */
+export async function saveConnectorSecret(sql: Queryable, id: string, secret: string): Promise<void> {
+  await sql`update connectors set secret = ${secret} where id = ${id}`;
+}
