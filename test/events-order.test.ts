@@ -219,4 +219,42 @@ describe('per-job order across instances', () => {
     assert.deepEqual(other.seen, ['RUN_STARTED 3'], 'another job is not interrupted');
     assert.equal(other.error, null);
   });
+  it('should drop the late copy of an end it read back, however many runs of the job went by meanwhile', async () => {
+    const bus = new EventBus({ readRuns: async (ids) => ids.map((id) => run(Number(id), 'j', 'SUCCEEDED')) });
+    const sub = jobEvents(bus);
+    bus.deliver(started(run(1, 'j')));
+    // Run 1's holder was stopped (SIGSTOP) between its end's commit and its notification.
+    bus.deliver(started(run(2, 'j')));
+    await sub.until(3);
+    for (let id = 2; id <= 40; id++) {
+      bus.deliver(finished(run(id, 'j', 'SUCCEEDED')));
+      bus.deliver(started(run(id + 1, 'j')));
+    }
+    // Its notification arrives when the holder resumes, 39 runs of the job later.
+    bus.deliver(finished(run(1, 'j', 'SUCCEEDED')));
+    bus.deliver(finished(run(41, 'j', 'SUCCEEDED')));
+    await sub.until(82);
+    assert.deepEqual(sub.seen.slice(0, 3), ['RUN_STARTED 1', 'RUN_SUCCEEDED 1', 'RUN_STARTED 2']);
+    assert.equal(sub.seen.filter((item) => item === 'RUN_SUCCEEDED 1').length, 1, 'run 1 ended once');
+    assert.deepEqual(sub.seen.slice(-1), ['RUN_SUCCEEDED 41']);
+    assert.equal(sub.error, null);
+    await sub.close();
+  });
+
+  it('should interrupt the job’s subscriptions when a run’s end, not shown before, arrives after a later run started', async () => {
+    const bus = new EventBus();
+    const sub = jobEvents(bus, 'j');
+    const other = jobEvents(bus, 'k');
+    // Run 6 ended (its claim reply lost, ABANDONED unlaunched); run 7's start overtook that end.
+    bus.deliver(started(run(7, 'j')));
+    bus.deliver(finished(run(6, 'j', 'ABANDONED')));
+    bus.deliver(started(run(3, 'k')));
+    await sub.done;
+    assert.deepEqual(sub.seen, ['RUN_STARTED 7']);
+    assert.ok(sub.error instanceof EventsInterruptedError);
+    await other.until(1);
+    assert.deepEqual(other.seen, ['RUN_STARTED 3']);
+    assert.equal(other.error, null);
+    await other.close();
+  });
 });

@@ -29,13 +29,22 @@ interface JobState {
   open: Set<string>;
   /** The last runs whose end reached the subscribers (to drop a second copy of an end). */
   ended: string[];
+  /**
+   * Runs whose end was shown read back from its row: the instance that recorded it still sends
+   * it, possibly much later (a process stopped between its commit and its notification), and
+   * that copy is dropped however many runs of the job went by meanwhile.
+   */
+  readBack: string[];
+  /** The highest run id whose start reached the subscribers: every earlier run of the job has ended. */
+  latestStart: bigint | null;
   hold: Hold | null;
   /** The highest run id whose event reached the subscribers: runs of a job are numbered in the order they were claimed. */
   latest: bigint | null;
 }
 
-/** How many ended runs per job are remembered, and how many jobs. */
+/** How many ended runs per job are remembered, how many read-back ends, and how many jobs. */
 const ENDED_KEPT = 16;
+const READ_BACK_KEPT = 64;
 const JOBS_KEPT = 10_000;
 
 /**
@@ -48,7 +57,10 @@ const JOBS_KEPT = 10_000;
  * arrives — or is read back from its row, which is the event the other instance sends — and is
  * released after it. If neither comes within `waitMs`, the job's subscriptions are ended with
  * EVENTS_INTERRUPTED rather than shown the runs out of order; so are they when a run's start
- * arrives after its end (a run cancelled by another instance just as it started).
+ * arrives after its end (a run cancelled by another instance just as it started), and when a
+ * run's end arrives, not shown before, after a later run of the job was shown started. An end
+ * shown read back is remembered until its own notification comes, however late (its instance
+ * may have been stopped between its commit and its notification), and that copy is dropped.
  *
  * Events of other jobs, log entries and internal topics are never held.
  */
@@ -102,8 +114,18 @@ export class RunOrder {
       state.open.add(run.id);
       this.#emit(state, event);
     } else if (event.topic === 'run:finished') {
+      const { id } = event.payload.run;
+      // The late copy of an end shown read back from its row.
+      const copy = state.readBack.indexOf(id);
+      if (copy !== -1) return void state.readBack.splice(copy, 1);
       // A second copy (the end was read back before the other instance's notification came).
-      if (state.ended.includes(event.payload.run.id)) return;
+      if (state.ended.includes(id)) return;
+      // A later run of the job was shown started, so this one had ended before; its end was not
+      // shown here and cannot be put in its place any more.
+      if (!state.open.has(id) && state.latestStart !== null && BigInt(id) < state.latestStart) {
+        this.deps.interrupt(`the end of run ${id} arrived after a later run of its job`, jobId);
+        return;
+      }
       this.#end(state, event);
     } else {
       this.deps.emit(event);
@@ -121,6 +143,7 @@ export class RunOrder {
     if (event.topic === 'run:started' || event.topic === 'run:skipped' || event.topic === 'run:finished') {
       const id = BigInt(event.payload.run.id);
       if (state.latest === null || id > state.latest) state.latest = id;
+      if (event.topic === 'run:started' && (state.latestStart === null || id > state.latestStart)) state.latestStart = id;
     }
     this.deps.emit(event);
   }
@@ -155,6 +178,8 @@ export class RunOrder {
           }
           // The stored end is the event its instance sends: the same row, at its finishedAt.
           this.#end(state, { topic: 'run:finished', payload: { at: row.finishedAt ?? start.payload.at, run: row } });
+          state.readBack.push(id);
+          if (state.readBack.length > READ_BACK_KEPT) state.readBack.shift();
           hold.waitFor.delete(id);
         }
         if (hold.waitFor.size === 0) this.#release(jobId, state);
@@ -189,7 +214,7 @@ export class RunOrder {
       this.#jobs.set(jobId, state);
       return state;
     }
-    state = { open: new Set(), ended: [], hold: null, latest: null };
+    state = { open: new Set(), ended: [], readBack: [], hold: null, latest: null, latestStart: null };
     this.#jobs.set(jobId, state);
     if (this.#jobs.size > JOBS_KEPT) {
       for (const [id, old] of this.#jobs) {
