@@ -4,12 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/address-policy.ts';
+import { parseSecretKey } from './connectors/secret-box.ts';
 
 /** pino's levels, for the service's own output (not the job log's levels). */
 const PINO_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** Settings whose values may hold a secret: never echoed in a message (SPEC §8). */
-const SECRET_SETTINGS: ReadonlySet<string> = new Set<Setting>(['DATABASE_URL', 'AUTH_TOKENS']);
+const SECRET_SETTINGS: ReadonlySet<string> = new Set<Setting>(['DATABASE_URL', 'AUTH_TOKENS', 'SECRETS_KEY', 'SECRETS_KEY_PREVIOUS']);
 
 /**
  * A host name: dot-separated labels of 1–63 letters, digits, hyphens (RFC 1123) or underscores
@@ -18,6 +19,8 @@ const SECRET_SETTINGS: ReadonlySet<string> = new Set<Setting>(['DATABASE_URL', '
  */
 const HOST_NAME = /^(?=.{1,253}\.?$)(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?$/;
 const isHost = (host: string) => net.isIP(host) !== 0 || (HOST_NAME.test(host) && !/(^|\.)\d+\.?$/.test(host));
+
+const SECRETS_KEY_FORMAT = 'must be 32 random bytes in base64 (e.g. the output of `openssl rand -base64 32`)';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const schema = z.object({
@@ -56,6 +59,9 @@ const schema = z.object({
   LOG_LEVEL: z.enum(PINO_LEVELS).default('info'),
   AUTH_TOKENS: z.string().optional(),
   HTTP_CONNECTOR_ALLOW_HOSTS: z.string().optional(),
+  // Connector secrets at rest (SPEC §8): AES-256-GCM keys, 32 bytes in base64.
+  SECRETS_KEY: z.string().refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT).optional(),
+  SECRETS_KEY_PREVIOUS: z.string().refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT).optional(),
 });
 
 /** The name of a setting: a key of the schema above, the one list of settings. */
@@ -100,6 +106,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       });
   if (present['AUTH_TOKENS'] !== undefined) {
     problems.push('AUTH_TOKENS: token authentication is not available in this build; unset it rather than run unprotected.');
+  }
+  if (present['SECRETS_KEY_PREVIOUS'] !== undefined && present['SECRETS_KEY'] === undefined) {
+    problems.push('SECRETS_KEY_PREVIOUS: is only used with SECRETS_KEY (the new key); set SECRETS_KEY too, or unset SECRETS_KEY_PREVIOUS.');
   }
   let allow = EMPTY_ALLOW_LIST;
   try {

@@ -6,6 +6,8 @@ import { ServerOperationsConnector } from './connectors/server-operations.ts';
 import { HttpConnector } from './connectors/http.ts';
 import { DatabaseConnectorRegistry } from './connectors/registry.ts';
 import { ConnectorService } from './connectors/connector-service.ts';
+import { SecretBox } from './connectors/secret-box.ts';
+import { sealStoredSecrets } from './connectors/secrets-at-rest.ts';
 import { connect, sampleDatabaseClock } from './db/client.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
 import { runMigrations } from './db/migrate.ts';
@@ -125,9 +127,17 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     await operations.start();
     cleanup.push(() => operations.stop());
     const allow = config.HTTP_CONNECTOR_ALLOW_HOSTS;
-    const registry = new DatabaseConnectorRegistry(db.sql, [operations], {
-      HTTP: (row) => new HttpConnector(row, { allow }),
-    });
+    // Connector secrets at rest (SPEC §8): encrypted (or re-encrypted) before anything reads them.
+    const secrets = SecretBox.fromSettings(config);
+    await sealStoredSecrets(db.sql, secrets, log.child({ component: 'secrets' }));
+    const registry = new DatabaseConnectorRegistry(
+      db.sql,
+      [operations],
+      {
+        HTTP: (row) => new HttpConnector(row, { allow }),
+      },
+      secrets,
+    );
     await registry.reload();
     cleanup.push(() => registry.close());
 
@@ -163,7 +173,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     cleanup.push(reactToChanges({ bus, scheduler, registry, log }));
 
     const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
-    const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry });
+    const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry, secrets });
     const app = buildApp({
       context: { sql: db.sql, jobs, connectors, registry, bus },
       log,

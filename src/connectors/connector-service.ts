@@ -8,6 +8,7 @@ import type { EventBus } from '../events/bus.ts';
 import { nfc, validateTimeout } from '../input.ts';
 import { headerValueProblem, validateBaseUrl } from './http.ts';
 import type { DatabaseConnectorRegistry } from './registry.ts';
+import { isSealed, SecretBox } from './secret-box.ts';
 
 export interface HeaderInput {
   name: string;
@@ -55,6 +56,7 @@ function validateAuth(scheme: ConnectorRow['authScheme'], secret: string | null)
   if (!scheme && secret) throw badInput('secret', 'A secret needs an authScheme (BEARER or BASIC).');
   if (secret && secret.length > 4096) throw badInput('secret', 'The secret is too long.');
   if (scheme === 'BASIC' && secret && !secret.includes(':')) throw badInput('secret', 'A BASIC secret is user:password.');
+  if (secret && isSealed(secret)) throw badInput('secret', 'A secret cannot start with "enc:v1:", the form of a stored encrypted secret.');
 }
 
 function checkedBaseUrl(text: string): string {
@@ -71,7 +73,12 @@ function checkedBaseUrl(text: string): string {
  * and tells the other instances to reload theirs.
  */
 export class ConnectorService {
-  constructor(private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; registry: DatabaseConnectorRegistry }) {}
+  /** Seals the secrets written (`SECRETS_KEY`); without a key they are stored as given. */
+  readonly #secrets: SecretBox;
+
+  constructor(private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; registry: DatabaseConnectorRegistry; secrets?: SecretBox }) {
+    this.#secrets = deps.secrets ?? new SecretBox({ key: null });
+  }
 
   async create(input: CreateConnectorInput): Promise<ConnectorRow> {
     const id = nfc(input.id);
@@ -89,7 +96,7 @@ export class ConnectorService {
     };
     validateAuth(row.authScheme, row.secret);
     return this.#write(id, 'created', async (tx, now) => {
-      const saved = await insertConnector(tx, row, now);
+      const saved = await insertConnector(tx, { ...row, secret: row.secret === null ? null : this.#secrets.seal(row.secret, id) }, now);
       if (!saved) throw conflict(`A connector with id "${id}" already exists.`);
       return saved;
     });
@@ -105,8 +112,7 @@ export class ConnectorService {
       if (!current) throw notFound(`No configured connector with id "${id}".`);
       // Clearing the scheme clears the secret with it.
       const authScheme = input.authScheme === undefined ? current.authScheme : input.authScheme;
-      const secret = input.secret !== undefined ? input.secret : authScheme ? current.secret : null;
-      validateAuth(authScheme, secret);
+      const secret = input.secret === undefined && authScheme && current.secret ? this.#kept(current, current.secret, authScheme) : this.#given(id, authScheme, input.secret);
       return saveConnector(tx, {
         ...current,
         baseUrl: baseUrl ?? current.baseUrl,
@@ -133,6 +139,26 @@ export class ConnectorService {
       return current;
     });
     return id;
+  }
+
+  /** The stored form of a secret given (or left out) in an input, checked against the scheme. */
+  #given(id: string, authScheme: AuthScheme | null, secret: string | null | undefined): string | null {
+    const plain = secret ?? null;
+    validateAuth(authScheme, plain);
+    return plain === null ? null : this.#secrets.seal(plain, id);
+  }
+
+  /** The stored secret kept by an update, checked against a changed scheme when it can be read. */
+  #kept(current: ConnectorRow, stored: string, authScheme: AuthScheme): string {
+    if (authScheme === current.authScheme) return stored;
+    let plain: string;
+    try {
+      plain = this.#secrets.open(stored, current.id);
+    } catch (error) {
+      throw badInput('secret', `The stored secret cannot be decrypted (${(error as Error).message}); give the secret with the new authScheme.`);
+    }
+    validateAuth(authScheme, plain);
+    return stored;
   }
 
   async #write(

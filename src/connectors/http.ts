@@ -15,6 +15,8 @@ export interface HttpConnectorConfig {
   /** BEARER: the secret is the token; BASIC: the secret is `user:password`. */
   authScheme: AuthScheme | null;
   secret: string | null;
+  /** Why the stored secret could not be decrypted (SECRETS_KEY): every call fails with this. */
+  secretProblem?: string;
   timeoutSeconds: number | null;
 }
 
@@ -267,8 +269,9 @@ export class HttpConnector implements Connector {
 
   /** The Authorization header; a BASIC credential is base64 of its UTF-8 bytes (RFC 7617). */
   #authorization(): string | null {
-    const { authScheme, secret } = this.#config;
+    const { authScheme, secret, secretProblem } = this.#config;
     if (authScheme === null) return null;
+    if (secretProblem) throw new Error(secretProblem);
     if (secret === null || secret === '') throw new Error(`Connector ${this.id} has authScheme ${authScheme} but no secret`);
     if (authScheme === 'BEARER') return `Bearer ${secret}`;
     return `Basic ${Buffer.from(secret, 'utf8').toString('base64')}`;

@@ -1,10 +1,17 @@
 import type { Sql } from '../db/client.ts';
 import { listConnectorRows } from '../db/connectors.ts';
 import type { ConnectorRow } from '../db/rows.ts';
+import { SecretBox } from './secret-box.ts';
 import type { Connector, ConnectorEntry, ConnectorRegistry } from './types.ts';
 
+/**
+ * A stored row with its secret decrypted; when it cannot be, `secret` is null and `secretProblem`
+ * says why (its runs then fail with that message).
+ */
+export type OpenedConnectorRow = ConnectorRow & { secretProblem?: string };
+
 /** Builds a configured connector of one kind from its stored row. */
-export type ConnectorFactory = (row: ConnectorRow) => Connector;
+export type ConnectorFactory = (row: OpenedConnectorRow) => Connector;
 
 /**
  * The built-in connectors plus those configured in the database, kept in memory so that a run
@@ -19,6 +26,8 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
     private readonly sql: Sql,
     private readonly builtIns: Connector[],
     private readonly kinds: Record<ConnectorRow['kind'], ConnectorFactory>,
+    /** Opens the stored secrets (`SECRETS_KEY`); by default they are plain text. */
+    private readonly secrets: SecretBox = new SecretBox({ key: null }),
   ) {}
 
   /**
@@ -33,7 +42,7 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
       const next = new Map<string, ConnectorEntry>();
       for (const row of rows) {
         const kept = previous.get(row.id);
-        next.set(row.id, kept && sameRow(kept.row, row) ? kept : { connector: this.kinds[row.kind](row), row });
+        next.set(row.id, kept && sameRow(kept.row, row) ? kept : { connector: this.kinds[row.kind](this.#opened(row)), row });
       }
       this.#configured = next;
       for (const [id, entry] of previous) {
@@ -41,6 +50,15 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
       }
     });
     return this.#loading;
+  }
+
+  #opened(row: ConnectorRow): OpenedConnectorRow {
+    if (row.secret === null) return row;
+    try {
+      return { ...row, secret: this.secrets.open(row.secret, row.id) };
+    } catch (error) {
+      return { ...row, secret: null, secretProblem: `Connector ${row.id}: its secret cannot be decrypted: ${(error as Error).message}` };
+    }
   }
 
   /** Resolves once the reloads asked for so far are done, whether they succeeded or not. */
