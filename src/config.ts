@@ -3,6 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { type AuthTokens, authTokens } from './auth/settings.ts';
 import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/address-policy.ts';
 import { parseSecretKey } from './connectors/secret-box.ts';
 
@@ -58,6 +59,7 @@ const schema = z.object({
   RUN_RETENTION_DAYS: int(1, 36500).default(30),
   LOG_LEVEL: z.enum(PINO_LEVELS).default('info'),
   AUTH_TOKENS: z.string().optional(),
+  AUTH_TOKENS_FILE: z.string().optional(),
   HTTP_CONNECTOR_ALLOW_HOSTS: z.string().optional(),
   // Connector secrets at rest (SPEC §8): AES-256-GCM keys, 32 bytes in base64.
   SECRETS_KEY: z.string().refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT).optional(),
@@ -75,9 +77,12 @@ export const SETTINGS = Object.keys(schema.shape) as readonly Setting[];
 
 /** The settings, typed; `HTTP_CONNECTOR_ALLOW_HOSTS` comes parsed, once, here. */
 export type Config = Readonly<
-  Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS' | 'HTTP_CONNECTOR_ALLOW_HOSTS'> & {
+  Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS' | 'AUTH_TOKENS_FILE' | 'HTTP_CONNECTOR_ALLOW_HOSTS'> & {
     HOST: string;
-    AUTH_TOKENS: undefined;
+    /** The API tokens (SPEC §8), from AUTH_TOKENS or AUTH_TOKENS_FILE; none: auth is off. */
+    AUTH_TOKENS: AuthTokens;
+    /** The tokens file, absolute, when tokens come from it (it is watched). */
+    AUTH_TOKENS_FILE: string | undefined;
     HTTP_CONNECTOR_ALLOW_HOSTS: AllowList;
   }
 >;
@@ -91,8 +96,8 @@ export class ConfigError extends Error {
 
 /**
  * Environment → typed, frozen config. Lists every bad value at once. Nothing else reads
- * process.env. A setting the service cannot honour stops the start (SPEC §8): token auth is not
- * built yet, so AUTH_TOKENS is refused rather than silently ignored.
+ * process.env. A setting the service cannot honour stops the start (SPEC §8): a bad token line,
+ * or both AUTH_TOKENS and AUTH_TOKENS_FILE, never leaves the API open.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "not set", as in most .env files.
@@ -104,9 +109,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         const name = String(issue.path[0]);
         return `${issue.path.join('.')}: ${issue.message} ${shown(name, present[name])}`;
       });
-  if (present['AUTH_TOKENS'] !== undefined) {
-    problems.push('AUTH_TOKENS: token authentication is not available in this build; unset it rather than run unprotected.');
-  }
+  const auth = authTokens(present['AUTH_TOKENS'], present['AUTH_TOKENS_FILE']);
+  problems.push(...auth.problems);
   if (present['SECRETS_KEY_PREVIOUS'] !== undefined && present['SECRETS_KEY'] === undefined) {
     problems.push('SECRETS_KEY_PREVIOUS: is only used with SECRETS_KEY (the new key); set SECRETS_KEY too, or unset SECRETS_KEY_PREVIOUS.');
   }
@@ -126,7 +130,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     ...parsed.data,
     HOST: parsed.data.HOST ?? '127.0.0.1',
-    AUTH_TOKENS: undefined,
+    AUTH_TOKENS: auth.tokens,
+    AUTH_TOKENS_FILE: auth.file,
     HTTP_CONNECTOR_ALLOW_HOSTS: allow,
   });
 }

@@ -19,6 +19,7 @@ import { buildApp } from './http/app.ts';
 import { JobService } from './jobs/job-service.ts';
 import { builtinOperations } from './connectors/builtin-operations.ts';
 import { reactToChanges } from './reactions.ts';
+import { apiTokens } from './auth/start.ts';
 import { Scheduler } from './scheduling/scheduler.ts';
 
 export interface Instance {
@@ -177,6 +178,8 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     const app = buildApp({
       context: { sql: db.sql, jobs, connectors, registry, bus },
       log,
+      // API tokens (SPEC §8): AUTH_TOKENS, or AUTH_TOKENS_FILE watched until the instance stops.
+      auth: apiTokens(config, log, cleanup),
       metrics: () => metrics.registry,
       health: async () => {
         const database = await withTimeout(db.sql`select 1`, HEALTH_TIMEOUT_MS).then(

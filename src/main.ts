@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config.ts';
+import { logAuth } from './auth/start.ts';
 import { createLogger } from './logger.ts';
 
 /** The only place that reads the environment, listens and handles signals. */
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
     { event: 'listening', host: config.HOST, port: service.port, url, database: config.DATABASE_URL ? 'external' : 'embedded' },
     `Server Jobs is running: GraphiQL at ${url}`,
   );
-  if (!config.AUTH_TOKENS) log.warn(`authentication is off (no AUTH_TOKENS); listening on ${config.HOST} only`);
+  logAuth(config, log);
 }
 
 await main();

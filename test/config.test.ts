@@ -60,8 +60,16 @@ describe('configuration', () => {
     );
   });
 
-  it('should refuse AUTH_TOKENS rather than run unprotected on a build without token auth', () => {
-    assert.throws(() => loadConfig({ AUTH_TOKENS: 'ops:operator:secret' }), /AUTH_TOKENS/);
+  it('should take AUTH_TOKENS as name:role:token entries, and refuse it together with AUTH_TOKENS_FILE', () => {
+    const config = loadConfig({ AUTH_TOKENS: 'ops:operator:0123456789abcdef0123, grafana:viewer:fedcba9876543210fedc' });
+    assert.deepEqual(config.AUTH_TOKENS.entries.map((e) => e.principal), [
+      { name: 'ops', role: 'operator' },
+      { name: 'grafana', role: 'viewer' },
+    ]);
+    assert.equal(loadConfig({}).AUTH_TOKENS.entries.length, 0, 'no tokens: auth is off');
+    assert.match(problemsOf({ AUTH_TOKENS: 'a:admin:0123456789abcdef0123', AUTH_TOKENS_FILE: '/nonexistent' }).join('\n'), /both are set/);
+    // auth-tokens.test.ts checks each kind of bad entry and line.
+    assert.match(problemsOf({ AUTH_TOKENS: 'ops:operator:secret' }).join('\n'), /^AUTH_TOKENS: entry 1: the token must be at least 16/);
   });
 
   it('should take SERVER_OPERATIONS_WORKERS from 1 to 64', () => {

@@ -498,7 +498,7 @@ describe('changes and the audit trail', () => {
     assert.match(entries[1]!['message'], /resumed/);
     assert.match(entries[2]!['message'], /paused: maintenance window/);
     assert.match(entries[3]!['message'], /updated/);
-    assert.deepEqual(entries[3]!['details'], { name: 'Renamed', period: '0:0:20', timeoutSeconds: 9 });
+    assert.deepEqual(entries[3]!['details'], { name: 'Renamed', period: '0:0:20', timeoutSeconds: 9, actor: 'local' });
     assert.match(entries[4]!['message'], /created/);
   });
 

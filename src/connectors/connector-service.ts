@@ -1,3 +1,4 @@
+import { LOCAL_PRINCIPAL } from '../auth/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { Queryable, Sql } from '../db/client.ts';
 import { deleteConnectorRow, insertConnector, jobsUsingConnector, lockConnector, saveConnector } from '../db/connectors.ts';
@@ -80,7 +81,7 @@ export class ConnectorService {
     this.#secrets = deps.secrets ?? new SecretBox({ key: null });
   }
 
-  async create(input: CreateConnectorInput): Promise<ConnectorRow> {
+  async create(input: CreateConnectorInput, actor: string = LOCAL_PRINCIPAL.name): Promise<ConnectorRow> {
     const id = nfc(input.id);
     if (!CONNECTOR_ID.test(id)) throw badInput('id', 'A connector id starts with a letter or _ and has only letters, digits, _ . - (at most 128).');
     if ((input.kind ?? 'HTTP') !== 'HTTP') throw badInput('kind', 'Only HTTP connectors can be created.');
@@ -95,19 +96,19 @@ export class ConnectorService {
       timeoutSeconds: input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds),
     };
     validateAuth(row.authScheme, row.secret);
-    return this.#write(id, 'created', async (tx, now) => {
+    return this.#write(id, 'created', actor, async (tx, now) => {
       const saved = await insertConnector(tx, { ...row, secret: row.secret === null ? null : this.#secrets.seal(row.secret, id) }, now);
       if (!saved) throw conflict(`A connector with id "${id}" already exists.`);
       return saved;
     });
   }
 
-  update(rawId: string, input: UpdateConnectorInput): Promise<ConnectorRow> {
+  update(rawId: string, input: UpdateConnectorInput, actor: string = LOCAL_PRINCIPAL.name): Promise<ConnectorRow> {
     const id = nfc(rawId);
     const baseUrl = input.baseUrl == null ? undefined : checkedBaseUrl(input.baseUrl);
     const headers = input.headers == null ? undefined : validateHeaders(input.headers);
     const timeoutSeconds = input.timeoutSeconds == null ? input.timeoutSeconds : validateTimeout(input.timeoutSeconds);
-    return this.#write(id, 'updated', async (tx, now) => {
+    return this.#write(id, 'updated', actor, async (tx, now) => {
       const current = await lockConnector(tx, id);
       if (!current) throw notFound(`No configured connector with id "${id}".`);
       // Clearing the scheme clears the secret with it.
@@ -125,10 +126,10 @@ export class ConnectorService {
     });
   }
 
-  async delete(rawId: string, force: boolean): Promise<string> {
+  async delete(rawId: string, force: boolean, actor: string = LOCAL_PRINCIPAL.name): Promise<string> {
     const id = nfc(rawId);
     if (this.deps.registry.isBuiltIn(id)) throw conflict(`${id} is a built-in connector and cannot be deleted.`);
-    await this.#write(id, 'deleted', async (tx) => {
+    await this.#write(id, 'deleted', actor, async (tx) => {
       const current = await lockConnector(tx, id);
       if (!current) throw notFound(`No configured connector with id "${id}".`);
       const users = await jobsUsingConnector(tx, id);
@@ -164,12 +165,14 @@ export class ConnectorService {
   async #write(
     id: string,
     what: 'created' | 'updated' | 'deleted',
+    // Who asked: a token's name, `local` with auth off (SPEC §8: every audit entry names it).
+    actor: string,
     change: (tx: Queryable, now: Date) => Promise<ConnectorRow>,
   ): Promise<ConnectorRow> {
     const now = new Date(this.deps.clock.now());
     const { row, entries } = await this.deps.sql.begin(async (tx) => {
       const saved = await change(tx, now);
-      const details = { baseUrl: saved.baseUrl, headers: saved.headers.map((h) => h.name), authScheme: saved.authScheme, hasSecret: saved.secret !== null };
+      const details = { baseUrl: saved.baseUrl, headers: saved.headers.map((h) => h.name), authScheme: saved.authScheme, hasSecret: saved.secret !== null, actor };
       const logged = await insertLogEntries(tx, [{ at: now, level: 'INFO', message: `Connector ${id} ${what}`, details }]);
       return { row: saved, entries: logged };
     });

@@ -1,7 +1,10 @@
 import SchemaBuilder from '@pothos/core';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { hasRole, type Principal } from '../auth/tokens.ts';
 import type { ConnectorService } from '../connectors/connector-service.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
 import type { Sql } from '../db/client.ts';
+import { DomainError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { JobService } from '../jobs/job-service.ts';
 
@@ -12,11 +15,15 @@ export interface Context {
   connectors: ConnectorService;
   registry: ConnectorRegistry;
   bus: EventBus;
+  /** Who asks (SPEC §8): a token's name and role, or `local` when auth is off. */
+  principal: Principal;
 }
 
 export interface Types {
   Context: Context;
   DefaultFieldNullability: false;
+  /** The roles, each a scope a field may require (SPEC §8's matrix; see auth-scopes in each type file). */
+  AuthScopes: { viewer: boolean; operator: boolean; admin: boolean };
   Scalars: {
     ID: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date };
@@ -24,6 +31,21 @@ export interface Types {
   };
 }
 
-export const builder = new SchemaBuilder<Types>({ defaultFieldNullability: false });
+export const builder = new SchemaBuilder<Types>({
+  defaultFieldNullability: false,
+  plugins: [ScopeAuthPlugin],
+  scopeAuth: {
+    // Subscriptions are checked when they start, not at each event.
+    authorizeOnSubscribe: true,
+    authScopes: (ctx) => ({
+      viewer: hasRole(ctx.principal, 'viewer'),
+      operator: hasRole(ctx.principal, 'operator'),
+      admin: hasRole(ctx.principal, 'admin'),
+    }),
+    // A role too low: FORBIDDEN for that field; its resolver never runs, so nothing changes.
+    unauthorizedError: (_parent, ctx, info) =>
+      new DomainError('FORBIDDEN', `The ${ctx.principal.role} role of "${ctx.principal.name}" may not use ${info.parentType.name}.${info.fieldName}.`),
+  },
+});
 
 export type BuilderTypes = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;

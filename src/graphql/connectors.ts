@@ -1,9 +1,19 @@
+import { hasRole } from '../auth/tokens.ts';
 import type { ConnectorEntry } from '../connectors/types.ts';
 import { builder } from './builder.ts';
 import { AuthSchemeEnum, ConnectorKindEnum } from './enums.ts';
 
+/** What a non-admin sees for a header's value: header values often hold keys (SPEC §8). */
+export const HIDDEN_HEADER_VALUE = '(hidden: admins only)';
+
 const Header = builder.objectRef<{ name: string; value: string }>('Header').implement({
-  fields: (t) => ({ name: t.exposeString('name'), value: t.exposeString('value') }),
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    value: t.string({
+      description: `Shown to admins only; others get "${HIDDEN_HEADER_VALUE}".`,
+      resolve: (header, _, ctx) => (hasRole(ctx.principal, 'admin') ? header.value : HIDDEN_HEADER_VALUE),
+    }),
+  }),
 });
 
 const ConnectorRef = builder.objectRef<ConnectorEntry>('Connector').implement({
@@ -68,18 +78,21 @@ builder.queryField('connectors', (t) =>
 builder.mutationFields((t) => ({
   createConnector: t.field({
     type: ConnectorRef,
+    authScopes: { admin: true },
     args: { input: t.arg({ type: CreateConnectorInput, required: true }) },
-    resolve: async (_, { input }, ctx) => entryOf((await ctx.connectors.create(input)).id, ctx.registry.entries()),
+    resolve: async (_, { input }, ctx) => entryOf((await ctx.connectors.create(input, ctx.principal.name)).id, ctx.registry.entries()),
   }),
   updateConnector: t.field({
     type: ConnectorRef,
+    authScopes: { admin: true },
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateConnectorInput, required: true }) },
-    resolve: async (_, { id, input }, ctx) => entryOf((await ctx.connectors.update(id, input)).id, ctx.registry.entries()),
+    resolve: async (_, { id, input }, ctx) => entryOf((await ctx.connectors.update(id, input, ctx.principal.name)).id, ctx.registry.entries()),
   }),
   deleteConnector: t.field({
     type: 'ID',
     description: 'CONFLICT while jobs use the connector, unless force.',
+    authScopes: { admin: true },
     args: { id: t.arg.id({ required: true }), force: t.arg.boolean({ defaultValue: false }) },
-    resolve: (_, { id, force }, ctx) => ctx.connectors.delete(id, force ?? false),
+    resolve: (_, { id, force }, ctx) => ctx.connectors.delete(id, force ?? false, ctx.principal.name),
   }),
 }));

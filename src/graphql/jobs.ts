@@ -41,6 +41,8 @@ JobRef.implement({
 });
 
 builder.queryType({
+  // Every query needs a viewer token at least (SPEC §8).
+  authScopes: { viewer: true },
   fields: (t) => ({
     jobs: t.field({
       type: [JobRef],
@@ -81,32 +83,34 @@ const UpdateJobInput = builder.inputType('UpdateJobInput', {
 });
 
 builder.mutationType({
+  // Every mutation needs an operator token at least; the connector mutations an admin's (SPEC §8).
+  authScopes: { operator: true },
   fields: (t) => ({
     createJob: t.field({
       type: JobRef,
       args: { input: t.arg({ type: CreateJobInput, required: true }) },
-      resolve: (_, { input }, ctx) => ctx.jobs.create(input),
+      resolve: (_, { input }, ctx) => ctx.jobs.create(input, ctx.principal.name),
     }),
     updateJob: t.field({
       type: JobRef,
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateJobInput, required: true }) },
-      resolve: (_, { id, input }, ctx) => ctx.jobs.update(id, input),
+      resolve: (_, { id, input }, ctx) => ctx.jobs.update(id, input, ctx.principal.name),
     }),
     deleteJob: t.field({
       type: 'ID',
       description: 'Removes the job; its runs and log entries stay.',
       args: { id: t.arg.id({ required: true }) },
-      resolve: (_, { id }, ctx) => ctx.jobs.delete(id),
+      resolve: (_, { id }, ctx) => ctx.jobs.delete(id, ctx.principal.name),
     }),
     pauseJob: t.field({
       type: JobRef,
       args: { id: t.arg.id({ required: true }), note: t.arg.string() },
-      resolve: (_, { id, note }, ctx) => ctx.jobs.pause(id, note),
+      resolve: (_, { id, note }, ctx) => ctx.jobs.pause(id, note, ctx.principal.name),
     }),
     resumeJob: t.field({
       type: JobRef,
       args: { id: t.arg.id({ required: true }) },
-      resolve: (_, { id }, ctx) => ctx.jobs.resume(id),
+      resolve: (_, { id }, ctx) => ctx.jobs.resume(id, ctx.principal.name),
     }),
   }),
 });

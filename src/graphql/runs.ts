@@ -64,7 +64,7 @@ builder.mutationField('runJobNow', (t) =>
     type: JobRunRef,
     description: 'Starts a MANUAL run at once, also while the job is paused. CONFLICT while a run of the job is in progress.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_, args, ctx) => ctx.jobs.runNow(args.id),
+    resolve: (_, args, ctx) => ctx.jobs.runNow(args.id, ctx.principal.name),
   }),
 );
 
@@ -73,6 +73,6 @@ builder.mutationField('cancelRun', (t) =>
     type: JobRunRef,
     description: 'Aborts a run in progress on whichever instance holds it; it ends CANCELLED.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_, args, ctx) => ctx.jobs.cancelRun(args.id),
+    resolve: (_, args, ctx) => ctx.jobs.cancelRun(args.id, ctx.principal.name),
   }),
 );

@@ -6,5 +6,6 @@ import './runs.ts';
 import './log.ts';
 import './connectors.ts';
 import './subscriptions.ts';
+import './auth.ts';
 
 export const schema = builder.toSchema({ sortSchema: false });

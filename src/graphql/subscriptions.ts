@@ -54,6 +54,8 @@ const JobEventRef = builder.objectRef<JobEvent>('JobEvent').implement({
 });
 
 builder.subscriptionType({
+  // Every subscription needs a viewer token at least, checked when it starts (SPEC §8).
+  authScopes: { viewer: true },
   fields: (t) => ({
     jobEvents: t.field({
       type: JobEventRef,

@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
@@ -8,20 +7,25 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
+import { TokenStore } from '../auth/tokens.ts';
 import type { Context } from '../graphql/builder.ts';
 import { schema } from '../graphql/schema.ts';
 import { useVariableErrorFields } from '../graphql/variable-errors.ts';
+import { ApiAuth, SOCKET_PRINCIPAL } from './auth.ts';
 import { GRAPHIQL_TABS } from './graphiql-tabs.ts';
+import { renderGraphiQLWithToken } from './graphiql-token.ts';
 
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 export interface AppDeps {
-  context: Omit<Context, never>;
+  context: Omit<Context, 'principal'>;
   log: Logger;
   /** The Prometheus registry served at /metrics, when there is one. */
   metrics?: () => Registry;
   /** Readiness: whether the database answers and the scheduler is alive. */
   health(): Promise<{ ok: boolean; body: Record<string, unknown> }>;
+  /** The API tokens (SPEC §8; http/auth.ts); auth is off when absent. */
+  auth?: TokenStore;
 }
 
 export interface App {
@@ -37,16 +41,18 @@ export interface App {
  * `yoga.fetch` or listen on port 0.
  */
 export function buildApp(deps: AppDeps): App {
+  const auth = new ApiAuth(deps.auth ?? TokenStore.off());
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
-    // A fresh context object per request around the shared services.
-    context: () => ({ ...deps.context }),
+    // A fresh context object per request around the shared services, with who asks (UNAUTHENTICATED without a known token).
+    context: (initial) => ({ ...deps.context, principal: auth.principalOf(initial) }),
     graphiql: { title: 'Server Jobs', subscriptionsProtocol: 'WS', defaultTabs: GRAPHIQL_TABS },
-    // GraphiQL's code is inlined, so it works on a closed network with no CDN.
-    renderGraphiQL,
+    // GraphiQL's code is inlined, so it works on a closed network with no CDN; its subscriptions carry the Headers tab's token.
+    renderGraphiQL: renderGraphiQLWithToken,
     logging: false,
     // A bad variable value answers BAD_USER_INPUT with its field, like every other bad input.
-    plugins: [useVariableErrorFields()],
+    // Tokens: a request without a known one is refused before it is parsed (http/auth.ts).
+    plugins: [useVariableErrorFields(), auth.plugin()],
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;
@@ -74,6 +80,7 @@ export function buildApp(deps: AppDeps): App {
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', ...body });
     }
     if (path === '/metrics' && deps.metrics) {
+      if (!auth.allowsMetrics(req, res)) return;
       const registry = deps.metrics();
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       return;
@@ -93,10 +100,18 @@ export function buildApp(deps: AppDeps): App {
       onNext: (ctx) => {
         if (ctx.extra.socket.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) ctx.extra.socket.close(1013, 'subscriber too slow');
       },
+      // connectionParams.authorization: no known token closes the connection with 4401 (SPEC §8).
+      onConnect: (ctx) => auth.connect(ctx.extra.socket, ctx.connectionParams),
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, payload) => {
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+        const enveloped = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+          [SOCKET_PRINCIPAL]: auth.principalOfSocket(ctx.extra.socket),
+        });
         let document;
         try {
           document = enveloped.parse(payload.query);

@@ -1,3 +1,4 @@
+import { LOCAL_PRINCIPAL } from '../auth/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
 import type { Queryable, Sql } from '../db/client.ts';
@@ -62,6 +63,12 @@ export interface JobServiceDeps {
   databaseNow?: (tx: Queryable) => Promise<number>;
 }
 
+/**
+ * Who asked for a change: a token's name, `local` with auth off. Every audit entry carries it as
+ * `details.actor` (SPEC §8); callers other than the API (tests, tools) are `local`.
+ */
+const LOCAL = LOCAL_PRINCIPAL.name;
+
 /** What a change does, for the WARNING about the due times it leaves behind. */
 const PAUSED = 'the job was paused';
 const DELETED = 'the job was deleted';
@@ -74,7 +81,7 @@ const DELETED = 'the job was deleted';
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
-  async create(input: CreateJobInput): Promise<JobRow> {
+  async create(input: CreateJobInput, actor: string = LOCAL): Promise<JobRow> {
     const id = validateJobId(input.id);
     const name = validateName(input.name);
     const call = validateExternalCall(input.externalCall);
@@ -104,6 +111,7 @@ export class JobService {
         externalCall: formatExternalCall(call),
         period: formatPeriod(periodSeconds),
         enabled: row.enabled,
+        actor,
       });
       return { job: row, entries: await insertLogEntries(tx, [audit, ...targetWarnings(row, this.deps.registry.get(row.connectorId), now)]) };
     });
@@ -111,7 +119,7 @@ export class JobService {
     return job;
   }
 
-  async update(rawId: string, input: UpdateJobInput): Promise<JobRow> {
+  async update(rawId: string, input: UpdateJobInput, actor: string = LOCAL): Promise<JobRow> {
     const changes: JobChanges = {};
     if (input.name != null) changes.name = validateName(input.name);
     if (input.externalCall != null) Object.assign(changes, validateExternalCall(input.externalCall));
@@ -136,29 +144,29 @@ export class JobService {
         changes.periodSeconds !== undefined ? "the job's period changed" : null,
         startAt !== null ? "the job's start time changed" : null,
       ].filter((c) => c !== null);
-      return { changes, message: `Job "${job.id}" updated`, details: describeChanges(input), change: change.join(' and ') };
+      return { changes, message: `Job "${job.id}" updated`, details: { ...describeChanges(input), actor }, change: change.join(' and ') };
     });
   }
 
-  pause(rawId: string, rawNote?: string | null): Promise<JobRow> {
+  pause(rawId: string, rawNote?: string | null, actor: string = LOCAL): Promise<JobRow> {
     const pausedNote = validateNote(rawNote);
     return this.#change(rawId, (job) => ({
       changes: { enabled: false, pausedNote },
       message: `Job "${job.id}" paused${pausedNote ? `: ${pausedNote}` : ''}`,
-      details: { note: pausedNote },
+      details: { note: pausedNote, actor },
       change: PAUSED,
     }));
   }
 
-  resume(rawId: string): Promise<JobRow> {
+  resume(rawId: string, actor: string = LOCAL): Promise<JobRow> {
     return this.#change(rawId, (job, now) =>
       job.enabled
         ? null
-        : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: {} },
+        : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: { actor } },
     );
   }
 
-  async delete(rawId: string): Promise<string> {
+  async delete(rawId: string, actor: string = LOCAL): Promise<string> {
     const id = validateJobId(rawId);
     const now = new Date(this.deps.clock.now());
     const { cancelled, skipped, entries } = await this.deps.sql.begin(async (tx) => {
@@ -176,7 +184,7 @@ export class JobService {
         const entry = endLogEntry({ jobId: id, runId: run.id, externalCall }, { status: 'CANCELLED', error: JOB_DELETED })!;
         return { at: now, jobId: id, runId: run.id, ...entry };
       });
-      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" deleted`, jobId: id };
+      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" deleted`, jobId: id, details: { actor } };
       const skippedEntries = skipped ? [skipped.entry] : [];
       return { cancelled, skipped: skipped?.run ?? null, entries: await insertLogEntries(tx, [audit, ...skippedEntries, ...runEntries]) };
     });
@@ -191,20 +199,22 @@ export class JobService {
   }
 
   /** Starts a MANUAL run at once, also while the job is paused; CONFLICT while one is in progress. */
-  async runNow(rawId: string): Promise<RunRow> {
+  async runNow(rawId: string, actor: string = LOCAL): Promise<RunRow> {
     const id = validateJobId(rawId);
     const { scheduler } = this.deps;
     const now = new Date(this.deps.clock.now());
     // Tracked by the scheduler: if the reply is lost after the commit, it ends the run rather than leave it unlaunched.
-    const { job, run } = await scheduler.claiming(this.deps.sql.begin(async (tx) => {
+    const { job, run, entries } = await scheduler.claiming(this.deps.sql.begin(async (tx) => {
       // The job row lock orders this against a concurrent claim of the same job.
       const locked = await lockJob(tx, id);
       if (!locked) throw notFound(`No job with id "${id}".`);
       const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
       if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
-      return { job: locked, run: inserted };
+      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" run ${inserted.id} started by request`, jobId: id, runId: inserted.id, details: { actor } };
+      return { job: locked, run: inserted, entries: await insertLogEntries(tx, [audit]) };
     }));
     void scheduler.launch(run, job);
+    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     return run;
   }
 
@@ -213,24 +223,37 @@ export class JobService {
    * when this instance holds it; otherwise once the holder has ended it, waiting at most one
    * lease (after that, the row as it stands).
    */
-  async cancelRun(runId: string): Promise<RunRow> {
+  async cancelRun(runId: string, actor: string = LOCAL): Promise<RunRow> {
     const run = await findRun(this.deps.sql, runId);
     if (!run) throw notFound(`No run with id "${runId}".`);
     if (run.status !== 'RUNNING') throw conflict(`Run ${runId} is not in progress (it is ${run.status}).`);
     const local = this.deps.scheduler.cancelLocal(run.id);
-    if (local) return (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
+    if (local) {
+      const ended = (await local) ?? (await findRun(this.deps.sql, run.id)) ?? run;
+      await this.#auditCancel(run, actor);
+      return ended;
+    }
     // Held by another instance. Watch for its end before asking, so that an end arriving at once is not missed.
     const end = watchRunEnd(this.deps, run.id);
     try {
       const now = new Date(this.deps.clock.now());
       const requested = await requestCancel(this.deps.sql, run.id, now);
       if (!requested) throw conflict(`Run ${runId} is not in progress.`);
+      await this.#auditCancel(run, actor);
       // The holder aborts at once on this event, or at its next lease renewal if it missed it.
       this.deps.bus.publish('run:cancel-requested', { at: now, runId: run.id });
       return await end.wait(requested, this.deps.scheduler.leaseMs);
     } finally {
       end.stop();
     }
+  }
+
+  /** The audit entry of a cancel that took effect (SPEC §8: it names its actor). */
+  async #auditCancel(run: RunRow, actor: string): Promise<void> {
+    const at = new Date(this.deps.clock.now());
+    const message = `Job "${run.jobId}" run ${run.id} cancelled by request`;
+    const entries = await insertLogEntries(this.deps.sql, [{ at, level: 'INFO', message, jobId: run.jobId, runId: run.id, details: { actor } }]);
+    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
   }
 
   /** Aborts a run's call wherever it runs: here directly, elsewhere through a cancel request. */
