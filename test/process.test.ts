@@ -236,7 +236,8 @@ describe('the service as a process', { concurrency: true }, () => {
     // A database and data directory of their own, in case a start went through by mistake.
     const base = { DATABASE_URL: healthDb.url, DATA_DIR: path.join(tmp, 'bad-config'), SERVER_OPERATIONS_DIR: operationsDir };
     const badValues = startServiceProcess(t, { ...base, PORT: 'abc', LEASE_SECONDS: '0' });
-    const auth = startServiceProcess(t, { ...base, AUTH_TOKENS: 'x' });
+    // A token line that cannot be read: refused, naming the entry, never quoting it.
+    const auth = startServiceProcess(t, { ...base, AUTH_TOKENS: 'canary-pasted-token-without-name-or-role' });
     const [badExit, authExit] = await Promise.all([badValues.waitForExit(60_000), auth.waitForExit(60_000)]);
 
     assert.equal(badExit.code, 1, badValues.output);
@@ -246,7 +247,8 @@ describe('the service as a process', { concurrency: true }, () => {
     assert.ok(!badValues.records.some(isListening));
 
     assert.equal(authExit.code, 1, auth.output);
-    assert.match(auth.stdout + auth.stderr, /AUTH_TOKENS.*authentication is not available/);
+    assert.match(auth.stdout + auth.stderr, /AUTH_TOKENS: entry 1: expected name:role:token/);
+    assert.ok(!(auth.stdout + auth.stderr).includes('canary-pasted'), 'the token is not echoed');
     assert.ok(!auth.records.some(isListening), 'it never runs more open than configured');
   });
 
