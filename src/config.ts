@@ -5,6 +5,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { type AuthTokens, authTokens } from './auth/settings.ts';
 import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/address-policy.ts';
+import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES, parseAllowedHosts, parseCorsOrigins, tlsProblem } from './http/web-settings.ts';
+import { unknownSettingProblems } from './setting-names.ts';
 import { parseSecretKey } from './connectors/secret-box.ts';
 
 /** pino's levels, for the service's own output (not the job log's levels). */
@@ -24,12 +26,40 @@ const isHost = (host: string) => net.isIP(host) !== 0 || (HOST_NAME.test(host) &
 const SECRETS_KEY_FORMAT = 'must be 32 random bytes in base64 (e.g. the output of `openssl rand -base64 32`)';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A comma-separated list, parsed once here; the parser's message names the bad entry. */
+const listOf = <T>(parse: (value: string | undefined) => T) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      try {
+        return parse(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+const flag = (fallback: boolean) =>
+  z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'], error: 'must be true or false' }).default(fallback);
 const schema = z.object({
   PORT: int(0, 65535).default(4000),
   HOST: z
     .string()
     .refine(isHost, 'must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::) or a host name, with no port or brackets')
     .optional(),
+  // The web-facing hardening of SPEC §8 (src/http/web-settings.ts, src/http/web-guard.ts, src/graphql/limits.ts).
+  ALLOWED_HOSTS: listOf(parseAllowedHosts),
+  CORS_ORIGINS: listOf(parseCorsOrigins),
+  TLS_CERT_FILE: z.string().optional(),
+  TLS_KEY_FILE: z.string().optional(),
+  MAX_BODY_BYTES: int(1024, 1024 ** 3).default(DEFAULT_MAX_BODY_BYTES),
+  GRAPHQL_MAX_DEPTH: int(1, 1000).default(DEFAULT_LIMITS.depth),
+  GRAPHQL_MAX_ALIASES: int(0, 100_000).default(DEFAULT_LIMITS.aliases),
+  GRAPHQL_MAX_DIRECTIVES: int(0, 100_000).default(DEFAULT_LIMITS.directives),
+  GRAPHQL_MAX_TOKENS: int(100, 10_000_000).default(DEFAULT_LIMITS.tokens),
+  GRAPHQL_MAX_COST: int(1, 1_000_000_000).default(DEFAULT_LIMITS.cost),
+  GRAPHIQL: flag(true),
+  INTROSPECTION: flag(true),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
@@ -114,6 +144,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (present['SECRETS_KEY_PREVIOUS'] !== undefined && present['SECRETS_KEY'] === undefined) {
     problems.push('SECRETS_KEY_PREVIOUS: is only used with SECRETS_KEY (the new key); set SECRETS_KEY too, or unset SECRETS_KEY_PREVIOUS.');
   }
+  const tls = tlsProblem(present['TLS_CERT_FILE'], present['TLS_KEY_FILE']);
+  if (tls) problems.push(tls);
+  // A misspelt setting (AUTH_TOKEN_FILE) would otherwise be ignored, and the service run more open.
+  problems.push(...unknownSettingProblems(present, SETTINGS));
   let allow = EMPTY_ALLOW_LIST;
   try {
     allow = parseAllowList(present['HTTP_CONNECTOR_ALLOW_HOSTS']);

@@ -16,6 +16,7 @@ import { EventBus } from './events/bus.ts';
 import { createMetrics } from './metrics.ts';
 import { PgEventRelay } from './events/pg-relay.ts';
 import { buildApp } from './http/app.ts';
+import { webOptionsFrom } from './http/web-guard.ts';
 import { JobService } from './jobs/job-service.ts';
 import { builtinOperations } from './connectors/builtin-operations.ts';
 import { reactToChanges } from './reactions.ts';
@@ -180,6 +181,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
       log,
       // API tokens (SPEC §8): AUTH_TOKENS, or AUTH_TOKENS_FILE watched until the instance stops.
       auth: apiTokens(config, log, cleanup),
+      web: webOptionsFrom(config),
       metrics: () => metrics.registry,
       health: async () => {
         const database = await withTimeout(db.sql`select 1`, HEALTH_TIMEOUT_MS).then(

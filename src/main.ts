@@ -67,7 +67,8 @@ async function main(): Promise<void> {
   if (stopRequested) return void finish(stop);
 
   const shown = ['127.0.0.1', '0.0.0.0', '::'].includes(config.HOST) ? 'localhost' : config.HOST;
-  const url = `http://${shown.includes(':') ? `[${shown}]` : shown}:${service.port}/graphql`;
+  const scheme = config.TLS_CERT_FILE ? 'https' : 'http';
+  const url = `${scheme}://${shown.includes(':') ? `[${shown}]` : shown}:${service.port}/graphql`;
   // The sentence is for people; programs (the process helper of the tests and the chaos harness)
   // wait for `event: 'listening'` and read its fields, never the words.
   log.info(

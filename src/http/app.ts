@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
@@ -10,9 +12,22 @@ import { WebSocketServer } from 'ws';
 import { TokenStore } from '../auth/tokens.ts';
 import type { Context } from '../graphql/builder.ts';
 import { schema } from '../graphql/schema.ts';
+import { useGraphQLLimits } from '../graphql/limits.ts';
 import { useVariableErrorFields } from '../graphql/variable-errors.ts';
 import { ApiAuth, SOCKET_PRINCIPAL } from './auth.ts';
 import { GRAPHIQL_TABS } from './graphiql-tabs.ts';
+import {
+  corsFor,
+  DEFAULT_WEB,
+  HOST_EXEMPT_PATHS,
+  isHostAllowed,
+  isSocketOriginAllowed,
+  readBody,
+  sendHostRefused,
+  sendTooLarge,
+  useWebGuards,
+  type WebOptions,
+} from './web-guard.ts';
 import { renderGraphiQLWithToken } from './graphiql-token.ts';
 
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
@@ -24,6 +39,8 @@ export interface AppDeps {
   metrics?: () => Registry;
   /** Readiness: whether the database answers and the scheduler is alive. */
   health(): Promise<{ ok: boolean; body: Record<string, unknown> }>;
+  /** The web-facing settings (Host allow-list, CORS, TLS, limits; web-guard.ts); the defaults when absent. */
+  web?: WebOptions;
   /** The API tokens (SPEC §8; http/auth.ts); auth is off when absent. */
   auth?: TokenStore;
 }
@@ -41,18 +58,22 @@ export interface App {
  * `yoga.fetch` or listen on port 0.
  */
 export function buildApp(deps: AppDeps): App {
+  const web = deps.web ?? DEFAULT_WEB;
   const auth = new ApiAuth(deps.auth ?? TokenStore.off());
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
     // A fresh context object per request around the shared services, with who asks (UNAUTHENTICATED without a known token).
     context: (initial) => ({ ...deps.context, principal: auth.principalOf(initial) }),
-    graphiql: { title: 'Server Jobs', subscriptionsProtocol: 'WS', defaultTabs: GRAPHIQL_TABS },
+    graphiql: web.graphiql ? { title: 'Server Jobs', subscriptionsProtocol: 'WS', defaultTabs: GRAPHIQL_TABS } : false,
+    // No CORS headers unless CORS_ORIGINS lists the origin (yoga's default answers any origin).
+    cors: corsFor(web.corsOrigins),
     // GraphiQL's code is inlined, so it works on a closed network with no CDN; its subscriptions carry the Headers tab's token.
     renderGraphiQL: renderGraphiQLWithToken,
     logging: false,
     // A bad variable value answers BAD_USER_INPUT with its field, like every other bad input.
     // Tokens: a request without a known one is refused before it is parsed (http/auth.ts).
-    plugins: [useVariableErrorFields(), auth.plugin()],
+    // CSRF prevention and the GraphQL limits (SPEC §8): web-guard.ts, limits.ts.
+    plugins: [useVariableErrorFields(), ...useWebGuards(web), ...useGraphQLLimits(web.limits, web), auth.plugin()],
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;
@@ -65,15 +86,21 @@ export function buildApp(deps: AppDeps): App {
     },
   });
 
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     route(req, res).catch((error: unknown) => {
       deps.log.error({ err: error, url: req.url }, 'HTTP request failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();
     });
-  });
+  };
+  // TLS_CERT_FILE / TLS_KEY_FILE: HTTPS and WSS on the same port (config.ts checked the pair).
+  const server: Server = web.tls
+    ? createHttpsServer({ cert: fs.readFileSync(web.tls.certFile), key: fs.readFileSync(web.tls.keyFile) }, handler)
+    : createServer(handler);
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // DNS rebinding: a page whose name now points here carries its own name as Host (SPEC §8).
+    if (!HOST_EXEMPT_PATHS.has(path) && !isHostAllowed(req.headers.host, web)) return sendHostRefused(res, req.headers.host);
     if (path === '/health/live') return sendJson(res, 200, { status: 'ok' });
     if (path === '/health') {
       const { ok, body } = await deps.health().catch((error: unknown) => ({ ok: false, body: { error: String(error) } }));
@@ -89,10 +116,30 @@ export function buildApp(deps: AppDeps): App {
       res.writeHead(302, { location: yoga.graphqlEndpoint }).end();
       return;
     }
+    if (!web.graphiql && req.method === 'GET' && !req.url?.includes('query=') && req.headers.accept?.includes('text/html')) {
+      return sendJson(res, 404, { error: 'GraphiQL is turned off (GRAPHIQL=false)' });
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+      // Read here, up to MAX_BODY_BYTES (413 past it); yoga takes a body already read from `req.body`.
+      const body = await readBody(req, web.maxBodyBytes);
+      if (body === null) return sendTooLarge(res, web.maxBodyBytes);
+      Object.assign(req, { body });
+    }
     return yoga.handle(req, res);
   };
 
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const wss = new WebSocketServer({
+    server,
+    path: yoga.graphqlEndpoint,
+    // A message over MAX_BODY_BYTES closes the socket (1009), as an HTTP body over it is a 413.
+    maxPayload: web.maxBodyBytes,
+    // Refused before the upgrade completes: a Host not ours, or a page of another site (SPEC §8).
+    verifyClient: ({ req }: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
+      if (!isHostAllowed(req.headers.host, web)) return done(false, 403, 'Host not allowed');
+      if (!isSocketOriginAllowed(req.headers.origin, req.headers.host, web)) return done(false, 403, 'Cross-site WebSocket refused');
+      done(true);
+    },
+  });
   const wsServer = useServer(
     {
       // A client that does not read its socket is dropped before its backlog grows without bound;
@@ -116,7 +163,9 @@ export function buildApp(deps: AppDeps): App {
         try {
           document = enveloped.parse(payload.query);
         } catch (error) {
-          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+          // A document over GRAPHQL_MAX_TOKENS comes coded GRAPHQL_VALIDATION_FAILED (limits.ts).
+          const code = error instanceof GraphQLError && error.extensions['code'] ? error.extensions['code'] : 'GRAPHQL_PARSE_FAILED';
+          return [new GraphQLError((error as Error).message, { extensions: { code } })];
         }
         const args: ExecutionArgs = {
           schema: enveloped.schema,
