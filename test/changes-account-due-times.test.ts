@@ -11,154 +11,17 @@
 // change read the database's clock to decide what was due, which the test learns from the change
 // itself: on a slow machine a change may come later than meant, never at an undecidable time.
 import assert from 'node:assert/strict';
-import { after, beforeEach, describe, it } from 'node:test';
-import { type GridSpan, gridCoverage } from '../chaos/audit.ts';
-import { connect } from '../src/db/client.ts';
-import { databaseNow } from '../src/db/jobs.ts';
-import type { JobRow, LogRow, RunRow } from '../src/db/rows.ts';
-import { JobService } from '../src/jobs/job-service.ts';
+import { beforeEach, describe, it } from 'node:test';
+import type { RunRow } from '../src/db/rows.ts';
 import { firstGridPointAfter } from '../src/scheduling/grid.ts';
-import { ManualClock } from './helpers/clock.ts';
 import { testDatabase } from './helpers/db.ts';
-import { type Harness, harness, nextEvent, tickAndSettle } from './helpers/harness.ts';
-import { databaseProxy } from './helpers/proxy.ts';
+import { tickAndSettle } from './helpers/harness.ts';
+import { dueTimes } from './helpers/due-times.ts';
+import { awayDatabase } from './helpers/proxy.ts';
 
 const { sql, url } = await testDatabase();
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
-
-/** The database's clock, in epoch ms. */
-async function dbNowMs(): Promise<number> {
-  const [row] = await sql<{ ms: number }[]>`select floor(extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
-  return row!.ms;
-}
-
-/** Waits (in real time) until the database's clock reaches `ms`. */
-async function untilDb(ms: number): Promise<void> {
-  for (let now = await dbNowMs(); now < ms; now = await dbNowMs()) {
-    await new Promise((resolve) => setTimeout(resolve, Math.max(1, ms - now)));
-  }
-}
-
-/** An instance on the database's clock for changes; its scheduler's clock is set from the database's before each tick. */
-function instance(db = sql, options: { name?: string; batchSize?: number } = {}): Harness {
-  const h = harness(db, { clock: new ManualClock(0), instance: options.name ?? 'one', changeClock: 'database', ...(options.batchSize ? { batchSize: options.batchSize } : {}) });
-  h.connector.define('ok', async () => {});
-  return h;
-}
-
-/** Claims what is due by the database's clock now, and lets those runs end. */
-async function tickNow(h: Harness) {
-  h.clock.set(await dbNowMs());
-  return tickAndSettle(h);
-}
-
-/**
- * The grid spans each job was enabled on, as the test laid them out: a span opens at a job's
- * first due time on a grid and closes at the last grid point at or before the instant the change
- * that ends it decided what was already due (its reading of the database's clock, which
- * `changeOf` learns). Every point of a span must be accounted for exactly once; a point after it
- * must not be (a claim or a SKIPPED run there is off the grid).
- *
- * The tests fire each change meant to come before a certain due time (`meantFor`), but a loaded
- * machine may make a change later than meant: a grid point after that moment which the change
- * still found due belongs to its span like any other, and `late` counts them, so that the
- * totals the tests expect hold however slow the machine is.
- */
-class Spans {
-  #open = new Map<string, { firstDue: number; periodMs: number }>();
-  #closed: GridSpan[] = [];
-  #meantFor: number | null = null;
-  #late = 0;
-
-  open(jobId: string, firstDue: number, periodMs: number): void {
-    assert.ok(!this.#open.has(jobId), `${jobId} has an open span already`);
-    this.#open.set(jobId, { firstDue, periodMs });
-  }
-
-  /** The changes from here on are meant to come before the first due time after `ms` (database time) of the spans they close. */
-  meantFor(ms: number): void {
-    this.#meantFor = ms;
-  }
-
-  /** Closes a job's span at the instant (database time) its change decided what was already due. */
-  close(jobId: string, decidedMs: number): void {
-    const span = this.#open.get(jobId);
-    if (!span) return;
-    this.#open.delete(jobId);
-    const { firstDue, periodMs } = span;
-    const lastAtOrBefore = (t: number) => firstDue + Math.floor((t - firstDue) / periodMs) * periodMs;
-    const last = lastAtOrBefore(decidedMs);
-    if (this.#meantFor !== null) {
-      const firstLate = Math.max(firstDue, lastAtOrBefore(this.#meantFor) + periodMs);
-      if (last >= firstLate) this.#late += (last - firstLate) / periodMs + 1;
-    }
-    this.#closed.push({ jobId, firstDue: new Date(firstDue), lastDue: new Date(last), periodMs });
-  }
-
-  /** Ends every open span with a pause on `h`: the last change of each job. */
-  async pauseAll(h: Harness): Promise<void> {
-    await Promise.all([...this.#open.keys()].map((jobId) => changeOf(this, h, jobId, (jobs) => jobs.pause(jobId))));
-  }
-
-  get all(): GridSpan[] {
-    assert.equal(this.#open.size, 0, 'every span is closed');
-    return this.#closed;
-  }
-
-  /** Grid points the changes found due although they were meant to come before them. */
-  get late(): number {
-    return this.#late;
-  }
-}
-
-/**
- * Fires a change that ends a job's span, through a job service of `h` whose reading of the
- * database's clock (the one that decides what is already due, taken in the change's transaction
- * with the job row locked: src/db/jobs.ts databaseNow) the test sees, and closes the span at that
- * instant. Nothing is left to guess from a bracket of readings around the change, which a slow
- * machine widens: every due time is on one side of the change or the other, and must be
- * accounted for exactly once on the one side and not at all on the other.
- */
-async function changeOf<T>(spans: Spans, h: Harness, jobId: string, change: (jobs: JobService) => Promise<T>): Promise<T> {
-  const decided: number[] = [];
-  const jobs = new JobService({
-    sql: h.sql,
-    clock: h.clock,
-    bus: h.bus,
-    registry: h.registry,
-    scheduler: h.scheduler,
-    databaseNow: async (tx) => {
-      const ms = await databaseNow(tx);
-      decided.push(ms);
-      return ms;
-    },
-  });
-  const before = await dbNowMs();
-  const result = await change(jobs);
-  const after = await dbNowMs();
-  assert.equal(decided.length, 1, `${jobId}: the change decided what was due by the database's clock, once`);
-  assert.ok(before <= decided[0]! && decided[0]! <= after, `${jobId}: it read the clock between its request (${before}) and its answer (${after}): ${decided[0]}`);
-  spans.close(jobId, decided[0]!);
-  return result;
-}
-
-/** Every grid point of every span accounted for exactly once, and no run off the grid. */
-async function assertCovered(spans: GridSpan[]): Promise<number> {
-  const coverage = await gridCoverage(sql, { spans });
-  assert.deepEqual(
-    [coverage.unaccounted, coverage.doubleAccounted, coverage.offGrid],
-    [0, 0, 0],
-    `every due time accounted for exactly once: ${JSON.stringify(coverage.examples)}`,
-  );
-  const [dup] = await sql<{ n: number }[]>`
-    select count(*)::int as n from (select 1 from job_runs where trigger = 'SCHEDULE' group by job_id, scheduled_at having count(*) > 1) d`;
-  assert.equal(dup!.n, 0, 'no two runs for one due time');
-  return coverage.dueTimes;
-}
-
-const skippedOf = (jobId: string) =>
-  sql<RunRow[]>`select * from job_runs where job_id = ${jobId} and status = 'SKIPPED' order by scheduled_at`;
-const warningsOf = (runId: string) => sql<LogRow[]>`select * from log_entries where run_id = ${runId} and level = 'WARNING'`;
+const { dbNowMs, untilDb, instance, tickNow, Spans, changeOf, assertCovered, skippedOf, warningsOf } = dueTimes(sql);
 
 describe('a change never loses a due time', () => {
   it('records the due time a pause, a period change, a start change or a delete commits a few ms after, and nothing for a rename', async () => {
@@ -372,11 +235,9 @@ describe('a change never loses a due time', () => {
   });
 
   it('records the backlog of a database outage when a change comes before the scheduler claims again', async () => {
-    const proxy = await databaseProxy(url);
-    const db = connect(proxy.url, { max: 3 });
-    after(() => db.sql.end({ timeout: 0 }));
-    const a = instance(db.sql, { name: 'a' });
-    const b = instance(db.sql, { name: 'b' });
+    const { proxy, sql: away } = await awayDatabase(url, 3);
+    const a = instance(away, { name: 'a' });
+    const b = instance(away, { name: 'b' });
     const spans = new Spans();
     const start = await dbNowMs();
     a.clock.set(start);
@@ -395,7 +256,7 @@ describe('a change never loses a due time', () => {
     // Due times at +2 s and +3 s pass while the database is away.
     await untilDb(start + 3100);
     await proxy.restore();
-    await Promise.all([1, 2, 3].map(() => db.sql`select 1`));
+    await Promise.all([1, 2, 3].map(() => away`select 1`));
     // The schedulers are still in backoff when the API answers: changes 3 ms after the next due time.
     const last = firstGridPointAfter(start, 1000, await dbNowMs());
     const n = (last - start) / 1000;
@@ -424,79 +285,5 @@ describe('a change never loses a due time', () => {
     await spans.pauseAll(b);
     // Paused and deleted: n each; the new period: n + 1; the job left alone: n + 2 (and any due time a slow pause found due).
     assert.equal(await assertCovered(spans.all), 4 * n + 3 + spans.late);
-  });
-});
-
-describe('no silent clash', () => {
-  it('logs a WARNING naming the job and due time when a claim finds a run for that due time already', async () => {
-    const h = harness(sql, { clock: new ManualClock(Date.parse('2026-01-01T00:00:00.000Z')) });
-    h.connector.define('ok', async () => {});
-    const job = await h.jobs.create({ id: 'clash', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    const due = job.nextDueAt;
-    // A row for the due time the claim will take, made by no claim of this job (nothing in the
-    // service makes one any more): planted.
-    const taken = new Date(due.getTime() + 2000);
-    await sql`insert into job_runs (job_id, trigger, scheduled_at, finished_at, status, missed)
-              values ('clash', 'SCHEDULE', ${taken}, ${taken}, 'SUCCEEDED', 0)`;
-    const logged = nextEvent(h.bus, 'log:added', (p) => p.entry.jobId === 'clash' && p.entry.level === 'WARNING');
-    h.clock.set(due.getTime() + 2500);
-    assert.equal((await tickAndSettle(h)).length, 0, 'no second run for that due time');
-    const [after] = await sql<JobRow[]>`select * from jobs where id = 'clash'`;
-    assert.equal(after?.nextDueAt.getTime(), due.getTime() + 3000);
-    const { entry } = await logged;
-    assert.equal(
-      entry.message,
-      `Job "clash" already has a run for its due time ${new Date(due.getTime() + 2000).toISOString()}; that due time (with 2 earlier due times coalesced into it) was not run again`,
-    );
-    assert.deepEqual(entry.details, { scheduledAt: new Date(due.getTime() + 2000).toISOString(), missed: 2 });
-    const [stored] = await sql<LogRow[]>`select * from log_entries where id = ${entry.id}`;
-    assert.equal(stored?.message, entry.message);
-  });
-
-  it('starts a job re-created with an old id after the due times its old runs stand for', async () => {
-    const h = instance();
-    const now = await dbNowMs();
-    h.clock.set(now - 2500);
-    await h.jobs.create({ id: 'again', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    h.clock.set(now);
-    // Its backlog is recorded at now − 500 when it is deleted.
-    await h.jobs.delete('again');
-    assert.deepEqual((await skippedOf('again')).map((r) => r.scheduledAt.getTime()), [now - 500]);
-    // An instance clock 1.5 s behind the database's, and a start on that very due time: the new
-    // grid would begin on it; it begins one period later instead, so no claim can clash.
-    h.clock.set(now - 1500);
-    const again = await h.jobs.create({ id: 'again', name: 'x', externalCall: 'Test:ok', period: '0:0:2', startAt: new Date(now - 500) });
-    assert.equal(again.nextDueAt.getTime(), now + 1500);
-  });
-
-  it('moves a resume that an instance behind the database makes right after a pause past the due time the pause recorded', async () => {
-    const h = instance();
-    const now = await dbNowMs();
-    h.clock.set(now - 2200);
-    const job: JobRow = await h.jobs.create({ id: 'flip', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    assert.equal(job.nextDueAt.getTime(), now - 1200);
-    h.clock.set(now);
-    await h.jobs.pause('flip');
-    const [skipped] = await skippedOf('flip');
-    assert.equal(skipped?.scheduledAt.getTime(), now - 200);
-    // Its clock 300 ms behind: the first grid point after it is the due time just recorded.
-    h.clock.set(now - 300);
-    const resumed = await h.jobs.resume('flip');
-    assert.equal(resumed.nextDueAt.getTime(), now + 800);
-    assert.equal(firstGridPointAfter(job.anchorAt.getTime(), 1000, now - 300), now - 200);
-  });
-});
-
-describe('shutting down during a backlog', () => {
-  it('stops claiming between batches', async () => {
-    const h = harness(sql, { clock: new ManualClock(Date.parse('2026-01-01T00:00:00.000Z')), batchSize: 5 });
-    h.connector.define('ok', async () => {});
-    for (let i = 0; i < 40; i++) await h.jobs.create({ id: `backlog-${i}`, name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    h.clock.advance(10_000);
-    // The loop's first round claims its first batch; the shutdown begins while it is in flight.
-    h.scheduler.start();
-    await h.scheduler.stop(1000);
-    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from job_runs`;
-    assert.equal(row!.n, 5, 'one batch, then no more claims');
   });
 });

@@ -1,15 +1,14 @@
 // No call outlives its lease (SPEC §3): a holder that cannot renew a run's lease aborts its call
 // before the lease expires, and a run whose claim reply was lost does not hold its job.
 import assert from 'node:assert/strict';
-import { after, beforeEach, describe, it } from 'node:test';
-import { connect } from '../src/db/client.ts';
+import { beforeEach, describe, it } from 'node:test';
 import type { RunRow } from '../src/db/rows.ts';
 import { REPLY_LOST } from '../src/scheduling/scheduler.ts';
 import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';
 import { harness, nextEvent, T0, tickAndSettle } from './helpers/harness.ts';
-import { databaseProxy } from './helpers/proxy.ts';
+import { awayDatabase as away } from './helpers/proxy.ts';
 
 const { sql, url } = await testDatabase();
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
@@ -17,13 +16,7 @@ beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
-/** A client of the test database through a proxy the test can cut: one instance's database goes away, the others' does not. */
-async function awayDatabase() {
-  const proxy = await databaseProxy(url);
-  const db = connect(proxy.url, { max: 2 });
-  after(() => db.sql.end({ timeout: 0 }));
-  return { proxy, sql: db.sql };
-}
+const awayDatabase = () => away(url);
 
 /** A call that ignores its signal and answers success once let go; it tells when it began and hands over its signal. */
 function hangingCall() {

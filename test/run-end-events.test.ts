@@ -1,12 +1,11 @@
 // SPEC §6: a run's end that committed while its reply was lost still publishes its end event.
 import assert from 'node:assert/strict';
-import { after, beforeEach, describe, it } from 'node:test';
-import { connect } from '../src/db/client.ts';
+import { beforeEach, describe, it } from 'node:test';
 import type { LogRow, RunRow } from '../src/db/rows.ts';
 import { gate } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';
 import { harness, T0 } from './helpers/harness.ts';
-import { databaseProxy } from './helpers/proxy.ts';
+import { awayDatabase } from './helpers/proxy.ts';
 
 const { sql: admin, url } = await testDatabase();
 
@@ -14,10 +13,8 @@ describe('a run end committed with its reply lost', () => {
   beforeEach(() => admin`truncate jobs, job_runs, log_entries`);
 
   it('should be published from the stored row when the next try finds it ended by this process', async () => {
-    const proxy = await databaseProxy(url);
-    const db = connect(proxy.url, { max: 2 });
-    after(() => db.sql.end({ timeout: 0 }));
-    const h = harness(db.sql);
+    const { proxy, sql } = await awayDatabase(url);
+    const h = harness(sql);
     const hold = gate();
     h.connector.define('fails', async () => {
       await hold.promise;
@@ -55,10 +52,8 @@ describe('a run end whose outcome stays unknown at shutdown', () => {
   beforeEach(() => admin`truncate jobs, job_runs, log_entries`);
 
   it('should interrupt subscriptions here and tell the other instances, since its end event may never come', { timeout: 30_000 }, async () => {
-    const proxy = await databaseProxy(url);
-    const db = connect(proxy.url, { max: 2 });
-    after(() => db.sql.end({ timeout: 0 }));
-    const h = harness(db.sql);
+    const { proxy, sql } = await awayDatabase(url);
+    const h = harness(sql);
     const hold = gate();
     h.connector.define('work', () => hold.promise);
     await h.jobs.create({ id: 'unknown-end', name: 'x', externalCall: 'Test:work', period: '1:0:0' });

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import type { Logger } from 'pino';
 import type { Sql } from '../../src/db/client.ts';
@@ -103,3 +104,36 @@ export const runsPage = async (app: App, vars: Json = {}): Promise<Connection> =
   (await gqlOk(app, RUNS, vars))['runs'];
 export const logPage = async (app: App, vars: Json = {}): Promise<Connection> =>
   (await gqlOk(app, LOG, vars))['logEntries'];
+
+export function assertError(result: GraphQLResponse, code: string, field?: string): void {
+  const error = result.errors?.[0];
+  assert.ok(error, `expected a ${code} error, got ${result.text}`);
+  assert.equal(error.extensions?.code, code, result.text);
+  if (field !== undefined) assert.equal(error.extensions?.field, field, result.text);
+  // A rejected mutation or query returns no data for the field.
+  const data = result.data;
+  if (data) for (const value of Object.values(data)) assert.equal(value, null, result.text);
+}
+
+/** Assertions that a rejected operation changed nothing in the database `sql`. */
+export function rejections(sql: Sql) {
+  /** Everything a rejected operation must leave as it was. */
+  async function snapshot(): Promise<string> {
+    const jobs = await sql`select * from jobs order by id`;
+    const runs = await sql`select * from job_runs order by id`;
+    const log = await sql`select * from log_entries order by id`;
+    return JSON.stringify({ jobs, runs, log });
+  }
+
+  /** Runs the operation, asserts it is rejected with `code` (and `field`) and changed nothing. */
+  async function rejects(app: App, query: string, variables: Json, code: string, field?: string): Promise<GraphQLResponse> {
+    const before = await snapshot();
+    const result = await gql(app, query, variables);
+    assertError(result, code, field);
+    assert.equal(await snapshot(), before, `${query} ${JSON.stringify(variables)} changed nothing`);
+    return result;
+  }
+
+  return { snapshot, rejects };
+}
+

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { after } from 'node:test';
+import { connect, type Sql } from '../../src/db/client.ts';
 
 export interface DatabaseProxy {
   /** `targetUrl` with its host and port replaced by the proxy's. */
@@ -72,4 +73,16 @@ export async function databaseProxy(targetUrl: string): Promise<DatabaseProxy> {
     restore: () => listen(port),
     loseNextCommitReply: () => new Promise<void>((resolve) => (loseCommit = resolve)),
   };
+}
+
+/**
+ * A client of the database at `url` through a proxy the test can cut: one instance's database
+ * goes away, the test's own client does not. Closed at once when the test ends: whatever it ran
+ * has settled by then, and a connection the outage left behind is not waited out.
+ */
+export async function awayDatabase(url: string, max = 2): Promise<{ proxy: DatabaseProxy; sql: Sql }> {
+  const proxy = await databaseProxy(url);
+  const db = connect(proxy.url, { max });
+  after(() => db.sql.end({ timeout: 0 }));
+  return { proxy, sql: db.sql };
 }
