@@ -106,9 +106,13 @@ describe('GraphQL limits', () => {
     // Just under the limit is read and answered (here: a GraphQL answer, not a 413).
     const under = JSON.stringify({ query: '{ jobs { id } }', variables: { pad: 'x'.repeat(4 * 1024 * 1024 - 200) } });
     assert.equal((await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: under })).status, 200);
-    // Broken JSON is a 4xx too.
+    // Broken JSON and empty bodies (declared, or chunked) are 4xx too, answered at once.
     const broken = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ jobs { id } }"' });
     assert.ok(broken.status >= 400 && broken.status < 500, `broken JSON answered ${broken.status}`);
+    const empty = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: '', timeoutMs: 5000 });
+    assert.ok(empty.status >= 400 && empty.status < 500, `an empty body answered ${empty.status}`);
+    const chunked = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, timeoutMs: 5000 });
+    assert.ok(chunked.status >= 400 && chunked.status < 500, `an empty chunked body answered ${chunked.status}`);
   });
 
   it('should apply the limits over graphql-ws, and close a socket whose message is over MAX_BODY_BYTES', async () => {
