@@ -40,6 +40,16 @@ const ORDINARY_VARIABLES: ReadonlySet<string> = new Set(['HOME', 'HOSTNAME', 'HO
 const ORDINARY_PREFIXES: readonly string[] = ['NODE_', 'NPM_', 'PG', 'SSL_', 'OPENSSL_', 'LC_', 'XDG_', 'GIT_', 'GITHUB_', 'RUNNER_', 'CI_', 'DOCKER_', 'KUBERNETES_', 'FAKETIME'];
 
 /**
+ * The variables Kubernetes gives a pod for every service of its namespace (`AUTH_SERVICE_HOST`,
+ * `AUTH_PORT=tcp://…`, `AUTH_PORT_443_TCP_ADDR`, …): a service named `auth` or `log` must not
+ * stop the start. Only the shape of the value is looked at, never shown.
+ */
+function isServiceLink(name: string, value: string | undefined): boolean {
+  if (/_SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?$/.test(name) || /_PORT_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?$/.test(name)) return true;
+  return /_PORT$/.test(name) && /^(tcp|udp|sctp):\/\//.test(value ?? '');
+}
+
+/**
  * Optimal string alignment distance (Levenshtein with transpositions of neighbours), so that
  * `PROT` is one step from `PORT`. Stops early: answers `limit + 1` once the distance exceeds `limit`.
  */
@@ -70,7 +80,7 @@ const reach = (setting: string) => (setting.length <= 6 ? 1 : 2);
 /**
  * One message per variable of `env` that looks like a setting but is not one of `settings`:
  * it has a setting's prefix, or lies within reach of a setting's name (compared in upper case).
- * Values are never read: they may hold secrets.
+ * Values are never shown: they may hold secrets.
  */
 export function unknownSettingProblems(env: Readonly<Record<string, string | undefined>>, settings: readonly string[]): string[] {
   const known = new Set(settings);
@@ -78,7 +88,7 @@ export function unknownSettingProblems(env: Readonly<Record<string, string | und
   for (const name of Object.keys(env).sort()) {
     if (known.has(name) || PROJECT_VARIABLES.has(name) || ORDINARY_VARIABLES.has(name)) continue;
     const upper = name.toUpperCase();
-    if (ORDINARY_PREFIXES.some((prefix) => upper.startsWith(prefix))) continue;
+    if (ORDINARY_PREFIXES.some((prefix) => upper.startsWith(prefix)) || isServiceLink(name, env[name])) continue;
     const nearest = nearestSetting(upper, settings);
     const prefixed = SETTING_PREFIXES.some((p) => upper.startsWith(p));
     const close = nearest !== null && (nearest.distance <= reach(nearest.name) || known.has(upper));

@@ -123,6 +123,10 @@ describe('settings that look like ours', () => {
     }
     const ordinary = ['PATH', 'HOME', 'HOSTNAME', 'HOSTTYPE', 'PWD', 'OLDPWD', 'USER', 'SHELL', 'TERM', 'LANG', 'TZ', 'CI', 'NODE_OPTIONS', 'NODE_ENV', 'npm_config_cache', 'npm_lifecycle_event', 'PGPASSWORD', 'PGHOST', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'NODE_EXTRA_CA_CERTS', 'TEST_DATABASE_URL', 'CHAOS_DATABASE_URL', 'MARKING_CODES_SOURCE_URL', 'DOCUMENTS_KEEP_DAYS', 'GITHUB_RUN_ID', 'LC_ALL', 'HTTP_PROXY', 'NO_PROXY'];
     assert.deepEqual(problems(Object.fromEntries(ordinary.map((name) => [name, 'x']))), []);
+    // Kubernetes' variables for a service named auth in the pod's namespace.
+    const serviceLinks = { AUTH_SERVICE_HOST: '10.0.0.7', AUTH_SERVICE_PORT: '443', AUTH_SERVICE_PORT_HTTPS: '443', AUTH_PORT: 'tcp://10.0.0.7:443', AUTH_PORT_443_TCP: 'tcp://10.0.0.7:443', AUTH_PORT_443_TCP_ADDR: '10.0.0.7', AUTH_PORT_443_TCP_PROTO: 'tcp', AUTH_PORT_443_TCP_PORT: '443' };
+    assert.deepEqual(problems(serviceLinks), []);
+    assert.equal(problems({ AUTH_PORT: '8080' }).length, 1, 'AUTH_PORT without a service link value');
     // This machine's own environment (a test runner's, CI's) starts the service.
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([name, value]) => value !== undefined && !SETTINGS.includes(name as never)));
     assert.deepEqual(problems(inherited as Record<string, string>), []);
