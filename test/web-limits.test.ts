@@ -3,6 +3,7 @@
 // never a 5xx and never a change; the standard introspection query still works; GRAPHIQL=false
 // and INTROSPECTION=false turn those off.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { getIntrospectionQuery } from 'graphql';
 import { createClient } from 'graphql-ws';
@@ -13,12 +14,13 @@ import { errorCode, rawRequest, type RawResponse, snapshot } from './helpers/web
 
 const db = await testDatabase();
 const lockedDb = await testDatabase();
+let service: ServiceProcess;
 let port: number;
 /** A service with GRAPHIQL=false, INTROSPECTION=false and small limits of its own. */
 let lockedPort: number;
 
 before(async () => {
-  const service = new ServiceProcess({ DATABASE_URL: db.url });
+  service = new ServiceProcess({ DATABASE_URL: db.url });
   const locked = new ServiceProcess({
     DATABASE_URL: lockedDb.url,
     GRAPHIQL: 'false',
@@ -113,6 +115,22 @@ describe('GraphQL limits', () => {
     assert.ok(empty.status >= 400 && empty.status < 500, `an empty body answered ${empty.status}`);
     const chunked = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, timeoutMs: 5000 });
     assert.ok(chunked.status >= 400 && chunked.status < 500, `an empty chunked body answered ${chunked.status}`);
+  });
+
+  it('should take a client that goes away in the middle of its body in its stride', async () => {
+    await new Promise<void>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json', 'content-length': '100000' } });
+      req.on('error', () => {});
+      req.write('{"query": "{ jobs { id } }", "pad": "', () => setTimeout(() => (req.destroy(), resolve()), 100));
+    });
+    await new Promise<void>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+      req.on('error', () => {});
+      req.write('{"query": ', () => setTimeout(() => (req.destroy(), resolve()), 100));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal((await post('{ jobs { id } }')).status, 200);
+    assert.ok(!service.records.some((r) => r.level !== undefined && r.level >= 50), `the service logged an error:\n${service.output}`);
   });
 
   it('should apply the limits over graphql-ws, and close a socket whose message is over MAX_BODY_BYTES', async () => {

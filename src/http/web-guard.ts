@@ -152,10 +152,10 @@ export function corsFor(origins: CorsOrigins) {
 /**
  * Reads a request's body up to `max` bytes. Resolves with it, or with null when it is larger:
  * the rest is then read and dropped (so the client, still sending, gets the 413 rather than a
- * reset), up to a bound past which the connection is cut.
+ * reset), up to a bound past which the connection is cut. A client that goes away meanwhile gets null too.
  */
 export function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
     const discardBound = max + Math.max(max, 16 * 1024 * 1024);
     if (declared > discardBound) {
@@ -176,7 +176,12 @@ export function readBody(req: IncomingMessage, max: number): Promise<Buffer | nu
       }
     });
     req.once('end', () => resolve(over ? null : Buffer.concat(chunks, size)));
-    req.once('error', reject);
+    // A client gone before the end of its body (an 'error' of an aborted request, or a 'close'):
+    // nothing to answer; the 413 then goes nowhere.
+    req.once('error', () => resolve(null));
+    req.once('close', () => {
+      if (!req.complete) resolve(null);
+    });
   });
 }
 
