@@ -5,10 +5,12 @@
 // points run from its first due time, anchor + period, to its last claimed due time,
 // next_due_at − period. A SCHEDULE run accounts for its scheduled_at and for the `missed` grid
 // points before it (scheduled_at − k·period, k = 1..missed) — SKIPPED and ABANDONED runs
-// included. Every grid point must be accounted for exactly once. `gridCoverage` applies the same
-// definition to spans of grid a caller knows: the jobs the harness paused, resumed, re-periodised
-// or deleted, whose spans chaos/changes.ts rebuilds from the database's audit trail.
+// included. Every grid point must be accounted for exactly once. `gridCoverage` (chaos/coverage.ts)
+// applies the same definition to spans of grid a caller knows: the jobs the harness paused,
+// resumed, re-periodised or deleted, whose spans chaos/change-spans.ts rebuilds from the
+// database's audit trail.
 import postgres from 'postgres';
+import { gridCoverage, type GridSpan, iso, likePrefix, num } from './coverage.ts';
 
 export type Sql = postgres.Sql;
 
@@ -129,11 +131,9 @@ export interface AuditReport {
   };
 }
 
-const num = (value: unknown): number => Number(value ?? 0);
 /** The error of a run whose holder could not renew its lease in time and aborted its call itself (src/scheduling/scheduler.ts). */
 const LEASE_LOST = '^lease lost: could not renew within [0-9]+ s$';
 const numOrNull = (value: unknown): number | null => (value == null ? null : Math.round(Number(value) * 10) / 10);
-const iso = (value: Date | string) => new Date(value).toISOString();
 
 /** Audits the jobs whose id starts with `jobPrefix`. Run it once every instance has stopped. */
 export async function audit(
@@ -283,210 +283,4 @@ export async function audit(
       abandonedOther,
     },
   };
-}
-
-/**
- * A stretch of one job's grid that must be accounted for: every `firstDue + k·period` up to
- * `lastDue` (none when `lastDue` < `firstDue`). A job may have several, one per grid it had
- * while enabled; they must not overlap.
- *
- * Where a span's boundary is known only to lie in a bracket (the instant a change decided what
- * was already due, between its request and its answer), the grid points inside the bracket may
- * be accounted for or not, never twice: those after `unsureAfter` (through `lastDue`) may be
- * left out, but only after every accounted one (what a change leaves behind is everything due
- * by one instant, so the accounted points of a span come first); those at or before
- * `unsureUntil` may be left out at the start of a span.
- */
-export interface GridSpan {
-  jobId: string;
-  firstDue: Date;
-  lastDue: Date;
-  periodMs: number;
-  unsureAfter?: Date | null;
-  unsureUntil?: Date | null;
-}
-
-export interface GridCoverage {
-  /** Jobs audited: those of the prefix, and those the spans name. */
-  jobs: number;
-  /** Grid points that had to be accounted for (those in a bracket only when they were). */
-  dueTimes: number;
-  unaccounted: number;
-  doubleAccounted: number;
-  offGrid: number;
-  /** Grid points inside a bracket (see GridSpan), and how many of them were left out, legitimately. */
-  unsure: { dueTimes: number; leftOut: number };
-  examples: Pick<AuditReport['examples'], 'unaccounted' | 'doubleAccounted' | 'offGrid'>;
-}
-
-/**
- * Checks that every grid point is accounted for exactly once by the SCHEDULE runs of its job:
- * for the jobs of a prefix, each on its fixed grid (anchor + period through next_due_at −
- * period), and for the spans given (their jobs are left out of the prefix's). A run accounts for
- * its scheduled_at and, when that is a grid point of a span, for the `missed` grid points of
- * that span before it; runs of the audited jobs that stand for no grid point are off the grid.
- */
-export async function gridCoverage(sql: Sql, of: { jobPrefix?: string; spans?: GridSpan[] }): Promise<GridCoverage> {
-  const given = of.spans ?? [];
-  const named = [...new Set(given.map((s) => s.jobId))];
-  const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
-  const explicit = sql`
-    select n::int as span, job_id, period_ms * interval '1 millisecond' as p, first_due, last_due, unsure_after, unsure_until
-    from unnest(${given.map((s) => s.jobId)}::text[], ${given.map((s) => s.firstDue.toISOString())}::timestamptz[],
-                ${given.map((s) => s.lastDue.toISOString())}::timestamptz[], ${given.map((s) => s.periodMs)}::float8[],
-                ${given.map((s) => isoOrNull(s.unsureAfter)) as string[]}::timestamptz[], ${given.map((s) => isoOrNull(s.unsureUntil)) as string[]}::timestamptz[])
-         with ordinality as s(job_id, first_due, last_due, period_ms, unsure_after, unsure_until, n)`;
-  const spans =
-    of.jobPrefix === undefined
-      ? explicit
-      : sql`
-          ${explicit}
-          union all
-          select ${given.length}::int + (row_number() over (order by id))::int, id, period_seconds * interval '1 second',
-                 anchor_at + period_seconds * interval '1 second', next_due_at - period_seconds * interval '1 second',
-                 null::timestamptz, null::timestamptz
-          from jobs where id like ${likePrefix(of.jobPrefix)} and not (id = any(${named}::text[]))`;
-
-  // Every grid point of every span, joined with the due times runs stand for (a coalesced run
-  // stands for itself and the `missed` points of its span before it): the one definition both
-  // queries use. A point two spans share (grids that cross) counts once.
-  const counted = sql`
-    with j as (${spans}),
-    points as (
-      select j.job_id, g.due, min(j.span) as span,
-             bool_and(j.unsure_after is not null and g.due > j.unsure_after) as unsure_end,
-             bool_and(j.unsure_until is not null and g.due <= j.unsure_until) as unsure_start
-      from j cross join lateral generate_series(j.first_due, j.last_due, j.p) as g(due)
-      group by j.job_id, g.due
-    ),
-    runs as (
-      select r.id, r.job_id, r.scheduled_at, r.missed from job_runs r
-      where r.trigger = 'SCHEDULE' and r.job_id in (select job_id from j)
-    ),
-    home as (
-      select r.id, j.p from runs r
-      join points g on g.job_id = r.job_id and g.due = r.scheduled_at
-      join j on j.span = g.span
-    ),
-    covered as (
-      select r.job_id, r.id as run_id, r.scheduled_at - k * coalesce(h.p, interval '0') as due
-      from runs r
-      left join home h on h.id = r.id
-      cross join lateral generate_series(0, case when h.p is null then 0 else r.missed end) as k
-    ),
-    tallied as (
-      select coalesce(g.job_id, c.job_id) as job_id, coalesce(g.due, c.due) as due, g.span,
-             coalesce(g.unsure_end, false) as unsure_end, coalesce(g.unsure_start, false) as unsure_start, count(c.run_id) as n
-      from points g full join covered c on c.job_id = g.job_id and c.due = g.due
-      group by 1, 2, 3, 4, 5
-    ),
-    counts as (
-      select job_id, due, span is not null as on_grid, n, unsure_end or unsure_start as unsure,
-             -- Left out legitimately: at the start of a span, or at its end after every accounted point.
-             n = 0 and (unsure_start or (unsure_end and due > coalesce(max(due) filter (where n > 0) over (partition by span), '-infinity'))) as left_out
-      from tallied
-    )`;
-
-  const [totals] = await sql<{
-    jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string; unsure: string; leftOut: string;
-  }[]>`
-    ${counted}
-    select (select count(distinct job_id) from j) as jobs,
-           count(*) filter (where on_grid and not left_out) as due_times,
-           count(*) filter (where on_grid and n = 0 and not left_out) as unaccounted,
-           count(*) filter (where on_grid and n > 1) as double_accounted,
-           count(*) filter (where not on_grid) as off_grid,
-           count(*) filter (where on_grid and unsure) as unsure,
-           count(*) filter (where on_grid and left_out) as left_out
-    from counts`;
-
-  const rows = await sql<{ kind: string; jobId: string; dueAt: Date; n: string }[]>`
-    ${counted},
-    kinds as (
-      select case when not on_grid then 'offGrid' when n = 0 then 'unaccounted' else 'doubleAccounted' end as kind, job_id, due, n
-      from counts where not on_grid or n > 1 or (n = 0 and not left_out)
-    )
-    select kind, job_id, due as due_at, n from kinds order by kind, due, job_id`;
-  const pick = (kind: string) => rows.filter((r) => r.kind === kind).slice(0, 10);
-
-  return {
-    jobs: num(totals!.jobs),
-    dueTimes: num(totals!.dueTimes),
-    unaccounted: num(totals!.unaccounted),
-    doubleAccounted: num(totals!.doubleAccounted),
-    offGrid: num(totals!.offGrid),
-    unsure: { dueTimes: num(totals!.unsure), leftOut: num(totals!.leftOut) },
-    examples: {
-      unaccounted: pick('unaccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
-      doubleAccounted: pick('doubleAccounted').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt), count: num(r.n) })),
-      offGrid: pick('offGrid').map((r) => ({ jobId: r.jobId, dueAt: iso(r.dueAt) })),
-    },
-  };
-}
-
-/** A LIKE pattern for ids that start with `prefix`. */
-const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-
-/**
- * Runs a frozen process had claimed when it was frozen, in a transaction it committed only
- * after it resumed: started (claimed) before the freeze, not RUNNING in the database during it,
- * and marked ABANDONED after the resume.
- */
-export async function lateClaims(sql: Sql, instance: string, frozenAt: Date, resumedAt: Date, heldIds: string[]): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`
-    select id::text from job_runs
-    where instance = ${instance} and status = 'ABANDONED' and started_at <= ${frozenAt}
-      and finished_at >= ${resumedAt} and not (id = any(${heldIds}::bigint[]))
-    order by id`;
-  return rows.map((r) => r.id);
-}
-
-/** The runs an instance holds right now (status RUNNING), for the checks of a kill or a freeze. */
-export async function runningRunsOf(sql: Sql, instance: string): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`select id::text from job_runs where status = 'RUNNING' and instance = ${instance} order by id`;
-  return rows.map((r) => r.id);
-}
-
-export interface HeldRun {
-  id: string;
-  status: string;
-  error: string | null;
-  finishedAt: Date | null;
-  leaseExpiresAt: Date | null;
-  /** finished_at − (lease_expires_at − LEASE_SECONDS), for an ABANDONED run. */
-  abandonLatencyMs: number | null;
-}
-
-/** The fate of the given runs. */
-export async function runsById(sql: Sql, ids: string[], leaseSeconds: number): Promise<HeldRun[]> {
-  if (ids.length === 0) return [];
-  return (
-    await sql<(Omit<HeldRun, 'abandonLatencyMs'> & { ms: number | null })[]>`
-      select id::text, status, error, finished_at, lease_expires_at,
-             case when status = 'ABANDONED'
-                  then extract(epoch from finished_at - (lease_expires_at - ${leaseSeconds} * interval '1 second')) * 1000 end as ms
-      from job_runs where id = any(${ids}::bigint[]) order by id`
-  ).map(({ ms, ...run }) => ({ ...run, abandonLatencyMs: ms == null ? null : Math.round(Number(ms)) }));
-}
-
-/**
- * For each instance: how long after `since` (database time) it started its first run, in ms;
- * null when it started none. "Resumed" after a database outage means claiming and running again.
- */
-export async function resumeLatencies(sql: Sql, instances: string[], since: Date): Promise<Record<string, number | null>> {
-  const rows = await sql<{ instance: string; ms: number | null }[]>`
-    select i as instance,
-           (select extract(epoch from min(started_at) - ${since}::timestamptz) * 1000
-            from job_runs where instance = i and started_at >= ${since}::timestamptz) as ms
-    from unnest(${instances}::text[]) as i`;
-  return Object.fromEntries(rows.map((r) => [r.instance, r.ms == null ? null : Math.round(Number(r.ms))]));
-}
-
-/** Progress while a scenario runs: runs so far and runs in progress. */
-export async function progress(sql: Sql, jobPrefix: string): Promise<{ runs: number; running: number; last10s: number }> {
-  const [row] = await sql<{ runs: string; running: string; last10s: string }[]>`
-    select count(*) as runs, count(*) filter (where status = 'RUNNING') as running,
-           count(*) filter (where started_at > clock_timestamp() - interval '10 seconds') as last10s
-    from job_runs where job_id like ${`${jobPrefix}%`}`;
-  return { runs: num(row!.runs), running: num(row!.running), last10s: num(row!.last10s) };
 }

@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { repoRoot } from './cluster.ts';
-import type { ScenarioResult } from './faults.ts';
+import type { ScenarioResult } from './scenario.ts';
 
 const ms = (value: number | null) => (value == null ? '-' : `${Math.round(value)} ms`);
 

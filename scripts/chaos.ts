@@ -24,7 +24,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEveryProcess } from '../chaos/cluster.ts';
 import { type ChaosServer, createDatabase, dropDatabase, externalServer, redact, startChaosPostgres } from '../chaos/database.ts';
-import { cannotRun, runScenario, SCENARIOS, type ScenarioName, type ScenarioResult } from '../chaos/faults.ts';
+import { cannotRun, runScenario } from '../chaos/faults.ts';
+import { SCENARIOS, type ScenarioName, type ScenarioResult } from '../chaos/scenario.ts';
 import { type ChaosReport, explainFailures, formatScenario, writeReport } from '../chaos/report.ts';
 
 const { values } = parseArgs({

@@ -3,7 +3,7 @@
 // closes with its changes, and the coverage check (the chaos audit's). See
 // changes-account-due-times.test.ts for why the database's clock decides.
 import assert from 'node:assert/strict';
-import { type GridSpan, gridCoverage } from '../../chaos/audit.ts';
+import { type GridSpan, gridCoverage } from '../../chaos/coverage.ts';
 import type { Sql } from '../../src/db/client.ts';
 import { databaseNow } from '../../src/db/jobs.ts';
 import type { LogRow, RunRow } from '../../src/db/rows.ts';
