@@ -8,7 +8,7 @@ import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';
 import { harness, nextEvent, T0, tickAndSettle } from './helpers/harness.ts';
-import { awayDatabase as away } from './helpers/proxy.ts';
+import { awayDatabase as awayDatabaseAt } from './helpers/proxy.ts';
 
 const { sql, url } = await testDatabase();
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
@@ -16,7 +16,7 @@ beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
-const awayDatabase = () => away(url);
+const awayDatabase = () => awayDatabaseAt(url);
 
 /** A call that ignores its signal and answers success once let go; it tells when it began and hands over its signal. */
 function hangingCall() {

@@ -27,7 +27,8 @@ describe('a run end committed with its reply lost', () => {
     // The end (FAILED, with its ERROR entry, one transaction) commits; its reply does not arrive.
     hold.open();
     await lost;
-    const ended = await started!.done;
+    // The next try comes after a pause by the clock.
+    const ended = await h.clock.advanceUntilSettled(started!.done!, 2000);
 
     assert.equal(ended?.status, 'FAILED');
     const [row] = await admin<RunRow[]>`select * from job_runs where id = ${started!.run.id}`;

@@ -7,7 +7,7 @@ import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { harness, T0 } from './helpers/harness.ts';
 import { testDatabase } from './helpers/db.ts';
-import { awayDatabase as away } from './helpers/proxy.ts';
+import { awayDatabase as awayDatabaseAt } from './helpers/proxy.ts';
 
 const { sql, url } = await testDatabase();
 // Each test starts from empty tables: a tick claims every due job in the database.
@@ -78,25 +78,15 @@ describe('leases and crash recovery', () => {
 
 describe('the database away when a run ends', () => {
   /** The scheduler's database goes away, the test's does not. */
-  const awayDatabase = () => away(url);
+  const awayDatabase = () => awayDatabaseAt(url);
   const settles = (promise: Promise<unknown>) => {
     const state = { settled: false };
     void promise.finally(() => (state.settled = true));
     return state;
   };
   const realWait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-  /**
-   * Resolves with what `promise` gives, moving `clock` on meanwhile in steps of the longest pause
-   * between two tries of writing a run's end (2 s): those pauses are by the clock.
-   */
-  async function byTheClock<T>(clock: ManualClock, promise: Promise<T>): Promise<T> {
-    const state = settles(promise);
-    while (!state.settled) {
-      clock.advance(2000);
-      await realWait(20);
-    }
-    return promise;
-  }
+  /** The longest pause between two tries of writing a run's end: the pauses are by the clock. */
+  const END_RETRY_MS = 2000;
 
   it('should keep trying to record a known outcome until the database is back, past its lease', async () => {
     const away = await awayDatabase();
@@ -119,7 +109,7 @@ describe('the database away when a run ends', () => {
     assert.equal((await runsOf('outage'))[0]!.status, 'RUNNING');
 
     await away.proxy.restore();
-    const recorded = await byTheClock(h.clock, started!.done!);
+    const recorded = await h.clock.advanceUntilSettled(started!.done!, END_RETRY_MS);
     assert.equal(recorded?.status, 'SUCCEEDED');
     const [row] = await runsOf('outage');
     assert.equal(row!.status, 'SUCCEEDED');
@@ -144,7 +134,7 @@ describe('the database away when a run ends', () => {
     const abandoned = await other.scheduler.maintain();
     assert.deepEqual(abandoned.map((r) => r.id), [started!.run.id]);
     await away.proxy.restore();
-    assert.equal(await byTheClock(clock, started!.done!), null, 'the fence refused the end');
+    assert.equal(await clock.advanceUntilSettled(started!.done!, END_RETRY_MS), null, 'the fence refused the end');
     const [row] = await runsOf('taken-over');
     assert.equal(row!.status, 'ABANDONED');
     assert.equal(row!.instance, 'cut-off');

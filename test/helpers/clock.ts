@@ -26,6 +26,24 @@ export class ManualClock implements Clock {
     for (const sleeper of due) sleeper.wake();
   }
 
+  /**
+   * Resolves with what `promise` gives, moving the clock on by `stepMs` at a time (a few real ms
+   * apart, for what each step wakes to run) until it has settled: for work that retries after
+   * pauses by this clock, such as writing a run's end while the database is away.
+   */
+  async advanceUntilSettled<T>(promise: Promise<T>, stepMs: number): Promise<T> {
+    let settled = false;
+    void promise.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!settled) {
+      this.advance(stepMs);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return promise;
+  }
+
   sleepUntil(atMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted || atMs <= this.#now) return resolve();
