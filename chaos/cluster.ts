@@ -6,9 +6,7 @@
 // read its readiness and stop it, for the tests and the harness alike.
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Exit, killEveryProcess, repoRoot, ServiceProcess } from '../test/helpers/process.ts';
-
-export { type Exit, killEveryProcess, repoRoot };
+import { type Exit, ServiceProcess } from '../test/helpers/process.ts';
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -2,7 +2,7 @@
 // bench/results/chaos-<timestamp>.json.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { repoRoot } from './cluster.ts';
+import { repoRoot } from '../test/helpers/process.ts';
 import type { ScenarioResult } from './scenario.ts';
 
 const ms = (value: number | null) => (value == null ? '-' : `${Math.round(value)} ms`);

@@ -22,7 +22,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { killEveryProcess } from '../chaos/cluster.ts';
+import { killEveryProcess } from '../test/helpers/process.ts';
 import { type ChaosServer, createDatabase, dropDatabase, externalServer, redact, startChaosPostgres } from '../chaos/database.ts';
 import { cannotRun, runScenario } from '../chaos/faults.ts';
 import { SCENARIOS, type ScenarioName, type ScenarioResult } from '../chaos/scenario.ts';

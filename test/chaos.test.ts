@@ -17,7 +17,7 @@ import type { GridSpan } from '../chaos/coverage.ts';
 import { lateClaims } from '../chaos/fault-queries.ts';
 import { changedSpans } from '../chaos/change-spans.ts';
 import type { ChangeAttempt } from '../chaos/changes.ts';
-import { faketimeMissing, killEveryProcess } from '../chaos/cluster.ts';
+import { faketimeMissing } from '../chaos/cluster.ts';
 import { type ChaosServer, createDatabase, startChaosPostgres } from '../chaos/database.ts';
 import { checkDelivery, type RunFacts } from '../chaos/delivery.ts';
 import type { ReceivedEvent, Segment } from '../chaos/subscribers.ts';
@@ -25,6 +25,7 @@ import { runScenario } from '../chaos/faults.ts';
 import type { ScenarioOptions } from '../chaos/scenario.ts';
 import { explainFailures, formatScenario } from '../chaos/report.ts';
 import { createTestDatabase } from './helpers/db.ts';
+import { killEveryProcess } from './helpers/process.ts';
 
 let tmp: string;
 const servers: ChaosServer[] = [];
