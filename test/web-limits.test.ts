@@ -84,6 +84,12 @@ describe('GraphQL limits', () => {
   it('should refuse an operation costlier than GRAPHQL_MAX_COST (5000)', async () => {
     // Runs whose jobs each list 100 runs: 100 × (3 + 100 × 3) objects.
     await overLimit(`{ runs(first: 100) { edges { node { job { runs(first: 100) { edges { node { id } } } } } } } }`, /cost limit of 5000 exceeded, found 30400/i);
+    // Pages through variables count as the most they may hold (500), omitted ones as the default (50).
+    await overLimit(
+      `query ($a: Int, $b: Int) { runs(first: $a) { edges { node { job { runs(first: $b) { edges { node { id } } } } } } } }`,
+      /cost limit of 5000 exceeded, found 752000/i,
+    );
+    await overLimit(`query { runs(first: 100) { ...R } } fragment R on JobRunConnection { edges { node { job { runs(first: $n) { edges { node { id } } } } } } }`.replace('query {', 'query ($n: Int) {'), /cost limit of 5000 exceeded/i);
     // A whole page of 500 runs (1,500 objects), by a literal or a variable, is fine.
     const fields = 'id jobId status scheduledAt startedAt finishedAt error instance missed';
     assert.equal((await post(`{ runs(first: 500) { edges { cursor node { ${fields} } } } }`)).status, 200);

@@ -3,14 +3,28 @@
 // parses and validates: HTTP, SSE and graphql-ws alike (src/http/app.ts runs graphql-ws's
 // documents through `yoga.getEnveloped`). A refused document is a validation error,
 // GRAPHQL_VALIDATION_FAILED with HTTP 400 (yoga's own validation errors are answered so too).
-import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
+import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesPlugin } from '@escape.tech/graphql-armor-max-directives';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext, type ValidationRule } from 'graphql';
+import {
+  type ASTNode,
+  type ASTVisitor,
+  type FieldNode,
+  GraphQLError,
+  Kind,
+  NoSchemaIntrospectionCustomRule,
+  type OperationDefinitionNode,
+  TypeInfo,
+  type ValidationContext,
+  type ValidationRule,
+  visit,
+  visitWithTypeInfo,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { GraphQLLimits } from '../http/web-settings.ts';
+import { DEFAULT_PAGE, MAX_PAGE } from './pagination.ts';
 
 export const VALIDATION_FAILED = 'GRAPHQL_VALIDATION_FAILED';
 
@@ -52,6 +66,55 @@ function refusing(rule: ValidationRule): ValidationRule {
 }
 
 /**
+ * Armor's cost multiplies a selection by a literal `first: N` only. This shows it the most a page
+ * can hold instead: a `first` given by a variable counts as MAX_PAGE (500), an omitted one as
+ * DEFAULT_PAGE (50), on every field that takes a `first` (fragments included), so that nesting
+ * pages through variables is no way around GRAPHQL_MAX_COST.
+ */
+function withPageSizes(rule: ValidationRule): ValidationRule {
+  return (context) => {
+    const schema = context.getSchema();
+    const sized = <T extends ASTNode>(node: T): T => {
+      const typeInfo = new TypeInfo(schema);
+      return visit(
+        node,
+        visitWithTypeInfo(typeInfo, {
+          Field(field: FieldNode) {
+            if (!typeInfo.getFieldDef()?.args.some((arg) => arg.name === 'first')) return undefined;
+            const given = field.arguments?.find((arg) => arg.name.value === 'first');
+            if (given?.value.kind === Kind.INT) return undefined;
+            const size = given ? MAX_PAGE : DEFAULT_PAGE;
+            const others = (field.arguments ?? []).filter((arg) => arg.name.value !== 'first');
+            const first = { kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: 'first' }, value: { kind: Kind.INT, value: String(size) } } as const;
+            return { ...field, arguments: [first, ...others] };
+          },
+        }),
+      ) as T;
+    };
+    const fragments = new Map<string, ReturnType<ValidationContext['getFragment']>>();
+    const inner = rule(
+      new Proxy(context, {
+        get(target, property) {
+          if (property === 'getFragment') {
+            return (name: string) => {
+              if (!fragments.has(name)) {
+                const fragment = target.getFragment(name);
+                fragments.set(name, fragment && sized(fragment));
+              }
+              return fragments.get(name);
+            };
+          }
+          const value: unknown = Reflect.get(target, property, target);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      }),
+    ) as { OperationDefinition: { enter(node: OperationDefinitionNode): void } };
+    const visitor: ASTVisitor = { OperationDefinition: { enter: (operation) => inner.OperationDefinition.enter(sized(operation)) } };
+    return visitor;
+  };
+}
+
+/**
  * The limits as Envelop plugins. The standard introspection query (GraphiQL's) is exempt from
  * depth and cost (Armor skips `__schema`); it has no aliases or directives and some 300 tokens.
  */
@@ -75,10 +138,15 @@ export function useGraphQLLimits(limits: GraphQLLimits, options: { introspection
     maxDepthPlugin({ n: limits.depth, ignoreIntrospection: true, ...reject }),
     maxAliasesPlugin({ n: limits.aliases, ...reject }),
     maxDirectivesPlugin({ n: limits.directives, ...reject }),
-    // Cost: the objects an operation may resolve, a literal `first: N` counting its selection N
-    // times (a scalar costs nothing: GRAPHQL_MAX_TOKENS bounds the width). A page of 500 runs is
-    // 1,500; a page of runs whose jobs each page 100 runs is over 5,000.
-    costLimitPlugin({ maxCost: limits.cost, objectCost: 1, scalarCost: 0, depthCostFactor: 1, ignoreIntrospection: true, ...reject }),
+    // Cost: the objects an operation may resolve, a page counting its selection as often as it
+    // may hold items (withPageSizes; a scalar costs nothing: GRAPHQL_MAX_TOKENS bounds the
+    // width). A page of 500 runs is 1,500; a page of runs whose jobs each page 100 runs is over 5,000.
+    {
+      onValidate: ({ addValidationRule }) =>
+        addValidationRule(
+          withPageSizes(costLimitRule({ maxCost: limits.cost, objectCost: 1, scalarCost: 0, depthCostFactor: 1, ignoreIntrospection: true, ...reject })),
+        ),
+    },
   ];
   if (!options.introspection) {
     plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(refusing(NoSchemaIntrospectionCustomRule)) });
