@@ -68,6 +68,12 @@ export function bestOffset(samples: readonly ClockSample[]): OffsetEstimate | nu
  */
 export const DEFAULT_MAX_DRIFT_PPM = 50;
 
+/**
+ * How many syncs in a row may be passed over for the estimate in use before one is taken anyway:
+ * a database clock that was stepped is followed within that many syncs, even by slow samples.
+ */
+export const MAX_SYNCS_PASSED_OVER = 5;
+
 /** Node timers cap at about 24.8 days; longer sleeps are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -92,6 +98,8 @@ export class OffsetClock implements Clock {
   #roundTripMs: number | null = null;
   /** The highest value returned before the last sync: "now" never goes below it. */
   #floorMs = -Infinity;
+  /** Syncs in a row whose estimate was worse than the one in use. */
+  #passedOver = 0;
 
   constructor(options: { time?: TimeSource; maxDriftPpm?: number } = {}) {
     this.time = options.time ?? systemTime;
@@ -123,13 +131,32 @@ export class OffsetClock implements Clock {
   }
 
   /**
+   * How far "now" may lag the database's clock under the estimate in use: its sample's round
+   * trip plus the drift allowance since. Null before the first sync.
+   */
+  uncertaintyMs(): number | null {
+    if (this.#roundTripMs === null) return null;
+    return this.#roundTripMs + (Math.max(0, this.time.monotonicMs() - this.#atMs) * this.#maxDriftPpm) / 1e6;
+  }
+
+  /**
    * Takes samples with `sample` (which reads the local side with this clock's `time`) and adopts
-   * the best. Returns the estimate adopted; rejects, keeping the current one, when the sampler
-   * fails or gives no usable sample.
+   * the best, unless the estimate in use is still more precise: samples taken while this
+   * process's event loop was busy (just after it was paused, under a burst) have long round trips,
+   * and adopting one would leave "now" behind the database by that much until the next sync. Such
+   * an estimate is passed over, at most MAX_SYNCS_PASSED_OVER times in a row. Returns the estimate
+   * in use afterwards; rejects, keeping the current one, when the sampler fails or gives no usable
+   * sample.
    */
   async sync(sample: (time: TimeSource) => Promise<ClockSample[]>): Promise<OffsetEstimate> {
     const estimate = bestOffset(await sample(this.time));
     if (!estimate) throw new Error('no usable sample of the database clock');
+    const current = this.uncertaintyMs();
+    if (current !== null && estimate.roundTripMs > current && this.#passedOver < MAX_SYNCS_PASSED_OVER) {
+      this.#passedOver++;
+      return { offsetMs: this.#offsetMs, roundTripMs: this.#roundTripMs!, atMs: this.#atMs };
+    }
+    this.#passedOver = 0;
     this.adopt(estimate);
     return estimate;
   }

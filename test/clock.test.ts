@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { bestOffset, type ClockSample, OffsetClock, type TimeSource } from '../src/clock.ts';
+import { bestOffset, type ClockSample, MAX_SYNCS_PASSED_OVER, OffsetClock, type TimeSource } from '../src/clock.ts';
 import { DatabaseConnectorRegistry } from '../src/connectors/registry.ts';
 import { connect, sampleDatabaseClock } from '../src/db/client.ts';
 import type { RunRow } from '../src/db/rows.ts';
@@ -137,6 +137,24 @@ describe('the database clock as this process knows it', () => {
     assert.equal(clock.now(), Math.floor(time.mono + SKEW - 30), 'follows the new estimate once it has');
     await clock.sync(async () => [sampleOf(time, SKEW + 500, { queuedMs: 0, backMs: 0 })]);
     assert.equal(clock.now(), Math.floor(time.mono + SKEW + 500));
+  });
+
+  it('should keep a precise estimate over slow samples taken while its loop was busy, but not forever', async () => {
+    const time = new FakeTime();
+    const clock = new OffsetClock({ time, maxDriftPpm: 50 });
+    await clock.sync(async () => [sampleOf(time, SKEW, { queuedMs: 0.1, backMs: 0.1 })]);
+    time.pass(60_000);
+    const precise = clock.now();
+    // Just after the process was paused: every answer waited ~100 ms for the event loop.
+    await clock.sync(async () => [1, 2, 3].map(() => sampleOf(time, SKEW, { queuedMs: 0.1, backMs: 100 })));
+    assert.ok(clock.now() >= precise);
+    time.pass(1000);
+    assert.ok(time.mono + SKEW - clock.now() < 5, `still on the precise estimate, at most its drift allowance behind (${time.mono + SKEW - clock.now()} ms)`);
+    // A database clock that was stepped is followed all the same, after a few syncs.
+    for (let i = 0; i < MAX_SYNCS_PASSED_OVER; i++) await clock.sync(async () => [sampleOf(time, SKEW + 1000, { queuedMs: 0.1, backMs: 100 })]);
+    assert.ok(clock.now() < time.mono + SKEW + 1000 - 90, 'not yet');
+    await clock.sync(async () => [sampleOf(time, SKEW + 1000, { queuedMs: 0.1, backMs: 100 })]);
+    assert.ok(Math.abs(clock.now() - (time.mono + SKEW + 1000 - 100)) <= 1, 'on the new estimate, at the lower bound of its slow sample');
   });
 
   it('should run slow by its drift allowance between syncs, so a fast local clock does not make it early', async () => {
