@@ -12,6 +12,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { ConfigError, loadConfig, SETTINGS } from '../src/config.ts';
 import { isHostAllowed, isSocketOriginAllowed } from '../src/http/web-guard.ts';
+import { parseAllowedHosts, parseCorsOrigins } from '../src/http/web-settings.ts';
 import { unknownSettingProblems } from '../src/setting-names.ts';
 import { testDatabase } from './helpers/db.ts';
 import { isListening, ServiceProcess, stopAll, waitFor } from './helpers/process.ts';
@@ -135,6 +136,17 @@ describe('settings that look like ours', () => {
 });
 
 describe('Host and Origin rules', () => {
+  it('should read ALLOWED_HOSTS and CORS_ORIGINS as lists, normalised, and name a bad entry', () => {
+    assert.deepEqual(parseAllowedHosts(' Jobs.Example.org, .corp.example ,10.0.0.5,::1,[FD00::1],jobs-1,'), ['jobs.example.org', '.corp.example', '10.0.0.5', '[::1]', '[fd00::1]', 'jobs-1']);
+    for (const bad of ['http://jobs', 'jobs:4000', 'a b', '.10.0.0.5', '-jobs', 'jobs/x', '*']) {
+      assert.throws(() => parseAllowedHosts(bad), new RegExp(JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), bad);
+    }
+    assert.deepEqual(parseCorsOrigins('https://Dash.Example.org, http://localhost:3000,https://x.org:443'), ['https://dash.example.org', 'http://localhost:3000', 'https://x.org']);
+    for (const bad of ['dash.example.org', 'https://dash.example.org/', 'https://dash.example.org/app', 'ftp://x.org', 'https://u:p@x.org', '*', 'null']) {
+      assert.throws(() => parseCorsOrigins(bad), /is not an origin/, bad);
+    }
+  });
+
   const web = { bindHost: '127.0.0.1', allowedHosts: ['jobs.example.org', '.corp.example', '10.0.0.5', '[fd00::1]'], corsOrigins: ['https://dash.example.org'] };
 
   it('should allow the loopback names, HOST when it names one address, and ALLOWED_HOSTS, port ignored', () => {
