@@ -60,7 +60,8 @@ describe('cross-site requests', () => {
         }),
       403,
     );
-    assert.match(response.body, /CSRF/);
+    assert.equal(errorCode(response.json), 'CSRF_PREVENTED');
+    assert.match(response.body, /X-GraphQL-Yoga-CSRF/);
   });
 
   it('should run no operation from a text/plain body', async () => {

@@ -4,6 +4,7 @@
 // origin nobody listed. CSRF prevention proper is yoga's plugin (see `csrfPrevention` below).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Config } from '../config.ts';
 import {
@@ -77,7 +78,24 @@ export const CSRF_HEADERS: readonly string[] = ['x-graphql-yoga-csrf', 'authoriz
  * depend on the origin.
  */
 export function useWebGuards(web: Pick<WebOptions, 'corsOrigins'>): Plugin[] {
-  const plugins: Plugin[] = [useCSRFPrevention({ requestHeaders: [...CSRF_HEADERS] })];
+  const csrf = useCSRFPrevention({ requestHeaders: [...CSRF_HEADERS] });
+  const plugins: Plugin[] = [
+    {
+      // yoga's check, its 403 coded and saying what to send.
+      onRequestParse(payload) {
+        try {
+          return csrf.onRequestParse?.(payload);
+        } catch (error) {
+          if (error instanceof GraphQLError) {
+            error.message =
+              'Refused (CSRF prevention): a form post, a text/plain or multipart/form-data body, or a GET runs no operation without an X-GraphQL-Yoga-CSRF or Authorization header.';
+            Object.assign(error.extensions, { code: 'CSRF_PREVENTED' });
+          }
+          throw error;
+        }
+      },
+    },
+  ];
   if (web.corsOrigins.length > 0) {
     plugins.push({
       onResponse: ({ response }) => {
