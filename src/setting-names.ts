@@ -34,10 +34,38 @@ const PROJECT_VARIABLES: ReadonlySet<string> = new Set([
 ]);
 
 /** Ordinary variables of a machine that happen to lie close to a setting's name. */
-const ORDINARY_VARIABLES: ReadonlySet<string> = new Set(['HOME', 'HOSTNAME', 'HOSTTYPE', 'PWD', 'OLDPWD', 'PATH', 'TERM', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'TZ']);
+const ORDINARY_VARIABLES: ReadonlySet<string> = new Set([
+  'HOME',
+  'HOSTNAME',
+  'HOSTTYPE',
+  'PWD',
+  'OLDPWD',
+  'PATH',
+  'TERM',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'TZ',
+]);
 
 /** Prefixes of other programs' variables (Node, npm, libpq, OpenSSL, locales, CI systems): never ours. */
-const ORDINARY_PREFIXES: readonly string[] = ['NODE_', 'NPM_', 'PG', 'SSL_', 'OPENSSL_', 'LC_', 'XDG_', 'GIT_', 'GITHUB_', 'RUNNER_', 'CI_', 'DOCKER_', 'KUBERNETES_', 'FAKETIME'];
+const ORDINARY_PREFIXES: readonly string[] = [
+  'NODE_',
+  'NPM_',
+  'PG',
+  'SSL_',
+  'OPENSSL_',
+  'LC_',
+  'XDG_',
+  'GIT_',
+  'GITHUB_',
+  'RUNNER_',
+  'CI_',
+  'DOCKER_',
+  'KUBERNETES_',
+  'FAKETIME',
+];
 
 /**
  * The variables Kubernetes gives a pod for every service of its namespace (`AUTH_SERVICE_HOST`,

@@ -92,7 +92,13 @@ describe('cross-site requests', () => {
       '',
     ].join('\r\n');
     await refused(
-      () => rawRequest({ port, method: 'POST', headers: { origin: FOREIGN, 'content-type': `multipart/form-data; boundary=${boundary}` }, body }),
+      () =>
+        rawRequest({
+          port,
+          method: 'POST',
+          headers: { origin: FOREIGN, 'content-type': `multipart/form-data; boundary=${boundary}` },
+          body,
+        }),
       403,
     );
   });
@@ -103,7 +109,11 @@ describe('cross-site requests', () => {
     // With the documented header (a browser cannot add it cross-site without a preflight): still no mutation over GET.
     await refused(() => rawRequest({ port, path, headers: { 'x-graphql-yoga-csrf': '1' } }), 405);
     // A GET query with the header is served, and so is an SSE subscription over GET.
-    const query = await rawRequest({ port, path: `/graphql?query=${encodeURIComponent('{ jobs { id } }')}`, headers: { 'x-graphql-yoga-csrf': '1' } });
+    const query = await rawRequest({
+      port,
+      path: `/graphql?query=${encodeURIComponent('{ jobs { id } }')}`,
+      headers: { 'x-graphql-yoga-csrf': '1' },
+    });
     assert.equal(query.status, 200, query.body);
     assert.deepEqual(query.json, { data: { jobs: [] } });
     const sse = `http://127.0.0.1:${port}/graphql?query=${encodeURIComponent('subscription { jobEvents { kind } }')}`;
@@ -124,13 +134,22 @@ describe('cross-site requests', () => {
     const preflight = await rawRequest({
       port,
       method: 'OPTIONS',
-      headers: { origin: FOREIGN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization' },
+      headers: {
+        origin: FOREIGN,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type, authorization',
+      },
     });
     assert.ok(preflight.status < 500, `preflight answered ${preflight.status}`);
     assert.deepEqual(corsHeaders(preflight.headers), {});
     // A JSON POST (which a browser sends only after that preflight, so never from that page):
     // its answer carries no CORS headers either, so a page could not read it.
-    const read = await rawRequest({ port, method: 'POST', headers: { origin: FOREIGN, 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ jobs { id } }' }) });
+    const read = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { origin: FOREIGN, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ jobs { id } }' }),
+    });
     assert.equal(read.status, 200);
     assert.deepEqual(corsHeaders(read.headers), {});
   });
@@ -145,22 +164,43 @@ describe('cross-site requests', () => {
     const cors = corsHeaders(preflight.headers);
     assert.equal(cors['access-control-allow-origin'], LISTED);
     assert.equal(cors['access-control-allow-methods'], 'GET, POST');
-    assert.deepEqual(String(cors['access-control-allow-headers']).split(/,\s*/).sort(), ['accept', 'authorization', 'content-type', 'x-graphql-yoga-csrf']);
+    assert.deepEqual(String(cors['access-control-allow-headers']).split(/,\s*/).sort(), [
+      'accept',
+      'authorization',
+      'content-type',
+      'x-graphql-yoga-csrf',
+    ]);
     assert.equal(cors['access-control-allow-credentials'], undefined, 'no credentials: tokens travel in Authorization');
     assert.match(String(preflight.headers['vary']), /Origin/);
-    const read = await rawRequest({ port, method: 'POST', headers: { origin: LISTED, 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ jobs { id } }' }) });
+    const read = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { origin: LISTED, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ jobs { id } }' }),
+    });
     assert.equal(read.status, 200);
     assert.equal(read.headers['access-control-allow-origin'], LISTED);
     assert.equal(read.headers['access-control-allow-credentials'], undefined);
     // Another origin at the same time gets nothing (no reflection).
-    const other = await rawRequest({ port, method: 'POST', headers: { origin: 'http://dashboard.example:8081', 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ jobs { id } }' }) });
+    const other = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { origin: 'http://dashboard.example:8081', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ jobs { id } }' }),
+    });
     assert.deepEqual(corsHeaders(other.headers), {});
   });
 
   it('should refuse a foreign Host with 403, except on /health and /health/live', async () => {
     const mutation = JSON.stringify({ query: MUTATION });
     const response = await refused(
-      () => rawRequest({ port, method: 'POST', headers: { host: `rebound.evil.example:${port}`, 'content-type': 'application/json' }, body: mutation }),
+      () =>
+        rawRequest({
+          port,
+          method: 'POST',
+          headers: { host: `rebound.evil.example:${port}`, 'content-type': 'application/json' },
+          body: mutation,
+        }),
       403,
     );
     assert.equal(errorCode(response.json), 'FORBIDDEN_HOST');
@@ -173,7 +213,12 @@ describe('cross-site requests', () => {
     }
     // The loopback names, with or without a port, are served.
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST', 'localhost.']) {
-      const ok = await rawRequest({ port, method: 'POST', headers: { host, 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ jobs { id } }' }) });
+      const ok = await rawRequest({
+        port,
+        method: 'POST',
+        headers: { host, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ jobs { id } }' }),
+      });
       assert.equal(ok.status, 200, `Host ${host}: ${ok.body}`);
     }
   });
@@ -191,7 +236,12 @@ describe('cross-site requests', () => {
   });
 
   it('should still run the same mutation from a JSON POST (what GraphiQL and clients send)', async () => {
-    const response = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: MUTATION }) });
+    const response = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: MUTATION }),
+    });
     assert.equal(response.status, 200, response.body);
     assert.deepEqual(response.json, { data: { createJob: { id: 'from-a-page' } } });
   });

@@ -61,7 +61,13 @@ describe('GraphQL limits', () => {
   it('should refuse a document deeper than GRAPHQL_MAX_DEPTH (12), a mutation included, and accept one at it', async () => {
     await overLimit(deep(13), /depth limit of 12 exceeded, found 13/i);
     // A mutation over the limit is refused before it runs: no job.
-    await overLimit(CREATE('too-deep', `id lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { id } } } } } } } } } } } } }`), /depth limit/i);
+    await overLimit(
+      CREATE(
+        'too-deep',
+        `id lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { id } } } } } } } } } } } } }`,
+      ),
+      /depth limit/i,
+    );
     const fine = await post(deep(12));
     assert.equal(fine.status, 200, fine.body);
   });
@@ -83,21 +89,39 @@ describe('GraphQL limits', () => {
 
   it('should refuse an operation costlier than GRAPHQL_MAX_COST (5000)', async () => {
     // Runs whose jobs each list 100 runs: 100 × (3 + 100 × 3) objects.
-    await overLimit(`{ runs(first: 100) { edges { node { job { runs(first: 100) { edges { node { id } } } } } } } }`, /cost limit of 5000 exceeded, found 30400/i);
+    await overLimit(
+      `{ runs(first: 100) { edges { node { job { runs(first: 100) { edges { node { id } } } } } } } }`,
+      /cost limit of 5000 exceeded, found 30400/i,
+    );
     // Pages through variables count as the most they may hold (500), omitted ones as the default (50).
     await overLimit(
       `query ($a: Int, $b: Int) { runs(first: $a) { edges { node { job { runs(first: $b) { edges { node { id } } } } } } } }`,
       /cost limit of 5000 exceeded, found 752000/i,
     );
-    await overLimit(`query { runs(first: 100) { ...R } } fragment R on JobRunConnection { edges { node { job { runs(first: $n) { edges { node { id } } } } } } }`.replace('query {', 'query ($n: Int) {'), /cost limit of 5000 exceeded/i);
+    await overLimit(
+      `query { runs(first: 100) { ...R } } fragment R on JobRunConnection { edges { node { job { runs(first: $n) { edges { node { id } } } } } } }`.replace(
+        'query {',
+        'query ($n: Int) {',
+      ),
+      /cost limit of 5000 exceeded/i,
+    );
     // A whole page of 500 runs (1,500 objects), by a literal or a variable, is fine.
     const fields = 'id jobId status scheduledAt startedAt finishedAt error instance missed';
     assert.equal((await post(`{ runs(first: 500) { edges { cursor node { ${fields} } } } }`)).status, 200);
-    assert.equal((await post(`query ($first: Int) { runs(first: $first) { edges { cursor node { ${fields} } } } }`, port, { first: 500 })).status, 200);
+    assert.equal(
+      (await post(`query ($first: Int) { runs(first: $first) { edges { cursor node { ${fields} } } } }`, port, { first: 500 })).status,
+      200,
+    );
   });
 
   it('should answer the standard introspection query (GraphiQL loads its schema with it)', async () => {
-    const query = getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true });
+    const query = getIntrospectionQuery({
+      descriptions: true,
+      specifiedByUrl: true,
+      directiveIsRepeatable: true,
+      schemaDescription: true,
+      inputValueDeprecation: true,
+    });
     const response = await post(query);
     assert.equal(response.status, 200, response.body.slice(0, 500));
     const schema = (response.json as { data: { __schema: { types: { name: string }[] } } }).data.__schema;
@@ -115,22 +139,44 @@ describe('GraphQL limits', () => {
     const under = JSON.stringify({ query: '{ jobs { id } }', variables: { pad: 'x'.repeat(4 * 1024 * 1024 - 200) } });
     assert.equal((await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: under })).status, 200);
     // Broken JSON and empty bodies (declared, or chunked) are 4xx too, answered at once.
-    const broken = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ jobs { id } }"' });
+    const broken = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query": "{ jobs { id } }"',
+    });
     assert.ok(broken.status >= 400 && broken.status < 500, `broken JSON answered ${broken.status}`);
     const empty = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: '', timeoutMs: 5000 });
     assert.ok(empty.status >= 400 && empty.status < 500, `an empty body answered ${empty.status}`);
-    const chunked = await rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, timeoutMs: 5000 });
+    const chunked = await rawRequest({
+      port,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      timeoutMs: 5000,
+    });
     assert.ok(chunked.status >= 400 && chunked.status < 500, `an empty chunked body answered ${chunked.status}`);
   });
 
   it('should take a client that goes away in the middle of its body in its stride', async () => {
     await new Promise<void>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json', 'content-length': '100000' } });
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/graphql',
+        headers: { 'content-type': 'application/json', 'content-length': '100000' },
+      });
       req.on('error', () => {});
       req.write('{"query": "{ jobs { id } }", "pad": "', () => setTimeout(() => (req.destroy(), resolve()), 100));
     });
     await new Promise<void>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/graphql',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      });
       req.on('error', () => {});
       req.write('{"query": ', () => setTimeout(() => (req.destroy(), resolve()), 100));
     });
@@ -144,7 +190,9 @@ describe('GraphQL limits', () => {
     try {
       const errors = await new Promise<unknown>((resolve) => {
         client.subscribe(
-          { query: `subscription { jobEvents { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { id } } } } } } } } } } } } } }` },
+          {
+            query: `subscription { jobEvents { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { job { lastRun { id } } } } } } } } } } } } } }`,
+          },
           { next: (value) => resolve(value), error: (error) => resolve(error), complete: () => resolve('complete') },
         );
       });
@@ -153,9 +201,16 @@ describe('GraphQL limits', () => {
       assert.equal(first.extensions?.code, 'GRAPHQL_VALIDATION_FAILED');
       assert.match(first.message, /depth limit of 12/i);
       const tokens = await new Promise<unknown>((resolve) => {
-        client.subscribe({ query: `subscription { jobEvents { ${'kind '.repeat(5000)} } }` }, { next: resolve, error: resolve, complete: () => resolve('complete') });
+        client.subscribe(
+          { query: `subscription { jobEvents { ${'kind '.repeat(5000)} } }` },
+          { next: resolve, error: resolve, complete: () => resolve('complete') },
+        );
       });
-      assert.equal((tokens as { extensions?: { code?: string } }[])[0]?.extensions?.code, 'GRAPHQL_VALIDATION_FAILED', JSON.stringify(tokens));
+      assert.equal(
+        (tokens as { extensions?: { code?: string } }[])[0]?.extensions?.code,
+        'GRAPHQL_VALIDATION_FAILED',
+        JSON.stringify(tokens),
+      );
     } finally {
       await client.dispose();
     }
@@ -175,7 +230,12 @@ describe('GraphQL limits', () => {
     assert.equal(response.status, 400);
     assert.match(response.body, /depth limit of 3 exceeded/i);
     assert.equal((await post(deep(3), lockedPort)).status, 200);
-    const big = await rawRequest({ port: lockedPort, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ jobs { id } }', pad: 'x'.repeat(70_000) }) });
+    const big = await rawRequest({
+      port: lockedPort,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ jobs { id } }', pad: 'x'.repeat(70_000) }),
+    });
     assert.equal(big.status, 413);
   });
 });

@@ -34,7 +34,25 @@ function selfSigned(name: string): { cert: string; key: string } {
   const key = path.join(tmp, `${name}.key`);
   const made = spawnSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
     { encoding: 'utf8' },
   );
   assert.equal(made.status, 0, made.stderr);
@@ -53,41 +71,59 @@ async function refusedStart(env: Record<string, string>): Promise<string> {
 }
 
 describe('TLS', () => {
-  it('should serve HTTPS and WSS with TLS_CERT_FILE and TLS_KEY_FILE', { skip: hasOpenssl ? false : NO_OPENSSL, timeout: 90_000 }, async () => {
-    const { cert, key } = selfSigned('server');
-    const ca = fs.readFileSync(cert);
-    const service = new ServiceProcess({ DATABASE_URL: db.url, TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
-    const port = await service.waitUntilListening();
-    const listening = service.records.find(isListening)!;
-    assert.match(String(listening['url']), /^https:\/\/localhost:\d+\/graphql$/);
+  it(
+    'should serve HTTPS and WSS with TLS_CERT_FILE and TLS_KEY_FILE',
+    { skip: hasOpenssl ? false : NO_OPENSSL, timeout: 90_000 },
+    async () => {
+      const { cert, key } = selfSigned('server');
+      const ca = fs.readFileSync(cert);
+      const service = new ServiceProcess({ DATABASE_URL: db.url, TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
+      const port = await service.waitUntilListening();
+      const listening = service.records.find(isListening)!;
+      assert.match(String(listening['url']), /^https:\/\/localhost:\d+\/graphql$/);
 
-    // WSS: a subscription sees a job created over HTTPS.
-    class TrustingWebSocket extends WebSocket {
-      constructor(url: string | URL, protocols?: string | string[]) {
-        super(url, protocols, { ca });
+      // WSS: a subscription sees a job created over HTTPS.
+      class TrustingWebSocket extends WebSocket {
+        constructor(url: string | URL, protocols?: string | string[]) {
+          super(url, protocols, { ca });
+        }
       }
-    }
-    const client = createClient({ url: `wss://127.0.0.1:${port}/graphql`, webSocketImpl: TrustingWebSocket, retryAttempts: 0 });
-    try {
-      const event = new Promise<unknown>((resolve) => {
-        client.subscribe({ query: 'subscription { jobEvents { kind jobId } }' }, { next: resolve, error: resolve, complete: () => resolve('completed') });
-      });
-      // Once the subscription has reached the service's bus (its /metrics says so, over HTTPS too), create a job.
-      await waitFor(
-        async () => /^server_jobs_subscribers(\{[^}]*\})? 1$/m.test((await rawRequest({ port, path: '/metrics', ca })).body),
-        'the subscription to reach the service',
+      const client = createClient({ url: `wss://127.0.0.1:${port}/graphql`, webSocketImpl: TrustingWebSocket, retryAttempts: 0 });
+      try {
+        const event = new Promise<unknown>((resolve) => {
+          client.subscribe(
+            { query: 'subscription { jobEvents { kind jobId } }' },
+            { next: resolve, error: resolve, complete: () => resolve('completed') },
+          );
+        });
+        // Once the subscription has reached the service's bus (its /metrics says so, over HTTPS too), create a job.
+        await waitFor(
+          async () => /^server_jobs_subscribers(\{[^}]*\})? 1$/m.test((await rawRequest({ port, path: '/metrics', ca })).body),
+          'the subscription to reach the service',
+        );
+        const create = JSON.stringify({
+          query:
+            'mutation { createJob(input: { id: "over-tls", name: "TLS", externalCall: "ServerOperationConnector:Noop", period: "1:0:0" }) { id } }',
+        });
+        const response = await rawRequest({ port, method: 'POST', ca, headers: { 'content-type': 'application/json' }, body: create });
+        assert.equal(response.status, 200, response.body);
+        assert.deepEqual(response.json, { data: { createJob: { id: 'over-tls' } } });
+        assert.deepEqual(await event, { data: { jobEvents: { kind: 'JOB_CREATED', jobId: 'over-tls' } } });
+      } finally {
+        await client.dispose();
+      }
+      // Plain HTTP on that port gets no answer.
+      await assert.rejects(
+        rawRequest({
+          port,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"query":"{ jobs { id } }"}',
+          timeoutMs: 5000,
+        }),
       );
-      const create = JSON.stringify({ query: 'mutation { createJob(input: { id: "over-tls", name: "TLS", externalCall: "ServerOperationConnector:Noop", period: "1:0:0" }) { id } }' });
-      const response = await rawRequest({ port, method: 'POST', ca, headers: { 'content-type': 'application/json' }, body: create });
-      assert.equal(response.status, 200, response.body);
-      assert.deepEqual(response.json, { data: { createJob: { id: 'over-tls' } } });
-      assert.deepEqual(await event, { data: { jobEvents: { kind: 'JOB_CREATED', jobId: 'over-tls' } } });
-    } finally {
-      await client.dispose();
-    }
-    // Plain HTTP on that port gets no answer.
-    await assert.rejects(rawRequest({ port, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ jobs { id } }"}', timeoutMs: 5000 }));
-  });
+    },
+  );
 
   it('should refuse to start with one TLS file, an unreadable one, or a key that is not the certificate’s', async (t) => {
     const lone = await refusedStart({ TLS_CERT_FILE: path.join(tmp, 'any.crt') });
@@ -113,47 +149,159 @@ describe('settings that look like ours', () => {
   });
 
   it('should list bad web settings together', async () => {
-    const output = await refusedStart({ ALLOWED_HOSTS: 'http://jobs.example.org', CORS_ORIGINS: 'https://dash.example.org/app', GRAPHQL_MAX_DEPTH: '0', GRAPHIQL: 'maybe', MAX_BODY_BYTES: '10' });
-    for (const name of ['ALLOWED_HOSTS', 'CORS_ORIGINS', 'GRAPHQL_MAX_DEPTH', 'GRAPHIQL', 'MAX_BODY_BYTES']) assert.match(output, new RegExp(`${name}: `));
+    const output = await refusedStart({
+      ALLOWED_HOSTS: 'http://jobs.example.org',
+      CORS_ORIGINS: 'https://dash.example.org/app',
+      GRAPHQL_MAX_DEPTH: '0',
+      GRAPHIQL: 'maybe',
+      MAX_BODY_BYTES: '10',
+    });
+    for (const name of ['ALLOWED_HOSTS', 'CORS_ORIGINS', 'GRAPHQL_MAX_DEPTH', 'GRAPHIQL', 'MAX_BODY_BYTES'])
+      assert.match(output, new RegExp(`${name}: `));
   });
 
   it('should take lookalikes for settings and leave ordinary variables alone', () => {
     const problems = (env: Record<string, string>) => unknownSettingProblems(env, SETTINGS);
-    for (const name of ['AUTH_TOKEN_FILE', 'PROT', 'port', 'DATADIR', 'LOG_FORMAT', 'TLS_CERT', 'CORS_ORIGIN', 'ALLOWED_HOST', 'SECRET_KEY', 'GRAPHQL_DEPTH', 'INSTANCE_NAME', 'EMBEDDED_PG_PASSWORD']) {
+    for (const name of [
+      'AUTH_TOKEN_FILE',
+      'PROT',
+      'port',
+      'DATADIR',
+      'LOG_FORMAT',
+      'TLS_CERT',
+      'CORS_ORIGIN',
+      'ALLOWED_HOST',
+      'SECRET_KEY',
+      'GRAPHQL_DEPTH',
+      'INSTANCE_NAME',
+      'EMBEDDED_PG_PASSWORD',
+    ]) {
       assert.equal(problems({ [name]: 'x' }).length, 1, `${name} was not refused`);
     }
-    const ordinary = ['PATH', 'HOME', 'HOSTNAME', 'HOSTTYPE', 'PWD', 'OLDPWD', 'USER', 'SHELL', 'TERM', 'LANG', 'TZ', 'CI', 'NODE_OPTIONS', 'NODE_ENV', 'npm_config_cache', 'npm_lifecycle_event', 'PGPASSWORD', 'PGHOST', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'NODE_EXTRA_CA_CERTS', 'TEST_DATABASE_URL', 'CHAOS_DATABASE_URL', 'MARKING_CODES_SOURCE_URL', 'DOCUMENTS_KEEP_DAYS', 'GITHUB_RUN_ID', 'LC_ALL', 'HTTP_PROXY', 'NO_PROXY'];
+    const ordinary = [
+      'PATH',
+      'HOME',
+      'HOSTNAME',
+      'HOSTTYPE',
+      'PWD',
+      'OLDPWD',
+      'USER',
+      'SHELL',
+      'TERM',
+      'LANG',
+      'TZ',
+      'CI',
+      'NODE_OPTIONS',
+      'NODE_ENV',
+      'npm_config_cache',
+      'npm_lifecycle_event',
+      'PGPASSWORD',
+      'PGHOST',
+      'SSL_CERT_FILE',
+      'SSL_CERT_DIR',
+      'NODE_EXTRA_CA_CERTS',
+      'TEST_DATABASE_URL',
+      'CHAOS_DATABASE_URL',
+      'MARKING_CODES_SOURCE_URL',
+      'DOCUMENTS_KEEP_DAYS',
+      'GITHUB_RUN_ID',
+      'LC_ALL',
+      'HTTP_PROXY',
+      'NO_PROXY',
+    ];
     assert.deepEqual(problems(Object.fromEntries(ordinary.map((name) => [name, 'x']))), []);
     // Kubernetes' variables for a service named auth in the pod's namespace.
-    const serviceLinks = { AUTH_SERVICE_HOST: '10.0.0.7', AUTH_SERVICE_PORT: '443', AUTH_SERVICE_PORT_HTTPS: '443', AUTH_PORT: 'tcp://10.0.0.7:443', AUTH_PORT_443_TCP: 'tcp://10.0.0.7:443', AUTH_PORT_443_TCP_ADDR: '10.0.0.7', AUTH_PORT_443_TCP_PROTO: 'tcp', AUTH_PORT_443_TCP_PORT: '443' };
+    const serviceLinks = {
+      AUTH_SERVICE_HOST: '10.0.0.7',
+      AUTH_SERVICE_PORT: '443',
+      AUTH_SERVICE_PORT_HTTPS: '443',
+      AUTH_PORT: 'tcp://10.0.0.7:443',
+      AUTH_PORT_443_TCP: 'tcp://10.0.0.7:443',
+      AUTH_PORT_443_TCP_ADDR: '10.0.0.7',
+      AUTH_PORT_443_TCP_PROTO: 'tcp',
+      AUTH_PORT_443_TCP_PORT: '443',
+    };
     assert.deepEqual(problems(serviceLinks), []);
     assert.equal(problems({ AUTH_PORT: '8080' }).length, 1, 'AUTH_PORT without a service link value');
     // This machine's own environment (a test runner's, CI's) starts the service.
-    const inherited = Object.fromEntries(Object.entries(process.env).filter(([name, value]) => value !== undefined && !SETTINGS.includes(name as never)));
+    const inherited = Object.fromEntries(
+      Object.entries(process.env).filter(([name, value]) => value !== undefined && !SETTINGS.includes(name as never)),
+    );
     assert.deepEqual(problems(inherited as Record<string, string>), []);
-    assert.throws(() => loadConfig({ AUTH_TOKEN_FILE: 'x' }), (error: unknown) => error instanceof ConfigError && /did you mean AUTH_TOKENS?_FILE\?/.test(error.message));
+    assert.throws(
+      () => loadConfig({ AUTH_TOKEN_FILE: 'x' }),
+      (error: unknown) => error instanceof ConfigError && /did you mean AUTH_TOKENS?_FILE\?/.test(error.message),
+    );
   });
 });
 
 describe('Host and Origin rules', () => {
   it('should read ALLOWED_HOSTS and CORS_ORIGINS as lists, normalised, and name a bad entry', () => {
-    assert.deepEqual(parseAllowedHosts(' Jobs.Example.org, .corp.example ,10.0.0.5,::1,[FD00::1],jobs-1,'), ['jobs.example.org', '.corp.example', '10.0.0.5', '[::1]', '[fd00::1]', 'jobs-1']);
+    assert.deepEqual(parseAllowedHosts(' Jobs.Example.org, .corp.example ,10.0.0.5,::1,[FD00::1],jobs-1,'), [
+      'jobs.example.org',
+      '.corp.example',
+      '10.0.0.5',
+      '[::1]',
+      '[fd00::1]',
+      'jobs-1',
+    ]);
     for (const bad of ['http://jobs', 'jobs:4000', 'a b', '.10.0.0.5', '-jobs', 'jobs/x', '*']) {
       assert.throws(() => parseAllowedHosts(bad), new RegExp(JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), bad);
     }
-    assert.deepEqual(parseCorsOrigins('https://Dash.Example.org, http://localhost:3000,https://x.org:443'), ['https://dash.example.org', 'http://localhost:3000', 'https://x.org']);
-    for (const bad of ['dash.example.org', 'https://dash.example.org/', 'https://dash.example.org/app', 'ftp://x.org', 'https://u:p@x.org', '*', 'null']) {
+    assert.deepEqual(parseCorsOrigins('https://Dash.Example.org, http://localhost:3000,https://x.org:443'), [
+      'https://dash.example.org',
+      'http://localhost:3000',
+      'https://x.org',
+    ]);
+    for (const bad of [
+      'dash.example.org',
+      'https://dash.example.org/',
+      'https://dash.example.org/app',
+      'ftp://x.org',
+      'https://u:p@x.org',
+      '*',
+      'null',
+    ]) {
       assert.throws(() => parseCorsOrigins(bad), /is not an origin/, bad);
     }
   });
 
-  const web = { bindHost: '127.0.0.1', allowedHosts: ['jobs.example.org', '.corp.example', '10.0.0.5', '[fd00::1]'], corsOrigins: ['https://dash.example.org'] };
+  const web = {
+    bindHost: '127.0.0.1',
+    allowedHosts: ['jobs.example.org', '.corp.example', '10.0.0.5', '[fd00::1]'],
+    corsOrigins: ['https://dash.example.org'],
+  };
 
   it('should allow the loopback names, HOST when it names one address, and ALLOWED_HOSTS, port ignored', () => {
-    for (const host of ['localhost', 'localhost:4000', '127.0.0.1:4000', '[::1]:4000', 'LocalHost', 'jobs.example.org', 'JOBS.example.org.:443', 'corp.example', 'a.b.corp.example:8080', '10.0.0.5:4000', '[fd00::1]:4000']) {
+    for (const host of [
+      'localhost',
+      'localhost:4000',
+      '127.0.0.1:4000',
+      '[::1]:4000',
+      'LocalHost',
+      'jobs.example.org',
+      'JOBS.example.org.:443',
+      'corp.example',
+      'a.b.corp.example:8080',
+      '10.0.0.5:4000',
+      '[fd00::1]:4000',
+    ]) {
       assert.ok(isHostAllowed(host, web), host);
     }
-    for (const host of [undefined, '', 'evil.example', 'jobs.example.org.evil.example', 'notcorp.example', 'corp.example.evil', '10.0.0.6', '127.0.0.2', '0.0.0.0', 'localhost:4000:1', 'user@localhost', '[::1']) {
+    for (const host of [
+      undefined,
+      '',
+      'evil.example',
+      'jobs.example.org.evil.example',
+      'notcorp.example',
+      'corp.example.evil',
+      '10.0.0.6',
+      '127.0.0.2',
+      '0.0.0.0',
+      'localhost:4000:1',
+      'user@localhost',
+      '[::1',
+    ]) {
       assert.ok(!isHostAllowed(host, web), String(host));
     }
     assert.ok(isHostAllowed('10.1.2.3:4000', { bindHost: '10.1.2.3', allowedHosts: [] }), 'the bound address');

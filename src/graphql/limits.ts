@@ -56,7 +56,9 @@ function refusing(rule: ValidationRule): ValidationRule {
         get(target, property) {
           if (property === 'reportError') {
             return (error: GraphQLError) =>
-              target.reportError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...REFUSED, http: { ...REFUSED.http } } }));
+              target.reportError(
+                new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...REFUSED, http: { ...REFUSED.http } } }),
+              );
           }
           const value: unknown = Reflect.get(target, property, target);
           return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
@@ -85,7 +87,11 @@ function withPageSizes(rule: ValidationRule): ValidationRule {
             if (given?.value.kind === Kind.INT) return undefined;
             const size = given ? MAX_PAGE : DEFAULT_PAGE;
             const others = (field.arguments ?? []).filter((arg) => arg.name.value !== 'first');
-            const first = { kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: 'first' }, value: { kind: Kind.INT, value: String(size) } } as const;
+            const first = {
+              kind: Kind.ARGUMENT,
+              name: { kind: Kind.NAME, value: 'first' },
+              value: { kind: Kind.INT, value: String(size) },
+            } as const;
             return { ...field, arguments: [first, ...others] };
           },
         }),
@@ -144,7 +150,9 @@ export function useGraphQLLimits(limits: GraphQLLimits, options: { introspection
     {
       onValidate: ({ addValidationRule }) =>
         addValidationRule(
-          withPageSizes(costLimitRule({ maxCost: limits.cost, objectCost: 1, scalarCost: 0, depthCostFactor: 1, ignoreIntrospection: true, ...reject })),
+          withPageSizes(
+            costLimitRule({ maxCost: limits.cost, objectCost: 1, scalarCost: 0, depthCostFactor: 1, ignoreIntrospection: true, ...reject }),
+          ),
         ),
     },
   ];

@@ -100,7 +100,8 @@ export function useWebGuards(web: Pick<WebOptions, 'corsOrigins'>): Plugin[] {
     plugins.push({
       onResponse: ({ response }) => {
         const vary = response.headers.get('vary');
-        if (!vary?.split(/\s*,\s*/).some((v) => v.toLowerCase() === 'origin')) response.headers.set('vary', vary ? `${vary}, Origin` : 'Origin');
+        if (!vary?.split(/\s*,\s*/).some((v) => v.toLowerCase() === 'origin'))
+          response.headers.set('vary', vary ? `${vary}, Origin` : 'Origin');
       },
     });
   }
@@ -136,7 +137,11 @@ export function isHostAllowed(header: string | undefined, web: Pick<WebOptions, 
  * passes the Host on), or an origin on CORS_ORIGINS. Another site's page is refused, since a
  * browser lets any page open a WebSocket anywhere.
  */
-export function isSocketOriginAllowed(origin: string | undefined, hostHeader: string | undefined, web: Pick<WebOptions, 'corsOrigins'>): boolean {
+export function isSocketOriginAllowed(
+  origin: string | undefined,
+  hostHeader: string | undefined,
+  web: Pick<WebOptions, 'corsOrigins'>,
+): boolean {
   if (origin === undefined) return true;
   let url: URL;
   try {

@@ -72,7 +72,8 @@ export function parseCorsOrigins(value: string | undefined): CorsOrigins {
     } catch {
       /* reported below */
     }
-    const bare = url !== null && (url.pathname === '/' || url.pathname === '') && !url.search && !url.hash && !url.username && !url.password;
+    const bare =
+      url !== null && (url.pathname === '/' || url.pathname === '') && !url.search && !url.hash && !url.username && !url.password;
     if (!url || !['http:', 'https:'].includes(url.protocol) || !bare || entry.endsWith('/')) {
       throw new Error(
         `${JSON.stringify(entry)} is not an origin: give scheme://host[:port] (e.g. https://dashboard.example.org), with no path or trailing slash, comma-separated`,
@@ -98,7 +99,14 @@ export function tlsProblem(certFile: string | undefined, keyFile: string | undef
       return fs.readFileSync(absolute);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'not readable by this user' : code === 'EISDIR' ? 'a directory' : (code ?? 'unreadable');
+      const why =
+        code === 'ENOENT'
+          ? 'no such file'
+          : code === 'EACCES'
+            ? 'not readable by this user'
+            : code === 'EISDIR'
+              ? 'a directory'
+              : (code ?? 'unreadable');
       return `${name}: cannot read ${absolute} (${why})`;
     }
   };

@@ -24,14 +24,26 @@ export interface RawRequest {
 }
 
 /** One HTTP(S) request to 127.0.0.1 with exactly these headers (Host included); resolves with the whole answer. */
-export function rawRequest({ port, method = 'GET', path = '/graphql', headers = {}, body, ca, timeoutMs = 30_000 }: RawRequest): Promise<RawResponse> {
+export function rawRequest({
+  port,
+  method = 'GET',
+  path = '/graphql',
+  headers = {},
+  body,
+  ca,
+  timeoutMs = 30_000,
+}: RawRequest): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const options: https.RequestOptions = {
       host: '127.0.0.1',
       port,
       method,
       path,
-      headers: { host: `localhost:${port}`, ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) },
+      headers: {
+        host: `localhost:${port}`,
+        ...headers,
+        ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
+      },
       timeout: timeoutMs,
       agent: false,
       ...(ca ? { ca, servername: 'localhost' } : {}),
