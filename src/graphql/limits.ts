@@ -2,7 +2,7 @@
 // cost, and INTROSPECTION=false. They are Envelop plugins, so they hold wherever yoga's envelop
 // parses and validates: HTTP, SSE and graphql-ws alike (src/http/app.ts runs graphql-ws's
 // documents through `yoga.getEnveloped`). A refused document is a validation error,
-// GRAPHQL_VALIDATION_FAILED with HTTP 400 (yoga's own validation errors are answered so too).
+// GRAPHQL_VALIDATION_FAILED, with HTTP 400 whatever the client accepts (see REFUSED).
 import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
