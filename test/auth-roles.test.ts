@@ -320,7 +320,15 @@ describe('audit entries name their actor', () => {
     await as('admin', 'mutation { updateConnector(id: "k", input: { timeoutSeconds: 9 }) { id } }');
     await as('admin', 'mutation { deleteConnector(id: "k") }');
 
-    const entries = await sql<{ message: string; details: Json | null }[]>`select message, details from log_entries where level = 'INFO' order by id`;
+    const entries = await sql<{ message: string; details: Json | null; runId: string | null }[]>`select message, details, run_id from log_entries where level = 'INFO' order by id`;
+    // A manual run's and a cancel's entries name the run in details; entries with a runId are the run's own.
+    assert.deepEqual(
+      entries.filter((e) => e.details?.['runId']).map((e) => [e.details!['runId'], e.runId]),
+      [
+        [run, null],
+        [run, null],
+      ],
+    );
     assert.deepEqual(
       entries.map((e) => [e.message, e.details?.['actor']]),
       [

@@ -210,7 +210,8 @@ export class JobService {
       if (!locked) throw notFound(`No job with id "${id}".`);
       const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
       if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
-      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" run ${inserted.id} started by request`, jobId: id, runId: inserted.id, details: { actor } };
+      // The run's id goes in details: entries with a runId are what happened in the run itself.
+      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" run ${inserted.id} started by request`, jobId: id, details: { runId: inserted.id, actor } };
       return { job: locked, run: inserted, entries: await insertLogEntries(tx, [audit]) };
     }));
     void scheduler.launch(run, job);
@@ -252,7 +253,7 @@ export class JobService {
   async #auditCancel(run: RunRow, actor: string): Promise<void> {
     const at = new Date(this.deps.clock.now());
     const message = `Job "${run.jobId}" run ${run.id} cancelled by request`;
-    const entries = await insertLogEntries(this.deps.sql, [{ at, level: 'INFO', message, jobId: run.jobId, runId: run.id, details: { actor } }]);
+    const entries = await insertLogEntries(this.deps.sql, [{ at, level: 'INFO', message, jobId: run.jobId, details: { runId: run.id, actor } }]);
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
   }
 
