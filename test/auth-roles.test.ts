@@ -169,7 +169,7 @@ async function cell(op: Op, who: Who, transport: 'http' | 'ws'): Promise<void> {
     if (outcome === 'UNAUTHENTICATED') {
       if (transport === 'http') {
         assert.equal(answer.status, 401, answer.text);
-        assert.equal(answer.errors?.[0]?.extensions?.['code'], 'UNAUTHENTICATED', answer.text);
+        assert.deepEqual(answer.errors?.[0]?.extensions, { code: 'UNAUTHENTICATED' }, answer.text);
         assert.equal(answer.data, undefined, 'nothing was executed');
         assert.match(answer.text, /www-authenticate,Bearer/i);
       } else {

@@ -159,7 +159,7 @@ describe('AUTH_TOKENS_FILE re-read while running', () => {
     const errorFrame = (await frames.next()).value!;
     assert.equal(errorFrame.event, 'next');
     const errorBody = JSON.parse(errorFrame.data) as { errors: { extensions: { code: string } }[] };
-    assert.equal(errorBody.errors[0]!.extensions.code, 'UNAUTHENTICATED');
+    assert.deepEqual(errorBody.errors[0]!.extensions, { code: 'UNAUTHENTICATED' });
     assert.equal((await frames.next()).value!.event, 'complete');
     assert.ok(Date.now() - removedAt < 5000, `ended within 5 s (${Date.now() - removedAt} ms)`);
 
