@@ -361,7 +361,9 @@ describe('audit entries name their actor', () => {
 });
 
 describe('canaries', () => {
-  it('should never show a token in an answer or a log line, nor a header value to a non-admin', () => {
+  it('should never show a token in an answer, a log line or a log entry, nor a header value to a non-admin', async () => {
+    const entries = JSON.stringify(await sql`select * from log_entries`);
+    for (const token of CANARIES) assert.ok(!entries.includes(token), 'a log entry shows a token');
     assert.ok(answers.length > 150, `the matrix ran (${answers.length} answers)`);
     for (const { who, text } of answers) {
       for (const token of CANARIES) assert.ok(!text.includes(token), `an answer to ${who} shows a token: ${text.slice(0, 300)}`);
