@@ -29,8 +29,8 @@ interface Entry {
 }
 
 const VERB_OF: Record<string, ChangeAction | 'create'> = { created: 'create', paused: 'pause', resumed: 'resume', updated: 'period', deleted: 'delete' };
-/** updateJob fields that leave the grid alone. */
-const GRID_NEUTRAL = new Set(['name', 'externalCall', 'timeoutSeconds']);
+/** What an update's details may hold that leaves the grid alone: fields so, and `actor` (who made the change, SPEC §8). */
+const GRID_NEUTRAL = new Set(['name', 'externalCall', 'timeoutSeconds', 'actor']);
 
 /**
  * The spans of grid each job was enabled on, replayed from its INFO entries in commit order (a
