@@ -22,7 +22,11 @@ export interface Context {
 export interface Types {
   Context: Context;
   DefaultFieldNullability: false;
-  /** The roles, each a scope a field may require (SPEC §8's matrix; see auth-scopes in each type file). */
+  /**
+   * The roles, each a scope a field may require (SPEC §8's matrix): Query and Subscription need
+   * viewer (jobs.ts, subscriptions.ts: on the root types, so a field added later is covered),
+   * Mutation operator (jobs.ts), the connector mutations admin (connectors.ts).
+   */
   AuthScopes: { viewer: boolean; operator: boolean; admin: boolean };
   Scalars: {
     ID: { Input: string; Output: string };
