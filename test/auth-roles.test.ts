@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { hasRole, type Role } from '../src/auth/tokens.ts';
+import type { GraphQLObjectType } from 'graphql';
 import { HIDDEN_HEADER_VALUE } from '../src/graphql/connectors.ts';
+import { schema } from '../src/graphql/schema.ts';
 import { appFor, gqlOk, type Json } from './helpers/api.ts';
 import {
   type Answer,
@@ -194,6 +196,13 @@ async function cell(op: Op, who: Who, transport: 'http' | 'ws'): Promise<void> {
 }
 
 describe('role matrix: queries and mutations', () => {
+  it('should cover every root field of the schema (a field added later must join the matrix)', () => {
+    const fields = (type: GraphQLObjectType | null | undefined) => Object.keys(type?.getFields() ?? {}).sort();
+    assert.deepEqual(fields(schema.getQueryType()), OPS.filter((op) => !op.query.startsWith('mutation')).map((op) => op.field).sort());
+    assert.deepEqual(fields(schema.getMutationType()), OPS.filter((op) => op.query.startsWith('mutation')).map((op) => op.field).sort());
+    assert.deepEqual(fields(schema.getSubscriptionType()), SUBSCRIPTIONS.map((sub) => sub.field).sort());
+  });
+
   for (const transport of ['http', 'ws'] as const) {
     for (const op of OPS) {
       for (const who of EVERYONE) {
