@@ -5,7 +5,7 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\
 
 function parseDateTime(value: unknown, extensions?: Record<string, unknown>): Date {
   const date = typeof value === 'string' && ISO_8601.test(value) && isCalendarDate(value) ? new Date(value) : null;
-  if (!date || Number.isNaN(date.getTime())) {
+  if (!date || Number.isNaN(date.getTime()) || !storable(date)) {
     throw new GraphQLError(`DateTime must be an ISO 8601 date and time with a zone, e.g. 2026-01-31T08:00:00Z; got ${JSON.stringify(value)}.`, {
       extensions,
     });
@@ -20,6 +20,13 @@ function isCalendarDate(text: string): boolean {
   const probe = new Date(Date.UTC(year, month - 1, day));
   return probe.getUTCMonth() === month - 1 && probe.getUTCDate() === day && hour <= 23;
 }
+
+/**
+ * Whether PostgreSQL can take the instant as the driver sends it (toISOString): a UTC year from
+ * 0001 to 9999. JavaScript reads 0000-01-01T00:00Z (PostgreSQL has no year 0) and
+ * 9999-12-31T23:00-12:00 (year 10000 in UTC), which the database refuses.
+ */
+const storable = (date: Date): boolean => date.getUTCFullYear() >= 1 && date.getUTCFullYear() <= 9999;
 
 builder.scalarType('DateTime', {
   description: 'An ISO 8601 date and time in UTC with milliseconds, e.g. 2026-01-31T08:00:00.000Z.',

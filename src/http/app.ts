@@ -14,8 +14,10 @@ import type { Context } from '../graphql/builder.ts';
 import { schema } from '../graphql/schema.ts';
 import { useGraphQLLimits } from '../graphql/limits.ts';
 import { useVariableErrorFields } from '../graphql/variable-errors.ts';
+import { useNoNulText } from '../graphql/nul-text.ts';
 import { ApiAuth, SOCKET_PRINCIPAL } from './auth.ts';
 import { GRAPHIQL_TABS } from './graphiql-tabs.ts';
+import { useMalformedRequestErrors } from './malformed.ts';
 import {
   corsFor,
   DEFAULT_WEB,
@@ -73,7 +75,9 @@ export function buildApp(deps: AppDeps): App {
     // A bad variable value answers BAD_USER_INPUT with its field, like every other bad input.
     // Tokens: a request without a known one is refused before it is parsed (http/auth.ts).
     // CSRF prevention and the GraphQL limits (SPEC §8): web-guard.ts, limits.ts.
-    plugins: [useVariableErrorFields(), ...useWebGuards(web), ...useGraphQLLimits(web.limits, web), auth.plugin()],
+    // Text with a NUL is bad input (nul-text.ts); malformed requests (bad JSON parameters, documents
+    // too deep to parse) are 400s (malformed.ts): last, to wrap the others' parsers.
+    plugins: [useVariableErrorFields(), useNoNulText(), ...useWebGuards(web), ...useGraphQLLimits(web.limits, web), auth.plugin(), useMalformedRequestErrors()],
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;
