@@ -101,6 +101,22 @@ describe('token settings', () => {
     assert.match(on.lines.join(''), /authentication is on: 1 token from AUTH_TOKENS/);
     assert.match(on.lines.join(''), /ops \(operator\)/);
     assert.ok(!on.lines.join('').includes(CANARY));
+    // A file others may read, with plain tokens: a warning; with hashes only, none.
+    const plain = tokenFile(`ops:operator:${CANARY}\n`);
+    fs.chmodSync(plain, 0o644);
+    const loose = capturedLog();
+    logAuth(loadConfig({ AUTH_TOKENS_FILE: plain }), loose.log);
+    assert.match(loose.lines.join(''), /"level":40.*"mode":"0644".*chmod 600/);
+    fs.chmodSync(plain, 0o600);
+    const tight = capturedLog();
+    logAuth(loadConfig({ AUTH_TOKENS_FILE: plain }), tight.log);
+    assert.ok(!tight.lines.join('').includes('chmod'));
+    const hashedOnly = tokenFile(`ops:operator:sha256:${sha256(CANARY).toString('hex')}\n`);
+    fs.chmodSync(hashedOnly, 0o644);
+    const hashed = capturedLog();
+    logAuth(loadConfig({ AUTH_TOKENS_FILE: hashedOnly }), hashed.log);
+    assert.ok(!hashed.lines.join('').includes('chmod'));
+
     const off = capturedLog();
     logAuth(loadConfig({}), off.log);
     assert.match(off.lines.join(''), /"level":40.*authentication is off/);

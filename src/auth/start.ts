@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { watchTokenFile } from './token-file.ts';
@@ -27,4 +28,13 @@ export function logAuth(config: Config, log: Logger): void {
     { auth: 'on', source, tokens: entries.map((e) => `${e.principal.name} (${e.principal.role})`) },
     `authentication is on: ${entries.length} token${entries.length === 1 ? '' : 's'} from ${source}`,
   );
+  // Plain tokens in a file other users of the machine can read are theirs too.
+  const file = config.AUTH_TOKENS_FILE;
+  const mode = file ? fs.statSync(file, { throwIfNoEntry: false })?.mode : undefined;
+  if (file && mode !== undefined && (mode & 0o077) !== 0 && entries.some((e) => !e.hashed)) {
+    log.warn(
+      { file, mode: `0${(mode & 0o777).toString(8)}` },
+      'AUTH_TOKENS_FILE holds plain tokens and other users may read it: chmod 600 it, or give sha256:<hex> lines instead of tokens',
+    );
+  }
 }

@@ -23,6 +23,8 @@ export const hasRole = (principal: Principal, role: Role): boolean => ROLES.inde
 export interface TokenEntry {
   readonly principal: Principal;
   readonly hash: Buffer;
+  /** Whether its line gave the hash (`sha256:`) rather than the token. */
+  readonly hashed?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -85,7 +87,7 @@ export function parseTokenLines(setting: string, lines: readonly TokenLine[]): {
     if (sameName || sameToken) continue;
     names.set(name, where);
     hashes.set(key, where);
-    entries.push({ principal: Object.freeze({ name, role: role as Role }), hash });
+    entries.push({ principal: Object.freeze({ name, role: role as Role }), hash, hashed: token.toLowerCase().startsWith('sha256:') });
   }
   return { entries, problems };
 }
@@ -165,7 +167,7 @@ export class TokenStore {
     const kept = new Map(this.#entries.map((e) => [keyOf(e), e.principal]));
     this.#entries = entries.map((e) => {
       const same = kept.get(keyOf(e));
-      return same ? { principal: same, hash: e.hash } : e;
+      return same ? { ...e, principal: same } : e;
     });
     this.#current = new Set(this.#entries.map((e) => e.principal));
     for (const listener of [...this.#listeners]) listener();
