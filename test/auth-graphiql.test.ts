@@ -21,7 +21,9 @@ const { url } = await authApp(h, tokenStore(), log);
 type Observer = { next: (value: Json) => void; error: (error: Error) => void; complete: () => void };
 type Fetcher = (params: Json, opts: Json) => Promise<Json> | { subscribe: (observer: Observer) => { unsubscribe: () => void } };
 // The page's own source, run as the browser runs it.
-const makeFetcher = new Function('WebSocket', 'fetch', `${TOKEN_FETCHER_SOURCE}; return serverJobsFetcher;`)(WebSocket, fetch) as (endpoint: string) => Fetcher;
+const makeFetcher = new Function('WebSocket', 'fetch', `${TOKEN_FETCHER_SOURCE}; return serverJobsFetcher;`)(WebSocket, fetch) as (
+  endpoint: string,
+) => Fetcher;
 
 describe('GraphiQL with tokens', () => {
   it('should load the page without a token, with the token-carrying fetcher in it', async () => {
@@ -36,7 +38,10 @@ describe('GraphiQL with tokens', () => {
   it('should send the Headers tab’s token with queries, and refuse without it', async () => {
     const fetcher = makeFetcher(url);
     const query = '{ me { name role } }';
-    const ok = await (fetcher({ query }, { headers: { Authorization: `Bearer ${TOKENS.operator}` }, documentAST: parse(query) }) as Promise<Json>);
+    const ok = await (fetcher(
+      { query },
+      { headers: { Authorization: `Bearer ${TOKENS.operator}` }, documentAST: parse(query) },
+    ) as Promise<Json>);
     assert.deepEqual(ok['data'], { me: { name: 'operator-bot', role: 'OPERATOR' } });
     const refused = await (fetcher({ query }, { headers: {}, documentAST: parse(query) }) as Promise<Json>);
     assert.equal(refused['errors'][0]['extensions']['code'], 'UNAUTHENTICATED');
@@ -72,5 +77,4 @@ describe('GraphiQL with tokens', () => {
     await waitFor(() => errors.length > 0, 'the refusal');
     assert.match(errors[0]!, /4401.*Headers tab/);
   });
-
 });

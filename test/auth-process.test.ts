@@ -23,7 +23,10 @@ describe('the service with AUTH_TOKENS_FILE', () => {
     fs.writeFileSync(file, `# the team\nops:operator:${TOKEN}\n`);
     const { service, port } = await runService(t, { DATABASE_URL: db.url, SERVER_OPERATIONS_DIR: operationsDir(), AUTH_TOKENS_FILE: file });
     // Logged right after the listening record.
-    const auth = await waitFor(() => service.records.find((r) => r['auth'] === 'on'), () => `the auth record: ${service.output}`);
+    const auth = await waitFor(
+      () => service.records.find((r) => r['auth'] === 'on'),
+      () => `the auth record: ${service.output}`,
+    );
     assert.match(String(auth.msg), /authentication is on: 1 token from AUTH_TOKENS_FILE/);
     assert.deepEqual(auth['tokens'], ['ops (operator)']);
     assert.ok(!service.records.some((r) => r['auth'] === 'off'));

@@ -166,7 +166,10 @@ async function cell(op: Op, who: Who, transport: 'http' | 'ws'): Promise<void> {
   try {
     const variables = (await op.prepare?.()) ?? {};
     const before = await snapshot(sql);
-    const answer = seen(who, transport === 'http' ? await overHttp(url, who, op.query, variables) : await overWs(port, who, op.query, variables));
+    const answer = seen(
+      who,
+      transport === 'http' ? await overHttp(url, who, op.query, variables) : await overWs(port, who, op.query, variables),
+    );
     const outcome = outcomeOf(who, op.needs);
     if (outcome === 'UNAUTHENTICATED') {
       if (transport === 'http') {
@@ -198,8 +201,18 @@ async function cell(op: Op, who: Who, transport: 'http' | 'ws'): Promise<void> {
 describe('role matrix: queries and mutations', () => {
   it('should cover every root field of the schema (a field added later must join the matrix)', () => {
     const fields = (type: GraphQLObjectType | null | undefined) => Object.keys(type?.getFields() ?? {}).sort();
-    assert.deepEqual(fields(schema.getQueryType()), OPS.filter((op) => !op.query.startsWith('mutation')).map((op) => op.field).sort());
-    assert.deepEqual(fields(schema.getMutationType()), OPS.filter((op) => op.query.startsWith('mutation')).map((op) => op.field).sort());
+    assert.deepEqual(
+      fields(schema.getQueryType()),
+      OPS.filter((op) => !op.query.startsWith('mutation'))
+        .map((op) => op.field)
+        .sort(),
+    );
+    assert.deepEqual(
+      fields(schema.getMutationType()),
+      OPS.filter((op) => op.query.startsWith('mutation'))
+        .map((op) => op.field)
+        .sort(),
+    );
     assert.deepEqual(fields(schema.getSubscriptionType()), SUBSCRIPTIONS.map((sub) => sub.field).sort());
   });
 
@@ -213,8 +226,16 @@ describe('role matrix: queries and mutations', () => {
 });
 
 const SUBSCRIPTIONS = [
-  { field: 'jobEvents', query: 'subscription { jobEvents { kind jobId } }', check: (d: Json) => assert.equal(d['jobEvents']['kind'], 'JOB_CREATED') },
-  { field: 'logEntryAdded', query: 'subscription { logEntryAdded { message } }', check: (d: Json) => assert.match(d['logEntryAdded']['message'], /created/) },
+  {
+    field: 'jobEvents',
+    query: 'subscription { jobEvents { kind jobId } }',
+    check: (d: Json) => assert.equal(d['jobEvents']['kind'], 'JOB_CREATED'),
+  },
+  {
+    field: 'logEntryAdded',
+    query: 'subscription { logEntryAdded { message } }',
+    check: (d: Json) => assert.match(d['logEntryAdded']['message'], /created/),
+  },
 ];
 
 describe('role matrix: subscriptions', () => {
@@ -329,7 +350,9 @@ describe('audit entries name their actor', () => {
     await as('admin', 'mutation { updateConnector(id: "k", input: { timeoutSeconds: 9 }) { id } }');
     await as('admin', 'mutation { deleteConnector(id: "k") }');
 
-    const entries = await sql<{ message: string; details: Json | null; runId: string | null }[]>`select message, details, run_id from log_entries where level = 'INFO' order by id`;
+    const entries = await sql<
+      { message: string; details: Json | null; runId: string | null }[]
+    >`select message, details, run_id from log_entries where level = 'INFO' order by id`;
     // A manual run's and a cancel's entries name the run in details; entries with a runId are the run's own.
     assert.deepEqual(
       entries.filter((e) => e.details?.['runId']).map((e) => [e.details!['runId'], e.runId]),
@@ -361,11 +384,19 @@ describe('audit entries name their actor', () => {
     assert.deepEqual((await gqlOk(open, '{ me { name role } }'))['me'], { name: 'local', role: 'ADMIN' });
     await gqlOk(open, 'mutation { createJob(input: { id: "b", name: "B", externalCall: "Test:ok", period: "1:0:0" }) { id } }');
     await gqlOk(open, 'mutation { pauseJob(id: "b") { id } }');
-    await gqlOk(open, 'mutation { createConnector(input: { id: "kb", baseUrl: "http://127.0.0.1:9/k", headers: [{ name: "X-A", value: "visible" }] }) { id } }');
-    const headers = (await gqlOk(open, '{ connectors { id headers { value } } }'))['connectors'].find((c: Json) => c['id'] === 'kb')['headers'];
+    await gqlOk(
+      open,
+      'mutation { createConnector(input: { id: "kb", baseUrl: "http://127.0.0.1:9/k", headers: [{ name: "X-A", value: "visible" }] }) { id } }',
+    );
+    const headers = (await gqlOk(open, '{ connectors { id headers { value } } }'))['connectors'].find((c: Json) => c['id'] === 'kb')[
+      'headers'
+    ];
     assert.deepEqual(headers, [{ value: 'visible' }], 'local is an admin: header values shown');
     const actors = await sql<{ actor: string }[]>`select details->>'actor' as actor from log_entries where level = 'INFO' order by id`;
-    assert.deepEqual(actors.map((a) => a.actor), ['local', 'local', 'local']);
+    assert.deepEqual(
+      actors.map((a) => a.actor),
+      ['local', 'local', 'local'],
+    );
   });
 });
 

@@ -20,7 +20,10 @@ export function apiTokens(config: Config, log: Logger, cleanup: (() => void)[]):
 export function logAuth(config: Config, log: Logger): void {
   const { entries } = config.AUTH_TOKENS;
   if (entries.length === 0) {
-    log.warn({ auth: 'off', host: config.HOST }, `authentication is off (no AUTH_TOKENS or AUTH_TOKENS_FILE): every request acts as "local", an admin; listening on ${config.HOST} only`);
+    log.warn(
+      { auth: 'off', host: config.HOST },
+      `authentication is off (no AUTH_TOKENS or AUTH_TOKENS_FILE): every request acts as "local", an admin; listening on ${config.HOST} only`,
+    );
     return;
   }
   const source = config.AUTH_TOKENS_FILE ? `AUTH_TOKENS_FILE ${config.AUTH_TOKENS_FILE} (watched)` : 'AUTH_TOKENS';

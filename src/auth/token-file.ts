@@ -16,7 +16,8 @@ export function readTokenFile(file: string): { entries: TokenEntry[]; problems: 
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'it cannot be read by this user' : `it cannot be read (${code ?? 'error'})`;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'it cannot be read by this user' : `it cannot be read (${code ?? 'error'})`;
     return { entries: [], problems: [`AUTH_TOKENS_FILE: ${why}: ${file}`], digest: null };
   }
   const digest = createHash('sha256').update(text).digest('hex');

@@ -60,7 +60,10 @@ export function parseTokenLines(setting: string, lines: readonly TokenLine[]): {
       continue;
     }
     const name = text.slice(0, first).trim();
-    const role = text.slice(first + 1, second).trim().toLowerCase();
+    const role = text
+      .slice(first + 1, second)
+      .trim()
+      .toLowerCase();
     const token = text.slice(second + 1).trim();
     const lineProblems: string[] = [];
     if (!NAME.test(name)) lineProblems.push('the name must be 1 to 64 letters, digits, _ . @ or -');
@@ -71,7 +74,9 @@ export function parseTokenLines(setting: string, lines: readonly TokenLine[]): {
       if (hex) hash = Buffer.from(hex, 'hex');
       else lineProblems.push('a hashed token is sha256: followed by the 64 hex digits of the token’s SHA-256');
     } else if (token.length < MIN_TOKEN_LENGTH || !TOKEN.test(token)) {
-      lineProblems.push(`the token must be at least ${MIN_TOKEN_LENGTH} printable ASCII characters without spaces (e.g. the output of \`openssl rand -hex 32\`)`);
+      lineProblems.push(
+        `the token must be at least ${MIN_TOKEN_LENGTH} printable ASCII characters without spaces (e.g. the output of \`openssl rand -hex 32\`)`,
+      );
     } else {
       hash = sha256(token);
     }
@@ -80,7 +85,8 @@ export function parseTokenLines(setting: string, lines: readonly TokenLine[]): {
       continue;
     }
     const sameName = names.get(name);
-    if (sameName) problems.push(`${setting}: ${where}: the name "${name}" is given twice (also ${sameName}); each token needs a name of its own`);
+    if (sameName)
+      problems.push(`${setting}: ${where}: the name "${name}" is given twice (also ${sameName}); each token needs a name of its own`);
     const key = hash.toString('hex');
     const sameToken = hashes.get(key);
     if (sameToken) problems.push(`${setting}: ${where}: the same token as ${sameToken}; give each name a token of its own`);

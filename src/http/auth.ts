@@ -16,7 +16,8 @@ const CHALLENGE = 'Bearer realm="server-jobs"';
 /** graphql-ws's close code for a connection without a valid token (CloseCode.Unauthorized). */
 export const CLOSE_UNAUTHORIZED = 4401;
 
-const NO_TOKEN = 'A valid API token is needed: send it as "Authorization: Bearer <token>" (over graphql-ws, as connectionParams.authorization).';
+const NO_TOKEN =
+  'A valid API token is needed: send it as "Authorization: Bearer <token>" (over graphql-ws, as connectionParams.authorization).';
 const REVOKED = 'The token of this subscription is no longer valid.';
 
 /** UNAUTHENTICATED, HTTP 401 with a bearer challenge (yoga takes status and headers from `extensions.http`). */

@@ -131,9 +131,17 @@ export async function overWs(port: number, who: Who, query: string, variables?: 
     }
     // The socket stays open for the next operation: `me` answers on it.
     const me = await new Promise<Json | null>((resolve) => {
-      client.subscribe<Json>({ query: '{ me { name } }' }, { next: (value) => resolve(value.data ?? null), error: () => resolve(null), complete: () => {} });
+      client.subscribe<Json>(
+        { query: '{ me { name } }' },
+        { next: (value) => resolve(value.data ?? null), error: () => resolve(null), complete: () => {} },
+      );
     });
-    return { data: result.data, errors: result.errors, open: me !== null && closeCode === undefined && connections === 1, text: JSON.stringify(result) };
+    return {
+      data: result.data,
+      errors: result.errors,
+      open: me !== null && closeCode === undefined && connections === 1,
+      text: JSON.stringify(result),
+    };
   } finally {
     await client.dispose();
   }
