@@ -6,10 +6,11 @@ import { type FuzzRequest, type FuzzTarget, judge, rowsChanged, runFuzz, send, s
 // The short form of the fuzz test of SPEC §8 (the long form: `npm run fuzz`). A few thousand
 // generated malformed requests to one running service: each answer a coded GraphQL error or a 4xx,
 // never a 5xx, a stack trace, SQL text or a secret; no error logged; no row changed.
-// FUZZ_RUNS and FUZZ_SEED replay a run (the seed is printed with the figures).
+// FUZZ_RUNS and FUZZ_SEED choose another run (the seed is printed with the figures).
 
+// One seed, so that `npm test` gives the same answer every time; `npm run fuzz` draws a new one.
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 3000);
-const SEED = Number(process.env['FUZZ_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = Number(process.env['FUZZ_SEED'] ?? 20261201);
 
 const url = await createTestDatabase();
 let target: FuzzTarget;
@@ -115,6 +116,13 @@ describe('fuzz (SPEC §8)', () => {
       assert.equal(target.errors.length, logged, `${name}: the service logged ${String(JSON.stringify(target.errors.at(-1))).slice(0, 300)}`);
     }
     assert.equal(rowsChanged(before, await snapshotRows(target.sql)), 0);
+  });
+
+  it('should answer a body over MAX_BODY_BYTES with 413, not read it all', async () => {
+    const request = post(`{"query":"{ jobs { id } }","variables":{"x":"${'x'.repeat(4 * 1024 * 1024 + 1)}"}}`);
+    const answer = await send(target.base, request);
+    assert.equal(answer.status, 413, answer.body.slice(0, 300));
+    assert.equal(judge(request, answer, target.secrets), null);
   });
 
   it(`should answer ${RUNS} generated malformed requests with coded errors or 4xx, and change nothing`, { timeout: 120_000 }, async () => {
