@@ -6,8 +6,10 @@ import { parseTokenLines, tokenLinesOfFile, type TokenEntry, type TokenStore } f
 
 /** How often the file is read again, whatever the watcher saw (a watch can miss a change). */
 const POLL_MS = 1000;
-/** A change is read this long after the last event, so a file being written is read whole. */
+/** A change is read this long after the watcher's last event. */
 const SETTLE_MS = 100;
+/** A content seen for the first time is read again this much later, and taken when it is the same. */
+const CONFIRM_MS = 150;
 
 /** Reads and checks an AUTH_TOKENS_FILE: its tokens, or the problems (which never quote a token). */
 export function readTokenFile(file: string): { entries: TokenEntry[]; problems: string[]; digest: string | null } {
@@ -28,43 +30,49 @@ export function readTokenFile(file: string): { entries: TokenEntry[]; problems: 
 
 /**
  * Keeps `store` in step with the file: watched (its directory, so that a file replaced by a
- * rename, as editors and Kubernetes secrets do, is seen) and read again every second. A file
+ * rename, as editors and Kubernetes secrets do, is seen) and read again every second. A change
+ * is taken once two reads a moment apart agree, so a file caught half-written is not. A file
  * that is missing or has a bad line leaves no token valid until it is fixed: the API is then
  * refused to everyone rather than left open or left to a token meant to be gone.
  * Returns the function that stops watching.
  */
 export function watchTokenFile(file: string, store: TokenStore, log: Logger, initialDigest: string | null): () => void {
-  let digest = initialDigest;
-  let problemsShown: string | null = null;
+  /** The content in force (its digest; `missing` for no file), and one seen once, to be confirmed. */
+  let applied = initialDigest ?? 'missing';
+  let seen: string | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const soon = (ms: number) => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      check();
+    }, ms);
+  };
   const check = () => {
     const read = readTokenFile(file);
-    if (read.problems.length > 0) {
-      const shown = read.problems.join('\n');
-      if (shown !== problemsShown) {
-        problemsShown = shown;
-        log.error({ problems: read.problems }, 'AUTH_TOKENS_FILE cannot be used: no token is accepted until it is fixed');
-      }
-      if (store.size > 0) store.replace([]);
-      digest = read.digest;
+    const key = read.digest ?? 'missing';
+    if (key === applied) {
+      seen = null;
       return;
     }
-    if (read.digest === digest && problemsShown === null) return;
-    digest = read.digest;
-    problemsShown = null;
+    if (key !== seen) {
+      seen = key;
+      soon(CONFIRM_MS);
+      return;
+    }
+    seen = null;
+    applied = key;
+    if (read.problems.length > 0) {
+      log.error({ problems: read.problems }, 'AUTH_TOKENS_FILE cannot be used: no token is accepted until it is fixed');
+      if (store.size > 0) store.replace([]);
+      return;
+    }
     store.replace(read.entries);
     log.info({ tokens: read.entries.map((e) => `${e.principal.name} (${e.principal.role})`) }, 'AUTH_TOKENS_FILE read again');
   };
-  let settle: NodeJS.Timeout | null = null;
-  const soon = () => {
-    if (settle) clearTimeout(settle);
-    settle = setTimeout(() => {
-      settle = null;
-      check();
-    }, SETTLE_MS);
-  };
   let watcher: fs.FSWatcher | null = null;
   try {
-    watcher = fs.watch(path.dirname(file), { persistent: false }, soon);
+    watcher = fs.watch(path.dirname(file), { persistent: false }, () => soon(SETTLE_MS));
     watcher.on('error', (error) => log.warn({ err: error }, 'watching AUTH_TOKENS_FILE failed; it is still read every second'));
   } catch (error) {
     log.warn({ err: error }, 'AUTH_TOKENS_FILE cannot be watched; it is read every second');
@@ -73,7 +81,7 @@ export function watchTokenFile(file: string, store: TokenStore, log: Logger, ini
   poll.unref();
   return () => {
     clearInterval(poll);
-    if (settle) clearTimeout(settle);
+    if (timer) clearTimeout(timer);
     watcher?.close();
   };
 }
