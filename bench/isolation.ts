@@ -6,17 +6,16 @@
 // embedded PostgreSQL.
 //
 //   npm run bench:isolation
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import postgres from 'postgres';
 import { ServerOperationsConnector } from '../src/connectors/server-operations.ts';
 import type { CallContext } from '../src/connectors/types.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { gql as gqlPort, ServiceProcess } from '../test/helpers/process.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'server-jobs-bench-'));
@@ -82,27 +81,10 @@ async function callCost() {
 
 // --- 2. Lateness of the others while one spins ------------------------------------------------
 async function latenessWhileSpinning(databaseUrl: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: '0', SERVER_OPERATIONS_DIR: opsDir, SERVER_OPERATIONS_WORKERS: '2', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const match = /GraphiQL at http:\/\/[^:]+:(\d+)\//.exec(line);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`the service exited (${code}) before it ran`)));
-  });
-  const gql = async (query: string, variables: Record<string, unknown> = {}) => {
-    const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { errors?: unknown };
-    if (body.errors) throw new Error(JSON.stringify(body.errors));
-  };
+  // The same process helper the tests and the chaos harness use: it waits for the `listening` record.
+  const service = new ServiceProcess({ DATABASE_URL: databaseUrl, SERVER_OPERATIONS_DIR: opsDir, SERVER_OPERATIONS_WORKERS: '2', LOG_LEVEL: 'info' });
+  const port = await service.waitUntilListening();
+  const gql = (query: string, variables: Record<string, unknown> = {}) => gqlPort(port, query, variables);
   const create = `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`;
   try {
     for (let i = 0; i < 50; i++) await gql(create, { input: { id: `noop-${i}`, name: 'noop', externalCall: 'ServerOperationConnector:Noop', period: '0:0:1' } });
@@ -114,8 +96,7 @@ async function latenessWhileSpinning(databaseUrl: string) {
       await sleep(4_000);
     }
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((resolve) => child.once('exit', resolve));
+    await service.stop();
   }
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
