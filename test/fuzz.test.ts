@@ -49,6 +49,17 @@ const REGRESSIONS: { name: string; request: FuzzRequest; code: string; field?: s
     code: '*',
   },
   {
+    name: 'a multipart request whose operations field is not JSON (yoga answered 200 with an uncoded error)',
+    request: {
+      method: 'POST',
+      path: '/graphql',
+      headers: { 'content-type': 'multipart/form-data; boundary=b', accept: 'application/json', 'x-graphql-yoga-csrf': '1' },
+      body: '--b\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{"query":\r\n--b--\r\n',
+      kind: 'regression',
+    },
+    code: 'BAD_REQUEST',
+  },
+  {
     name: 'a NUL in a connector id to delete',
     request: post({ query: 'mutation($id: ID!) { deleteConnector(id: $id) }', variables: { id: '\u0000' } }),
     code: 'BAD_USER_INPUT',

@@ -1,7 +1,8 @@
-// Malformed requests are the client's error (SPEC §8: a coded 4xx, never a 5xx). Two that the
-// fuzz test found answered as unexpected errors (INTERNAL_SERVER_ERROR, logged as such):
+// Malformed requests are the client's error (SPEC §8: a coded 4xx, never a 5xx). What the fuzz
+// test found answered as unexpected errors (INTERNAL_SERVER_ERROR, logged as such) or uncoded:
 //  - a `variables` or `extensions` parameter that is not JSON (a GET's query string, a form
 //    body): yoga's parser throws a bare SyntaxError;
+//  - a multipart request whose `operations` or `map` field is not JSON: an error with no code;
 //  - a document nested so deeply (a list literal or a selection a thousand levels down) that
 //    graphql-js's recursive parser runs out of stack: a RangeError.
 import { GraphQLError } from 'graphql';
@@ -19,6 +20,8 @@ export function useMalformedRequestErrors(): Plugin {
           return await requestParser(request);
         } catch (error) {
           if (error instanceof SyntaxError) throw refused('The variables or extensions parameter is not valid JSON.', 'BAD_REQUEST');
+          // yoga's multipart parser refuses a bad `operations` or `map` field with no code (HTTP 200).
+          if (error instanceof GraphQLError && error.extensions['code'] === undefined) throw refused(error.message, 'BAD_REQUEST');
           throw error;
         }
       });

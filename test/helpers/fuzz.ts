@@ -45,8 +45,15 @@ const odd = [0, 1.5, true, null, [], {}, 'text', '{"a":', LONG(10_000)];
 export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest> {
   return fc.tuple(operationArbitrary(ctx), fc.gen()).map(([op, g]) => {
     const accepts = op.subscription ? ACCEPTS : [...ACCEPTS, ...STREAMING_ACCEPTS];
+    // Mostly what a GraphQL client accepts, so that most requests reach the service's own checks;
     // text/html rarely: a GET of it answers GraphiQL's page, megabytes that are the same every time.
-    const headers: Record<string, string> = { accept: g(fc.nat, 299) === 0 ? 'text/html' : g(() => fc.constantFrom(...accepts)) };
+    const roll = g(fc.nat, 299);
+    const headers: Record<string, string> = {
+      accept: roll === 0 ? 'text/html' : roll < 200 ? g(() => fc.constantFrom(...ACCEPTS.slice(0, 3))) : g(() => fc.constantFrom(...accepts)),
+    };
+    // Most carry the header that lets a GET, a form or a text/plain body past CSRF prevention
+    // (SPEC §8), as a GraphQL client's would; the others check that prevention.
+    if (g(fc.nat, 3) !== 0) headers['x-graphql-yoga-csrf'] = '1';
     const requestPath = g(fc.nat, 19) === 0 ? g(() => fc.constantFrom(...PATHS)) : '/graphql';
     const transport = g(() => fc.constantFrom('json', 'json', 'json', 'json', 'json', 'json', 'odd json', 'broken json', 'get', 'get', 'graphql', 'form', 'text', 'multipart', 'method'));
     const payload = (): Record<string, unknown> => ({ query: op.query, variables: op.variables, operationName: op.operationName });
