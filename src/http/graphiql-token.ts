@@ -59,8 +59,11 @@ function serverJobsFetcher(endpoint) {
         socket.onclose = function (event) {
           if (ended) return;
           ended = true;
-          var why = event.code === 4401 ? 'no valid token: put "Authorization": "Bearer <token>" in the Headers tab' : event.reason || 'connection closed';
-          observer.error(new Error('Subscription ended (' + event.code + '): ' + why));
+          // Shown in the response pane as an answer (GraphiQL would print an Error with its stack).
+          var unauthorized = event.code === 4401;
+          var why = unauthorized ? 'no valid token: put "Authorization": "Bearer <token>" in the Headers tab' : event.reason || 'connection closed';
+          observer.next({ errors: [{ message: 'Subscription ended (' + event.code + '): ' + why, extensions: { code: unauthorized ? 'UNAUTHENTICATED' : 'CONNECTION_CLOSED' } }] });
+          observer.complete();
         };
         return {
           unsubscribe: function () {
