@@ -55,7 +55,12 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
     // (SPEC §8), as a GraphQL client's would; the others check that prevention.
     if (g(fc.nat, 3) !== 0) headers['x-graphql-yoga-csrf'] = '1';
     const requestPath = g(fc.nat, 19) === 0 ? g(() => fc.constantFrom(...PATHS)) : '/graphql';
-    const transport = g(() => fc.constantFrom('json', 'json', 'json', 'json', 'json', 'json', 'odd json', 'broken json', 'get', 'get', 'graphql', 'form', 'text', 'multipart', 'method'));
+    // A mutation may be safe only through its variables (the one refused value is in one): a
+    // transport that drops them (an application/graphql body, odd variables) could turn it into
+    // a valid change, so such operations are sent only in ways that carry them whole.
+    const carried = Object.keys(op.variables ?? {}).length > 0;
+    const transports = ['json', 'json', 'json', 'json', 'json', 'json', 'odd json', 'broken json', 'get', 'get', 'form', 'text', 'multipart', 'method', ...(carried ? [] : ['graphql'])];
+    const transport = g(() => fc.constantFrom(...transports));
     const payload = (): Record<string, unknown> => ({ query: op.query, variables: op.variables, operationName: op.operationName });
     const request = (method: string, body?: string | Buffer, contentType?: string, at = requestPath): FuzzRequest => {
       if (contentType) headers['content-type'] = contentType;
@@ -66,7 +71,7 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
         return request('POST', JSON.stringify(payload()), g(() => fc.constantFrom(...CONTENT_TYPES.slice(0, 2))));
       case 'odd json': {
         const body = payload();
-        const key = g(() => fc.constantFrom('query', 'variables', 'operationName', 'extensions'));
+        const key = g(() => fc.constantFrom('query', 'operationName', 'extensions', ...(carried ? [] : ['variables'])));
         body[key] = key === 'extensions' ? g(() => fc.constantFrom<unknown>({ persistedQuery: { version: 1, sha256Hash: 'x' } }, 'x', [1], null)) : g(() => fc.constantFrom(...odd));
         if (key === 'variables' && g(fc.boolean)) body[key] = JSON.stringify(op.variables ?? {});
         const whole = g(fc.nat, 5) === 0 ? g(() => fc.constantFrom<unknown>([body, body], [], null, 'query', 1)) : body;
