@@ -257,4 +257,33 @@ describe('per-job order across instances', () => {
     assert.equal(other.error, null);
     await other.close();
   });
+  it('should hold the end of a run whose start it never saw until the end of the job’s earlier run, read back', async () => {
+    const bus = new EventBus({ readRuns: async (ids) => ids.map((id) => run(Number(id), 'j', 'ABANDONED')) });
+    const sub = jobEvents(bus);
+    bus.deliver(started(run(1, 'j')));
+    // Run 1's end was lost with a listener that reconnected; run 5's holder stopped before sending
+    // its start, and this instance ended run 5 (ABANDONED) itself.
+    bus.publish('run:finished', { at: new Date(T0 + 5000), run: run(5, 'j', 'ABANDONED') });
+    await sub.until(3);
+    assert.deepEqual(sub.seen, ['RUN_STARTED 1', 'RUN_FAILED 1', 'RUN_FAILED 5']);
+    assert.equal(sub.error, null);
+    await sub.close();
+  });
+
+  it('should start the order afresh once every subscription was interrupted', async () => {
+    const bus = new EventBus();
+    const before = jobEvents(bus);
+    bus.deliver(started(run(1, 'j')));
+    await before.until(1);
+    // The listener reconnected: run 1's end may have been sent while it was away.
+    bus.interrupt('the listener reconnected');
+    await before.done;
+    const after = jobEvents(bus);
+    bus.deliver(started(run(2, 'j')));
+    bus.deliver(finished(run(2, 'j', 'SUCCEEDED')));
+    await after.until(2);
+    assert.deepEqual(after.seen, ['RUN_STARTED 2', 'RUN_SUCCEEDED 2'], 'not held waiting for an end that may never come');
+    assert.equal(after.error, null);
+    await after.close();
+  });
 });

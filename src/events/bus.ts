@@ -132,6 +132,8 @@ export class EventBus {
     for (const subscriber of [...this.#subscribers]) {
       if (jobId === undefined || subscriber.jobId === null || subscriber.jobId === jobId) subscriber.interrupt(error);
     }
+    // Every subscription ended: the per-job order starts afresh (runs that looked open may have ended unseen).
+    if (jobId === undefined) this.#order.reset();
   }
 
   /** Events of this instance may not have been published (an outcome unknown): interrupt, here and elsewhere. */

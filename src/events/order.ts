@@ -16,7 +16,8 @@ export interface RunOrderDeps {
 }
 
 interface Hold {
-  start: RunStarted;
+  /** The event held: a run's start, or the end of a run whose start was not shown here. */
+  start: RunStarted | RunFinished;
   /** The job's earlier runs whose end has not reached the subscribers yet. */
   waitFor: Set<string>;
   /** The job's events that arrived meanwhile, kept in arrival order. */
@@ -87,6 +88,21 @@ export class RunOrder {
     this.#process(jobId, state, event);
   }
 
+  /**
+   * Forgets every job's order: all subscriptions were just interrupted (a reconnect of the
+   * listener, lost events), so what they were shown no longer constrains what comes next, and
+   * runs that looked open here may have ended unseen. Held events go on to the new subscribers.
+   */
+  reset(): void {
+    const jobs = [...this.#jobs];
+    this.#jobs.clear();
+    for (const [, state] of jobs) {
+      if (!state.hold) continue;
+      clearTimeout(state.hold.timer);
+      for (const event of [state.hold.start, ...state.hold.queued]) this.accept(event);
+    }
+  }
+
   /** Runs held back now, across jobs: for tests and metrics. */
   get holding(): number {
     let count = 0;
@@ -120,11 +136,17 @@ export class RunOrder {
       if (copy !== -1) return void state.readBack.splice(copy, 1);
       // A second copy (the end was read back before the other instance's notification came).
       if (state.ended.includes(id)) return;
-      // A later run of the job was shown started, so this one had ended before; its end was not
-      // shown here and cannot be put in its place any more.
-      if (!state.open.has(id) && state.latestStart !== null && BigInt(id) < state.latestStart) {
-        this.deps.interrupt(`the end of run ${id} arrived after a later run of its job`, jobId);
-        return;
+      if (!state.open.has(id)) {
+        // A later run of the job was shown started, so this one had ended before; its end was not
+        // shown here and cannot be put in its place any more.
+        if (state.latestStart !== null && BigInt(id) < state.latestStart) {
+          this.deps.interrupt(`the end of run ${id} arrived after a later run of its job`, jobId);
+          return;
+        }
+        // Its start was not shown here (its holder stopped before sending it, say), but earlier runs
+        // of the job still look open: they ended before it began, and their ends go first.
+        const earlier = [...state.open].filter((open) => BigInt(open) < BigInt(id));
+        if (earlier.length > 0) return this.#hold(jobId, state, event, earlier);
       }
       this.#end(state, event);
     } else {
@@ -148,7 +170,7 @@ export class RunOrder {
     this.deps.emit(event);
   }
 
-  #hold(jobId: string, state: JobState, start: RunStarted, earlier: string[]): void {
+  #hold(jobId: string, state: JobState, start: RunStarted | RunFinished, earlier: string[]): void {
     const hold: Hold = {
       start,
       waitFor: new Set(earlier),
@@ -194,8 +216,11 @@ export class RunOrder {
     if (!hold) return;
     state.hold = null;
     clearTimeout(hold.timer);
-    state.open.add(hold.start.payload.run.id);
-    this.#emit(state, hold.start);
+    if (hold.start.topic === 'run:finished') this.#end(state, hold.start);
+    else {
+      state.open.add(hold.start.payload.run.id);
+      this.#emit(state, hold.start);
+    }
     for (let i = 0; i < hold.queued.length; i++) {
       const event = hold.queued[i]!;
       if (state.hold) {
