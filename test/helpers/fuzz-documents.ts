@@ -175,13 +175,11 @@ function fieldCall(g: Gen, ctx: DocumentContext, root: Root, field: Field, prefi
     else asVariable(arg.name, arg.type, json(values[arg.name]!));
   }
   if (poisoned === 'undeclared') args.push(`${field.args[0]?.name ?? 'zzUnknown'}: $undeclared${prefix}`);
-  else if (poisoned && !poisonDone) args.push(`zzUnknown: ${literal(g(() => typed(field.args[0]?.type ?? getNamedTypeOfString(ctx), text)))}`);
+  else if (poisoned && !poisonDone) args.push(`zzUnknown: ${literal(g(() => text))}`); // an argument the field does not have
   const alias = g(fc.boolean) ? `${prefix}alias: ` : '';
   call.text = `${alias}${field.name}${args.length > 0 ? `(${args.join(', ')})` : ''} ${selection(g, field.type)}`;
   return call;
 }
-
-const getNamedTypeOfString = (ctx: DocumentContext) => ctx.schema.getType('String') as GraphQLInputType;
 
 export interface DocumentContext {
   schema: GraphQLSchema;
