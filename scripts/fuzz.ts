@@ -45,7 +45,9 @@ try {
 for (const example of report.examples) console.log(`\n${example}`);
 const kinds = Object.entries(report.kinds).sort(([, a], [, b]) => b.ms - a.ms);
 const { generate, send, check } = report.timing;
-console.log(`\ntime: ${Math.round(generate / 1000)} s generating, ${Math.round(send / 1000)} s waiting for answers, ${Math.round(check / 1000)} s checking the rows`);
+console.log(
+  `\ntime: ${Math.round(generate / 1000)} s generating, ${Math.round(send / 1000)} s waiting for answers, ${Math.round(check / 1000)} s checking the rows`,
+);
 console.log('kinds of case, the slowest first (count, ms in all, unexpected):');
 for (const [kind, k] of kinds.slice(0, 15)) console.log(`  ${kind}: ${k.count}, ${Math.round(k.ms)} ms, ${k.unexpected}`);
 const bad = kinds.filter(([, k]) => k.unexpected > 0);

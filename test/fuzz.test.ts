@@ -45,7 +45,12 @@ const REGRESSIONS: { name: string; request: FuzzRequest; code: string; field?: s
   },
   {
     name: 'a GET whose variables are not JSON',
-    request: { method: 'GET', path: '/graphql?query=%7B+jobs+%7B+id+%7D+%7D&variables=%7B%22broken%22%3A', headers: { accept: 'application/json', 'content-type': 'application/json' }, kind: 'regression' },
+    request: {
+      method: 'GET',
+      path: '/graphql?query=%7B+jobs+%7B+id+%7D+%7D&variables=%7B%22broken%22%3A',
+      headers: { accept: 'application/json', 'content-type': 'application/json' },
+      kind: 'regression',
+    },
     code: '*',
   },
   {
@@ -67,7 +72,10 @@ const REGRESSIONS: { name: string; request: FuzzRequest; code: string; field?: s
   },
   {
     name: 'a NUL in a job name',
-    request: post({ query: 'mutation { createJob(input: { id: "nul", name: "a\\u0000b", externalCall: "ServerOperationConnector:Noop", period: "1:0:0" }) { id } }' }),
+    request: post({
+      query:
+        'mutation { createJob(input: { id: "nul", name: "a\\u0000b", externalCall: "ServerOperationConnector:Noop", period: "1:0:0" }) { id } }',
+    }),
     code: 'BAD_USER_INPUT',
     field: 'name',
   },
@@ -79,7 +87,10 @@ const REGRESSIONS: { name: string; request: FuzzRequest; code: string; field?: s
   },
   {
     name: 'a NUL in a secret, deep in an input variable',
-    request: post({ query: 'mutation($c: CreateConnectorInput!) { createConnector(input: $c) { id } }', variables: { c: { id: 'Nul', baseUrl: 'http://127.0.0.1:9', authScheme: 'BEARER', secret: 't\u0000' } } }),
+    request: post({
+      query: 'mutation($c: CreateConnectorInput!) { createConnector(input: $c) { id } }',
+      variables: { c: { id: 'Nul', baseUrl: 'http://127.0.0.1:9', authScheme: 'BEARER', secret: 't\u0000' } },
+    }),
     code: 'BAD_USER_INPUT',
     field: 'secret',
   },
@@ -124,7 +135,11 @@ describe('fuzz (SPEC §8)', () => {
       else if (code === '*') assert.ok(typeof errors[0]?.extensions?.code === 'string', `${name}: ${answer.body.slice(0, 300)}`);
       else assert.equal(errors[0]?.extensions?.code, code, `${name}: ${answer.body.slice(0, 300)}`);
       if (field) assert.equal(errors[0]?.extensions?.field, field, name);
-      assert.equal(target.errors.length, logged, `${name}: the service logged ${String(JSON.stringify(target.errors.at(-1))).slice(0, 300)}`);
+      assert.equal(
+        target.errors.length,
+        logged,
+        `${name}: the service logged ${String(JSON.stringify(target.errors.at(-1))).slice(0, 300)}`,
+      );
     }
     assert.equal(rowsChanged(before, await snapshotRows(target.sql)), 0);
   });
@@ -140,6 +155,10 @@ describe('fuzz (SPEC §8)', () => {
     const report = await runFuzz(target, { runs: RUNS, seed: SEED });
     const figures = `seed ${report.seed}: ${report.operations} operations tried, ${report.unexpected} unexpected answers, ${report.serverErrors} 5xx, ${report.rowsChanged} rows changed, ${report.loggedErrors} errors logged, in ${report.ms} ms`;
     console.log(`fuzz: ${figures}`);
-    assert.equal(report.unexpected + report.serverErrors + report.rowsChanged + report.loggedErrors, 0, `${figures}\n${report.examples.join('\n')}`);
+    assert.equal(
+      report.unexpected + report.serverErrors + report.rowsChanged + report.loggedErrors,
+      0,
+      `${figures}\n${report.examples.join('\n')}`,
+    );
   });
 });

@@ -95,7 +95,14 @@ describe('secret box (AES-256-GCM, enc:v1)', () => {
     assert.deepEqual(parseSecretKey(KEY.replace('=', '')), Buffer.alloc(32, 7));
     const url = Buffer.alloc(32, 0xfb).toString('base64url');
     assert.deepEqual(parseSecretKey(url), Buffer.alloc(32, 0xfb));
-    for (const bad of ['', 'short', Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64'), `${KEY.slice(0, -2)}*=`, 'x'.repeat(44)]) {
+    for (const bad of [
+      '',
+      'short',
+      Buffer.alloc(31).toString('base64'),
+      Buffer.alloc(33).toString('base64'),
+      `${KEY.slice(0, -2)}*=`,
+      'x'.repeat(44),
+    ]) {
       assert.equal(parseSecretKey(bad), null, bad);
     }
     assert.throws(() => SecretBox.fromSettings({ SECRETS_KEY: 'nope' }), /SECRETS_KEY is not 32 bytes/);

@@ -58,7 +58,10 @@ after(async () => {
 interface Started {
   instance: Instance;
   lines: string[];
-  api(query: string, variables?: Record<string, unknown>): Promise<{ data?: Json | null; errors?: { message: string; extensions?: Record<string, unknown> }[] }>;
+  api(
+    query: string,
+    variables?: Record<string, unknown>,
+  ): Promise<{ data?: Json | null; errors?: { message: string; extensions?: Record<string, unknown> }[] }>;
 }
 
 /** An instance on the test database with these secrets settings, its log lines kept. */
@@ -70,7 +73,15 @@ async function start(settings: Record<string, string>): Promise<Started> {
       done();
     },
   });
-  const config = loadConfig({ PORT: '0', DATABASE_URL: url, SERVER_OPERATIONS_DIR: ops, SERVER_OPERATIONS_WORKERS: '1', HTTP_CONNECTOR_ALLOW_HOSTS: '127.0.0.1', SHUTDOWN_GRACE_SECONDS: '1', ...settings });
+  const config = loadConfig({
+    PORT: '0',
+    DATABASE_URL: url,
+    SERVER_OPERATIONS_DIR: ops,
+    SERVER_OPERATIONS_WORKERS: '1',
+    HTTP_CONNECTOR_ALLOW_HOSTS: '127.0.0.1',
+    SHUTDOWN_GRACE_SECONDS: '1',
+    ...settings,
+  });
   const instance = await startInstance({ config, log: pino({ level: 'debug' }, stream) });
   seen.push(...lines);
   const api: Started['api'] = async (query, variables) => {
@@ -91,7 +102,10 @@ async function stop(s: Started): Promise<void> {
   seen.push(...s.lines);
 }
 
-const stored = async () => Object.fromEntries((await db<{ id: string; secret: string }[]>`select id, secret from connectors order by id`).map((r) => [r.id, r.secret]));
+const stored = async () =>
+  Object.fromEntries(
+    (await db<{ id: string; secret: string }[]>`select id, secret from connectors order by id`).map((r) => [r.id, r.secret]),
+  );
 
 /** Runs job `id` now and waits for the run to end; answers the run. */
 async function runNow(s: Started, id: string): Promise<{ status: string; error: string | null }> {
@@ -110,7 +124,10 @@ describe('connector secrets at rest', () => {
   it('should warn in plain text without a key, encrypt at the first start with one, rotate, and fail runs clearly with a wrong key', async () => {
     // 1. No key: stored as given, and the start says so.
     const plain = await start({});
-    assert.ok(plain.lines.some((l) => /"level":40/.test(l) && /secrets are stored in plain text/.test(l)), plain.lines.join('\n'));
+    assert.ok(
+      plain.lines.some((l) => /"level":40/.test(l) && /secrets are stored in plain text/.test(l)),
+      plain.lines.join('\n'),
+    );
     const created = await plain.api(
       `mutation($b: String!, $u: String!) {
         a: createConnector(input: { id: "Bearer", baseUrl: $u, authScheme: BEARER, secret: $b }) { id hasSecret }
@@ -126,7 +143,10 @@ describe('connector secrets at rest', () => {
     const first = await start({ SECRETS_KEY: KEY_1 });
     const afterFirst = await stored();
     assert.match(afterFirst['Bearer']!, /^enc:v1:[0-9a-f]{8}:/);
-    assert.ok(first.lines.some((l) => /1 encrypted, 0 re-encrypted/.test(l)), first.lines.join('\n'));
+    assert.ok(
+      first.lines.some((l) => /1 encrypted, 0 re-encrypted/.test(l)),
+      first.lines.join('\n'),
+    );
     assert.ok(!first.lines.some((l) => /plain text/.test(l)));
     const basic = await first.api(
       `mutation($s: String!, $u: String!) { createConnector(input: { id: "Basic", baseUrl: $u, authScheme: BASIC, secret: $s }) { id hasSecret } }`,
@@ -162,7 +182,10 @@ describe('connector secrets at rest', () => {
       assert.match(afterRotation[id]!, /^enc:v1:/);
       assert.notEqual(afterRotation[id]!.split(':')[2], keyOne, `${id} is still under the old key`);
     }
-    assert.ok(rotated.lines.some((l) => /0 encrypted, 2 re-encrypted/.test(l)), rotated.lines.join('\n'));
+    assert.ok(
+      rotated.lines.some((l) => /0 encrypted, 2 re-encrypted/.test(l)),
+      rotated.lines.join('\n'),
+    );
     authorizations.length = 0;
     assert.equal((await runNow(rotated, 'bearer-job')).status, 'SUCCEEDED');
     assert.deepEqual(authorizations, [`Bearer ${BEARER}`]);
@@ -171,13 +194,18 @@ describe('connector secrets at rest', () => {
     // 4. The old key alone: nothing is re-encrypted, the start warns, and runs fail clearly.
     const wrong = await start({ SECRETS_KEY: KEY_1 });
     assert.deepEqual(await stored(), afterRotation);
-    assert.ok(wrong.lines.some((l) => /"level":40/.test(l) && /connectors Basic, Bearer cannot be decrypted/.test(l)), wrong.lines.join('\n'));
+    assert.ok(
+      wrong.lines.some((l) => /"level":40/.test(l) && /connectors Basic, Bearer cannot be decrypted/.test(l)),
+      wrong.lines.join('\n'),
+    );
     authorizations.length = 0;
     const failed = await runNow(wrong, 'bearer-job');
     assert.equal(failed.status, 'FAILED');
     assert.match(failed.error ?? '', /^Connector Bearer: its secret cannot be decrypted: .*check SECRETS_KEY/);
     assert.deepEqual(authorizations, [], 'nothing was sent without its credentials');
-    const [entry] = await db<{ message: string }[]>`select message from log_entries where level = 'ERROR' and job_id = 'bearer-job' order by id desc limit 1`;
+    const [entry] = await db<
+      { message: string }[]
+    >`select message from log_entries where level = 'ERROR' and job_id = 'bearer-job' order by id desc limit 1`;
     assert.match(entry?.message ?? '', /secret cannot be decrypted/);
     // The service goes on: the API answers, and the connector can be given its secret again.
     const listed = await wrong.api(`{ connectors { id hasSecret } }`);
@@ -192,13 +220,19 @@ describe('connector secrets at rest', () => {
     await stop(keyless);
 
     // Nothing anywhere holds a secret, a key or a ciphertext.
-    const ciphertexts = Object.values({ ...afterFirst, ...afterRotation }).flatMap((s) => s.split(':').slice(3).filter((p) => p.length >= 8));
+    const ciphertexts = Object.values({ ...afterFirst, ...afterRotation }).flatMap((s) =>
+      s
+        .split(':')
+        .slice(3)
+        .filter((p) => p.length >= 8),
+    );
     const everything = [
       ...seen,
       JSON.stringify(await db`select * from log_entries`),
       JSON.stringify(await db`select error from job_runs`),
     ].join('\n');
-    for (const leak of [...CANARIES, ...ciphertexts]) assert.ok(!everything.includes(leak), `${leak} appears in an answer, a log line or a log entry`);
+    for (const leak of [...CANARIES, ...ciphertexts])
+      assert.ok(!everything.includes(leak), `${leak} appears in an answer, a log line or a log entry`);
   });
 
   it('should refuse a bad key, or a previous key alone, at start without echoing it', () => {

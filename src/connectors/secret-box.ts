@@ -76,7 +76,10 @@ export class SecretBox {
       if (!key) throw new Error(`${name} is not 32 bytes in base64`);
       return key;
     };
-    return new SecretBox({ key: read('SECRETS_KEY', settings.SECRETS_KEY), previous: read('SECRETS_KEY_PREVIOUS', settings.SECRETS_KEY_PREVIOUS) });
+    return new SecretBox({
+      key: read('SECRETS_KEY', settings.SECRETS_KEY),
+      previous: read('SECRETS_KEY_PREVIOUS', settings.SECRETS_KEY_PREVIOUS),
+    });
   }
 
   /** Whether secrets are stored encrypted (a key is configured). */
@@ -105,14 +108,21 @@ export class SecretBox {
   open(stored: string, context: string): string {
     if (!isSealed(stored)) return stored;
     const parts = SEALED.exec(stored);
-    if (!parts) throw new SecretUnreadableError('the stored value is damaged (not in the enc:v1 format); give the connector its secret again with updateConnector');
+    if (!parts)
+      throw new SecretUnreadableError(
+        'the stored value is damaged (not in the enc:v1 format); give the connector its secret again with updateConnector',
+      );
     const [, id, iv, tag, ciphertext] = parts as unknown as [string, string, string, string, string];
     if (!this.#key) {
-      throw new SecretUnreadableError(`it is stored encrypted (key id ${id}) and SECRETS_KEY is not set; set SECRETS_KEY to the key it was encrypted with`);
+      throw new SecretUnreadableError(
+        `it is stored encrypted (key id ${id}) and SECRETS_KEY is not set; set SECRETS_KEY to the key it was encrypted with`,
+      );
     }
     const key = [this.#key, this.#previous].find((k) => k?.id === id);
     if (!key) {
-      const configured = this.#previous ? `SECRETS_KEY (key id ${this.#key.id}) nor SECRETS_KEY_PREVIOUS (key id ${this.#previous.id})` : `SECRETS_KEY (key id ${this.#key.id})`;
+      const configured = this.#previous
+        ? `SECRETS_KEY (key id ${this.#key.id}) nor SECRETS_KEY_PREVIOUS (key id ${this.#previous.id})`
+        : `SECRETS_KEY (key id ${this.#key.id})`;
       throw new SecretUnreadableError(
         `it was encrypted with key id ${id}, which is neither ${configured}; check SECRETS_KEY (during a key rotation, SECRETS_KEY_PREVIOUS must be the old key), or give the connector its secret again with updateConnector`,
       );

@@ -51,7 +51,9 @@ export async function sealStoredSecrets(sql: Sql, box: SecretBox, log: Logger): 
     );
   }
   if (report.unreadable.length > 0) {
-    const check = box.encrypts ? 'check SECRETS_KEY (and SECRETS_KEY_PREVIOUS during a key rotation)' : 'they are encrypted and SECRETS_KEY is not set';
+    const check = box.encrypts
+      ? 'check SECRETS_KEY (and SECRETS_KEY_PREVIOUS during a key rotation)'
+      : 'they are encrypted and SECRETS_KEY is not set';
     log.warn(
       { connectors: report.unreadable },
       `the secrets of connectors ${report.unreadable.join(', ')} cannot be decrypted: ${check}; their runs fail until then, or until each is given its secret again with updateConnector`,

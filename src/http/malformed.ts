@@ -31,7 +31,8 @@ export function useMalformedRequestErrors(): Plugin {
         try {
           return parseFn(source, options);
         } catch (error) {
-          if (error instanceof RangeError) throw refused('Syntax Error: the document is nested too deeply to be read.', 'GRAPHQL_PARSE_FAILED');
+          if (error instanceof RangeError)
+            throw refused('Syntax Error: the document is nested too deeply to be read.', 'GRAPHQL_PARSE_FAILED');
           throw error;
         }
       });

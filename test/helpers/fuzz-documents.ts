@@ -66,8 +66,19 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
     Array.from({ length: 51 }, (_, i) => ({ name: `X-${i}`, value: 'v' })),
   ];
   return {
-    createJob: { values: { 'input.id': ['', 'has space', LONG(129), 'a/b', '\u0000'], 'input.period': period, 'input.timeoutSeconds': timeout, 'input.name': name, 'input.externalCall': call } },
-    updateJob: { target: { id: fixtures.jobId }, values: { 'input.period': period, 'input.timeoutSeconds': timeout, 'input.name': name, 'input.externalCall': call } },
+    createJob: {
+      values: {
+        'input.id': ['', 'has space', LONG(129), 'a/b', '\u0000'],
+        'input.period': period,
+        'input.timeoutSeconds': timeout,
+        'input.name': name,
+        'input.externalCall': call,
+      },
+    },
+    updateJob: {
+      target: { id: fixtures.jobId },
+      values: { 'input.period': period, 'input.timeoutSeconds': timeout, 'input.name': name, 'input.externalCall': call },
+    },
     pauseJob: { target: { id: fixtures.jobId }, values: { note: [LONG(1001), LONG(5000, 'я')] } },
     createConnector: {
       values: {
@@ -78,7 +89,10 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
         'input.timeoutSeconds': timeout,
       },
     },
-    updateConnector: { target: { id: fixtures.connectorId }, values: { 'input.baseUrl': baseUrl, 'input.headers': headers, 'input.timeoutSeconds': timeout } },
+    updateConnector: {
+      target: { id: fixtures.connectorId },
+      values: { 'input.baseUrl': baseUrl, 'input.headers': headers, 'input.timeoutSeconds': timeout },
+    },
   };
 }
 
@@ -86,7 +100,9 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
 function selection(g: Gen, type: GraphQLOutputType, depth = 0): string {
   const named = getNamedType(type);
   if (isLeafType(named) || !isObjectType(named)) return '';
-  const fields = Object.values((named as GraphQLObjectType).getFields()).filter((f) => f.args.every((a) => !(a.type instanceof GraphQLNonNull)));
+  const fields = Object.values((named as GraphQLObjectType).getFields()).filter((f) =>
+    f.args.every((a) => !(a.type instanceof GraphQLNonNull)),
+  );
   const leaves = fields.filter((f) => isLeafType(getNamedType(f.type))).map((f) => f.name);
   const objects = fields.filter((f) => !isLeafType(getNamedType(f.type)));
   const pool = leaves.length > 0 ? leaves : ['__typename'];
@@ -131,7 +147,11 @@ function fieldCall(g: Gen, ctx: DocumentContext, root: Root, field: Field, prefi
     const refusal = refusals(fixtures)[field.name]!;
     for (const [name, id] of Object.entries(refusal.target ?? {})) values[name] = id;
     const pathName = g(() => fc.constantFrom(...Object.keys(refusal.values)));
-    setPath(values, pathName, g(() => fc.constantFrom(...refusal.values[pathName]!)));
+    setPath(
+      values,
+      pathName,
+      g(() => fc.constantFrom(...refusal.values[pathName]!)),
+    );
   }
   const call: Call = { text: '', definitions: [], variables: {} };
   const args: string[] = [];
@@ -141,7 +161,10 @@ function fieldCall(g: Gen, ctx: DocumentContext, root: Root, field: Field, prefi
     if (value !== undefined) call.variables[variable] = value;
     args.push(`${name}: $${variable}`);
   };
-  const poisoned = safety === 'type' ? g(() => fc.constantFrom('unknown-arg', 'wrong-literal', 'missing-arg', 'wrong-variable-type', 'wrong-variable-value', 'undeclared')) : null;
+  const poisoned =
+    safety === 'type'
+      ? g(() => fc.constantFrom('unknown-arg', 'wrong-literal', 'missing-arg', 'wrong-variable-type', 'wrong-variable-value', 'undeclared'))
+      : null;
   const victim = field.args.length > 0 ? field.args[g(fc.nat, field.args.length - 1)]! : null;
   const requiredArgs = field.args.filter((a) => a.type instanceof GraphQLNonNull && a.defaultValue === undefined);
   const missing = poisoned === 'missing-arg' && requiredArgs.length > 0 ? requiredArgs[g(fc.nat, requiredArgs.length - 1)]! : null;
@@ -187,7 +210,8 @@ export interface DocumentContext {
 }
 
 function rootFields(ctx: DocumentContext, root: Root): Field[] {
-  const type = root === 'query' ? ctx.schema.getQueryType() : root === 'mutation' ? ctx.schema.getMutationType() : ctx.schema.getSubscriptionType();
+  const type =
+    root === 'query' ? ctx.schema.getQueryType() : root === 'mutation' ? ctx.schema.getMutationType() : ctx.schema.getSubscriptionType();
   return type ? Object.values(type.getFields()) : [];
 }
 
@@ -208,7 +232,12 @@ function fieldOperation(ctx: DocumentContext): fc.Arbitrary<GeneratedOperation> 
     const name = g(fc.boolean) ? ` Fuzz${g(fc.nat, 99)}` : '';
     const head = `${root}${name}${definitions.length > 0 ? `(${definitions.join(', ')})` : ''}`;
     const variables = Object.assign({}, ...calls.map((c) => c.variables)) as Record<string, unknown>;
-    return { query: `${head} { ${calls.map((c) => c.text).join(' ')} }`, variables, subscription: root === 'subscription', kind: `${root} fields` };
+    return {
+      query: `${head} { ${calls.map((c) => c.text).join(' ')} }`,
+      variables,
+      subscription: root === 'subscription',
+      kind: `${root} fields`,
+    };
   });
 }
 
@@ -220,10 +249,19 @@ function deepDocument(): fc.Arbitrary<GeneratedOperation> {
       subscription: false,
       kind: 'deep selection',
     })),
-    fc.integer({ min: 5, max: 3000 }).map((d) => ({ query: `query { jobs(enabled: ${'['.repeat(d)}true${']'.repeat(d)}) { id } }`, subscription: false, kind: 'deep list literal' })),
+    fc
+      .integer({ min: 5, max: 3000 })
+      .map((d) => ({
+        query: `query { jobs(enabled: ${'['.repeat(d)}true${']'.repeat(d)}) { id } }`,
+        subscription: false,
+        kind: 'deep list literal',
+      })),
     fc.integer({ min: 5, max: 3000 }).map((d) => ({
       query: `query($e: Boolean, $j: ID) { jobs(enabled: $e) { id } job(id: $j) { id } }`,
-      variables: { e: JSON.parse(`${'['.repeat(d)}true${']'.repeat(d)}`) as unknown, j: JSON.parse(`${'{"a":'.repeat(d)}1${'}'.repeat(d)}`) as unknown },
+      variables: {
+        e: JSON.parse(`${'['.repeat(d)}true${']'.repeat(d)}`) as unknown,
+        j: JSON.parse(`${'{"a":'.repeat(d)}1${'}'.repeat(d)}`) as unknown,
+      },
       subscription: false,
       kind: 'deep variables',
     })),
@@ -241,7 +279,9 @@ function wideDocument(): fc.Arbitrary<GeneratedOperation> {
     n(1000).map((k) => op('directives', `{ jobs ${'@include(if: true) '.repeat(k)}{ id } }`)),
     n(1000).map((k) => op('variables', `query(${Array.from({ length: k }, (_, i) => `$v${i}: Int`).join(', ')}) { jobs { id } }`)),
     n(500).map((k) => op('operations', Array.from({ length: k }, (_, i) => `query Q${i} { jobs { id } }`).join('\n'))),
-    n(200).map((k) => op('mutations', `mutation { ${Array.from({ length: k }, (_, i) => `d${i}: deleteJob(id: "nope-${i}")`).join(' ')} }`)),
+    n(200).map((k) =>
+      op('mutations', `mutation { ${Array.from({ length: k }, (_, i) => `d${i}: deleteJob(id: "nope-${i}")`).join(' ')} }`),
+    ),
   );
 }
 
@@ -255,33 +295,109 @@ function fragmentDocument(): fc.Arbitrary<GeneratedOperation> {
     fc.constant(op('fragment on scalar', 'query { jobs { ...A } } fragment A on String { length }')),
     fc.constant(op('fragment unused', 'query { jobs { id } } fragment A on Query { jobs { id } }')),
     fc.constant(op('fragment unknown', 'query { ...Missing }')),
-    fc.integer({ min: 2, max: 14 }).map((k) =>
-      op(
-        'fragment doubling',
-        `query { ...F${k} } fragment F0 on Query { jobs { id } } ${Array.from({ length: k }, (_, i) => `fragment F${i + 1} on Query { ...F${i} ...F${i} x${i}: __typename }`).join(' ')}`,
+    fc
+      .integer({ min: 2, max: 14 })
+      .map((k) =>
+        op(
+          'fragment doubling',
+          `query { ...F${k} } fragment F0 on Query { jobs { id } } ${Array.from({ length: k }, (_, i) => `fragment F${i + 1} on Query { ...F${i} ...F${i} x${i}: __typename }`).join(' ')}`,
+        ),
       ),
-    ),
   );
 }
 
-const TOKENS = ['{', '}', '(', ')', '[', ']', ':', '=', '!', '$', '@', '...', '|', '&', 'query', 'mutation', 'subscription', 'fragment', 'on', 'jobs', 'job', 'id', 'createJob', 'input', 'null', 'true', '1', '-0', '1e', '0x1', '01', '"', '"""', '"\\u12"', '"\\x"', '#c\n', 'Query', '__schema', '\u0000', '😀'];
+const TOKENS = [
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  ':',
+  '=',
+  '!',
+  '$',
+  '@',
+  '...',
+  '|',
+  '&',
+  'query',
+  'mutation',
+  'subscription',
+  'fragment',
+  'on',
+  'jobs',
+  'job',
+  'id',
+  'createJob',
+  'input',
+  'null',
+  'true',
+  '1',
+  '-0',
+  '1e',
+  '0x1',
+  '01',
+  '"',
+  '"""',
+  '"\\u12"',
+  '"\\x"',
+  '#c\n',
+  'Query',
+  '__schema',
+  '\u0000',
+  '😀',
+];
 
 /** Text that does not parse: token soup, cut documents, bad escapes, nothing at all. */
 function brokenDocument(ctx: DocumentContext): fc.Arbitrary<GeneratedOperation> {
-  const op = (kind: string) => (query: string): GeneratedOperation => ({ query, subscription: false, kind });
+  const op =
+    (kind: string) =>
+    (query: string): GeneratedOperation => ({ query, subscription: false, kind });
   return fc.oneof(
-    fc.array(fc.constantFrom(...TOKENS), { maxLength: 60 }).map((t) => t.join(' ')).map(op('token soup')),
-    fc.tuple(fieldOperation(ctx), fc.double({ min: 0, max: 1, noNaN: true })).map(([o, at]) => ({ ...o, query: o.query.slice(0, Math.floor(o.query.length * at)), kind: 'cut document' })),
+    fc
+      .array(fc.constantFrom(...TOKENS), { maxLength: 60 })
+      .map((t) => t.join(' '))
+      .map(op('token soup')),
+    fc
+      .tuple(fieldOperation(ctx), fc.double({ min: 0, max: 1, noNaN: true }))
+      .map(([o, at]) => ({ ...o, query: o.query.slice(0, Math.floor(o.query.length * at)), kind: 'cut document' })),
     fc.string({ unit: 'binary', maxLength: 200 }).map(op('random text')),
-    fc.constantFrom('', ' ', '\n\t', '# only a comment', '\ufeff{ jobs { id } }', '{', '}', '{ jobs { id }', 'query query { id }', '{ "jobs" }', '{ jobs(enabled: ) { id } }', '{ jobs { id } } }').map(op('malformed')),
-    fc.constantFrom('{ __schema { queryType { name } } }', '{ __type(name: "Job") { fields { name } } }', '{ __typename }', '{ jobs { __typename } }').map(op('harmless')),
+    fc
+      .constantFrom(
+        '',
+        ' ',
+        '\n\t',
+        '# only a comment',
+        '\ufeff{ jobs { id } }',
+        '{',
+        '}',
+        '{ jobs { id }',
+        'query query { id }',
+        '{ "jobs" }',
+        '{ jobs(enabled: ) { id } }',
+        '{ jobs { id } } }',
+      )
+      .map(op('malformed')),
+    fc
+      .constantFrom(
+        '{ __schema { queryType { name } } }',
+        '{ __type(name: "Job") { fields { name } } }',
+        '{ __typename }',
+        '{ jobs { __typename } }',
+      )
+      .map(op('harmless')),
   );
 }
 
 /** Several operations and an operationName that does not pick one of them. */
 function operationNames(): fc.Arbitrary<GeneratedOperation> {
   return fc.tuple(fc.constantFrom('A', 'B', 'Nope', '', ' A', 'a b', LONG(5000)), fc.constantFrom(0, 1, 2)).map(([name, variant]) => ({
-    query: ['query A { jobs { id } } query B { connectors { id } }', 'query { jobs { id } } query { connectors { id } }', 'query A { jobs { id } } query A { connectors { id } }'][variant]!,
+    query: [
+      'query A { jobs { id } } query B { connectors { id } }',
+      'query { jobs { id } } query { connectors { id } }',
+      'query A { jobs { id } } query A { connectors { id } }',
+    ][variant]!,
     operationName: variant === 0 && (name === 'A' || name === 'B') ? `${name}x` : name,
     subscription: false,
     kind: 'operation names',

@@ -2,7 +2,14 @@
 // service may still refuse), and of a type an argument can never take (which GraphQL refuses
 // before anything runs), as literals and as variables.
 import fc from 'fast-check';
-import { GraphQLEnumType, GraphQLInputObjectType, GraphQLList, GraphQLNonNull, type GraphQLInputType, type GraphQLScalarType } from 'graphql';
+import {
+  GraphQLEnumType,
+  GraphQLInputObjectType,
+  GraphQLList,
+  GraphQLNonNull,
+  type GraphQLInputType,
+  type GraphQLScalarType,
+} from 'graphql';
 
 /** An enum value in a literal (printed bare) or a variable (its name as a string). */
 export class EnumValue {
@@ -14,7 +21,10 @@ export const literal = (value: Value): string => {
   if (value === null) return 'null';
   if (value instanceof EnumValue) return value.name;
   if (Array.isArray(value)) return `[${value.map(literal).join(', ')}]`;
-  if (typeof value === 'object') return `{ ${Object.entries(value).map(([k, v]) => `${k}: ${literal(v)}`).join(', ')} }`;
+  if (typeof value === 'object')
+    return `{ ${Object.entries(value)
+      .map(([k, v]) => `${k}: ${literal(v)}`)
+      .join(', ')} }`;
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 };
 export const json = (value: Value): unknown => {
@@ -27,14 +37,62 @@ export const json = (value: Value): unknown => {
 export const LONG = (n: number, unit = 'x') => unit.repeat(n);
 /** Strings every text input should survive: empty, control characters, NUL, lone surrogates, injections, sizes around the limits. */
 const NASTY = [
-  '', ' ', '\t\n', '\u0000', 'a\u0000b', '\ud800', 'x\udfffy', '\u202e', '\ufeff', 'é', 'Ё'.repeat(129), "'; drop table jobs; --",
-  '" or 1=1 --', '%s%n%x', '${7*7}', '{{7*7}}', '\\', '../../etc/passwd', '<script>alert(1)</script>', 'null', 'undefined', 'NaN',
-  LONG(128), LONG(129), LONG(200), LONG(201), LONG(1000), LONG(1001), LONG(4097), '0:0:5', '0:60:0', '1:2', '-1:0:0',
-  '99999999999999999999:0:0', '0:0:0', 'ServerOperationConnector:Noop', 'ServerOperationConnector:', 'Nope:x', ':x', 'http://127.0.0.1:9',
-  'ftp://x', 'http://user:pw@host', 'http://[::1', '2026-02-30T00:00:00Z', '-271821-04-20T00:00:00.000Z', '1', '-1', '0', '18446744073709551616',
-  Buffer.from('-271821-04-20T00:00:00.000Z|1').toString('base64url'), Buffer.from('+275760-09-13T00:00:00.000Z|999999999999999999').toString('base64url'),
-  Buffer.from('2026-01-01T00:00:00.000Z|99999999999999999999').toString('base64url'), Buffer.from('1|1').toString('base64url'), '|',
-  Buffer.from('0000-01-01T00:00:00.000Z|1').toString('base64url'), Buffer.from('2026-02-30T00:00:00.000Z|1').toString('base64url'),
+  '',
+  ' ',
+  '\t\n',
+  '\u0000',
+  'a\u0000b',
+  '\ud800',
+  'x\udfffy',
+  '\u202e',
+  '\ufeff',
+  'é',
+  'Ё'.repeat(129),
+  "'; drop table jobs; --",
+  '" or 1=1 --',
+  '%s%n%x',
+  '${7*7}',
+  '{{7*7}}',
+  '\\',
+  '../../etc/passwd',
+  '<script>alert(1)</script>',
+  'null',
+  'undefined',
+  'NaN',
+  LONG(128),
+  LONG(129),
+  LONG(200),
+  LONG(201),
+  LONG(1000),
+  LONG(1001),
+  LONG(4097),
+  '0:0:5',
+  '0:60:0',
+  '1:2',
+  '-1:0:0',
+  '99999999999999999999:0:0',
+  '0:0:0',
+  'ServerOperationConnector:Noop',
+  'ServerOperationConnector:',
+  'Nope:x',
+  ':x',
+  'http://127.0.0.1:9',
+  'ftp://x',
+  'http://user:pw@host',
+  'http://[::1',
+  '2026-02-30T00:00:00Z',
+  '-271821-04-20T00:00:00.000Z',
+  '1',
+  '-1',
+  '0',
+  '18446744073709551616',
+  Buffer.from('-271821-04-20T00:00:00.000Z|1').toString('base64url'),
+  Buffer.from('+275760-09-13T00:00:00.000Z|999999999999999999').toString('base64url'),
+  Buffer.from('2026-01-01T00:00:00.000Z|99999999999999999999').toString('base64url'),
+  Buffer.from('1|1').toString('base64url'),
+  '|',
+  Buffer.from('0000-01-01T00:00:00.000Z|1').toString('base64url'),
+  Buffer.from('2026-02-30T00:00:00.000Z|1').toString('base64url'),
 ];
 
 export const strings = (exclude: readonly string[]): fc.Arbitrary<string> =>
@@ -45,7 +103,12 @@ export const strings = (exclude: readonly string[]): fc.Arbitrary<string> =>
       { weight: 8, arbitrary: fc.string({ unit: 'grapheme', maxLength: 30 }) },
       { weight: 8, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
       // Oversized: rare, since one request holds many strings.
-      { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', 'я', '😀', '\u0000', ' '), fc.constantFrom(1001, 4097, 10_000, 70_000)).map(([u, n]) => LONG(n, u)) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .tuple(fc.constantFrom('x', 'я', '😀', '\u0000', ' '), fc.constantFrom(1001, 4097, 10_000, 70_000))
+          .map(([u, n]) => LONG(n, u)),
+      },
     )
     .filter((s) => !exclude.some((id) => s.normalize('NFC').trim().toLowerCase() === id.toLowerCase()));
 
@@ -54,8 +117,18 @@ const ints = fc.oneof(
   fc.constantFrom(0, -1, 1, 500, 501, 86_400, 86_401, 2 ** 31 - 1, -(2 ** 31)),
 );
 const dateTimes = fc.oneof(
-  fc.date({ min: new Date('0000-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true }).map((d) => d.toISOString()),
-  fc.constantFrom('0000-01-01T00:00:00Z', '0001-01-01T00:00:00+14:00', '9999-12-31T23:59:59.999+14:00', '9999-12-31T23:00:00-12:00', '2026-01-01T00:00:00-1200', '1970-01-01T00:00:00.123456789Z', '2026-02-29T00:00:00Z'),
+  fc
+    .date({ min: new Date('0000-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true })
+    .map((d) => d.toISOString()),
+  fc.constantFrom(
+    '0000-01-01T00:00:00Z',
+    '0001-01-01T00:00:00+14:00',
+    '9999-12-31T23:59:59.999+14:00',
+    '9999-12-31T23:00:00-12:00',
+    '2026-01-01T00:00:00-1200',
+    '1970-01-01T00:00:00.123456789Z',
+    '2026-02-29T00:00:00Z',
+  ),
 );
 
 /** A value of the right GraphQL type (the domain may still refuse it). */
@@ -76,7 +149,9 @@ export function nonNullTyped(type: GraphQLInputType, s: fc.Arbitrary<string>, de
     if (depth > 3) return fc.constant({});
     const fields = Object.values(type.getFields());
     const shape = Object.fromEntries(fields.map((f) => [f.name, typed(f.type, s, depth + 1)]));
-    return fc.record(shape, { requiredKeys: fields.filter((f) => f.type instanceof GraphQLNonNull).map((f) => f.name) }) as fc.Arbitrary<Value>;
+    return fc.record(shape, {
+      requiredKeys: fields.filter((f) => f.type instanceof GraphQLNonNull).map((f) => f.name),
+    }) as fc.Arbitrary<Value>;
   }
   switch ((type as GraphQLScalarType).name) {
     case 'Int':
@@ -97,7 +172,11 @@ export function nonNullTyped(type: GraphQLInputType, s: fc.Arbitrary<string>, de
 /** A literal the type can never accept (GraphQL validation refuses the document). */
 export function wrongLiteral(type: GraphQLInputType): fc.Arbitrary<string> {
   if (type instanceof GraphQLNonNull) return fc.oneof(fc.constant('null'), wrongLiteral(type.ofType as GraphQLInputType));
-  if (type instanceof GraphQLList) return fc.oneof(wrongLiteral(type.ofType as GraphQLInputType), wrongLiteral(type.ofType as GraphQLInputType).map((l) => `[${l}]`));
+  if (type instanceof GraphQLList)
+    return fc.oneof(
+      wrongLiteral(type.ofType as GraphQLInputType),
+      wrongLiteral(type.ofType as GraphQLInputType).map((l) => `[${l}]`),
+    );
   if (type instanceof GraphQLEnumType) return fc.constantFrom(`"${type.getValues()[0]!.name}"`, 'NOT_A_VALUE', '1', '{ a: 1 }');
   if (type instanceof GraphQLInputObjectType) {
     const required = Object.values(type.getFields()).filter((f) => f.type instanceof GraphQLNonNull);
@@ -157,4 +236,3 @@ export function setPath(args: Record<string, Value>, dotted: string, value: Valu
   args[head] = object;
   setPath(object, rest.join('.'), value);
 }
-

@@ -34,11 +34,40 @@ export interface Answer {
   error?: string;
 }
 
-const PATHS = ['/graphql/', '/graphql?x=1', '/GRAPHQL', '/', '/health', '/health/live', '/metrics', '/nope', '/graphql/../graphql', '/%zz', `/${LONG(3000)}`, '/graphql?query=%zz'];
-const ACCEPTS = ['application/json', 'application/graphql-response+json', 'application/graphql-response+json, application/json;q=0.9', 'application/xml', 'text/plain', 'x/y;q=bad'];
+const PATHS = [
+  '/graphql/',
+  '/graphql?x=1',
+  '/GRAPHQL',
+  '/',
+  '/health',
+  '/health/live',
+  '/metrics',
+  '/nope',
+  '/graphql/../graphql',
+  '/%zz',
+  `/${LONG(3000)}`,
+  '/graphql?query=%zz',
+];
+const ACCEPTS = [
+  'application/json',
+  'application/graphql-response+json',
+  'application/graphql-response+json, application/json;q=0.9',
+  'application/xml',
+  'text/plain',
+  'x/y;q=bad',
+];
 /** Accepts that let a valid subscription open a stream, which is no malformed request: never sent with one. */
 const STREAMING_ACCEPTS = ['text/event-stream', 'multipart/mixed', '*/*', 'text/*'];
-const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'application/json; charset=latin1', 'application/json; charset=utf-16', 'application/graphql+json', 'application/x-json', 'application/json; boundary=x', ''];
+const CONTENT_TYPES = [
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/json; charset=latin1',
+  'application/json; charset=utf-16',
+  'application/graphql+json',
+  'application/x-json',
+  'application/json; boundary=x',
+  '',
+];
 const odd = [0, 1.5, true, null, [], {}, 'text', '{"a":', LONG(10_000)];
 
 /** One generated request: a document wrapped in a transport, good or bad. */
@@ -49,7 +78,8 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
     // text/html rarely: a GET of it answers GraphiQL's page, megabytes that are the same every time.
     const roll = g(fc.nat, 299);
     const headers: Record<string, string> = {
-      accept: roll === 0 ? 'text/html' : roll < 200 ? g(() => fc.constantFrom(...ACCEPTS.slice(0, 3))) : g(() => fc.constantFrom(...accepts)),
+      accept:
+        roll === 0 ? 'text/html' : roll < 200 ? g(() => fc.constantFrom(...ACCEPTS.slice(0, 3))) : g(() => fc.constantFrom(...accepts)),
     };
     // Most carry the header that lets a GET, a form or a text/plain body past CSRF prevention
     // (SPEC §8), as a GraphQL client's would; the others check that prevention.
@@ -59,7 +89,23 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
     // transport that drops them (an application/graphql body, odd variables) could turn it into
     // a valid change, so such operations are sent only in ways that carry them whole.
     const carried = Object.keys(op.variables ?? {}).length > 0;
-    const transports = ['json', 'json', 'json', 'json', 'json', 'json', 'odd json', 'broken json', 'get', 'get', 'form', 'text', 'multipart', 'method', ...(carried ? [] : ['graphql'])];
+    const transports = [
+      'json',
+      'json',
+      'json',
+      'json',
+      'json',
+      'json',
+      'odd json',
+      'broken json',
+      'get',
+      'get',
+      'form',
+      'text',
+      'multipart',
+      'method',
+      ...(carried ? [] : ['graphql']),
+    ];
     const transport = g(() => fc.constantFrom(...transports));
     const payload = (): Record<string, unknown> => ({ query: op.query, variables: op.variables, operationName: op.operationName });
     const request = (method: string, body?: string | Buffer, contentType?: string, at = requestPath): FuzzRequest => {
@@ -68,25 +114,53 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
     };
     switch (transport) {
       case 'json':
-        return request('POST', JSON.stringify(payload()), g(() => fc.constantFrom(...CONTENT_TYPES.slice(0, 2))));
+        return request(
+          'POST',
+          JSON.stringify(payload()),
+          g(() => fc.constantFrom(...CONTENT_TYPES.slice(0, 2))),
+        );
       case 'odd json': {
         const body = payload();
         const key = g(() => fc.constantFrom('query', 'operationName', 'extensions', ...(carried ? [] : ['variables'])));
-        body[key] = key === 'extensions' ? g(() => fc.constantFrom<unknown>({ persistedQuery: { version: 1, sha256Hash: 'x' } }, 'x', [1], null)) : g(() => fc.constantFrom(...odd));
+        body[key] =
+          key === 'extensions'
+            ? g(() => fc.constantFrom<unknown>({ persistedQuery: { version: 1, sha256Hash: 'x' } }, 'x', [1], null))
+            : g(() => fc.constantFrom(...odd));
         if (key === 'variables' && g(fc.boolean)) body[key] = JSON.stringify(op.variables ?? {});
         const whole = g(fc.nat, 5) === 0 ? g(() => fc.constantFrom<unknown>([body, body], [], null, 'query', 1)) : body;
-        return request('POST', JSON.stringify(whole), g(() => fc.constantFrom(...CONTENT_TYPES)));
+        return request(
+          'POST',
+          JSON.stringify(whole),
+          g(() => fc.constantFrom(...CONTENT_TYPES)),
+        );
       }
       case 'broken json': {
         const text = JSON.stringify(payload());
         const broken = g(() =>
           fc.oneof(
             fc.double({ min: 0, max: 1, noNaN: true }).map((at) => text.slice(0, Math.floor(text.length * at))),
-            fc.constantFrom('', '{', '}', 'null', 'true', '"query"', '{"query": }', `{"query": "${op.query.replace(/"/g, '')}`, '\ufeff{}', '{"query":"{ jobs { id } }"}garbage', `${'['.repeat(100_000)}`, `{"query":"{ jobs { id } }","variables":${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}}`),
+            fc.constantFrom(
+              '',
+              '{',
+              '}',
+              'null',
+              'true',
+              '"query"',
+              '{"query": }',
+              `{"query": "${op.query.replace(/"/g, '')}`,
+              '\ufeff{}',
+              '{"query":"{ jobs { id } }"}garbage',
+              `${'['.repeat(100_000)}`,
+              `{"query":"{ jobs { id } }","variables":${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}}`,
+            ),
             fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
           ),
         );
-        return request('POST', broken, g(() => fc.constantFrom(...CONTENT_TYPES)));
+        return request(
+          'POST',
+          broken,
+          g(() => fc.constantFrom(...CONTENT_TYPES)),
+        );
       }
       case 'get': {
         const params = new URLSearchParams();
@@ -101,9 +175,17 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
       case 'graphql':
         return request('POST', op.query, 'application/graphql');
       case 'form':
-        return request('POST', new URLSearchParams({ query: op.query, variables: JSON.stringify(op.variables ?? {}) }).toString(), 'application/x-www-form-urlencoded');
+        return request(
+          'POST',
+          new URLSearchParams({ query: op.query, variables: JSON.stringify(op.variables ?? {}) }).toString(),
+          'application/x-www-form-urlencoded',
+        );
       case 'text':
-        return request('POST', JSON.stringify(payload()), g(() => fc.constantFrom('text/plain', 'text/plain;charset=UTF-8', 'application/octet-stream')));
+        return request(
+          'POST',
+          JSON.stringify(payload()),
+          g(() => fc.constantFrom('text/plain', 'text/plain;charset=UTF-8', 'application/octet-stream')),
+        );
       case 'multipart': {
         const boundary = 'fuzzboundary';
         const operations = g(fc.boolean) ? JSON.stringify(payload()) : '{"query":';
@@ -112,7 +194,11 @@ export function requestArbitrary(ctx: DocumentContext): fc.Arbitrary<FuzzRequest
         return request('POST', body, g(fc.boolean) ? `multipart/form-data; boundary=${boundary}` : 'multipart/form-data');
       }
       default:
-        return request(g(() => fc.constantFrom('PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'TRACE', 'PROPFIND')), JSON.stringify(payload()), 'application/json');
+        return request(
+          g(() => fc.constantFrom('PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'TRACE', 'PROPFIND')),
+          JSON.stringify(payload()),
+          'application/json',
+        );
     }
   });
 }
@@ -136,11 +222,25 @@ function sendOnce(base: URL, req: FuzzRequest, timeoutMs: number, via: http.Agen
   return new Promise((resolve) => {
     const request = http.request(
       // Node frames a GET's body by neither length nor chunks unless told: the length is always given.
-      { host: base.hostname, port: base.port, method: req.method, path: req.path, headers: withLength(req), agent: via, timeout: timeoutMs },
+      {
+        host: base.hostname,
+        port: base.port,
+        method: req.method,
+        path: req.path,
+        headers: withLength(req),
+        agent: via,
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: String(res.headers['content-type'] ?? ''),
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
         res.on('error', (error) => resolve({ status: 0, contentType: '', body: '', error: String(error) }));
       },
     );
@@ -153,7 +253,10 @@ function sendOnce(base: URL, req: FuzzRequest, timeoutMs: number, via: http.Agen
 const LEAKS: [RegExp, string][] = [
   [/\n\s*at [^\n]*:\d+:\d+/, 'a stack trace'],
   [/node:internal|node_modules\/|\bsrc\/[\w/-]+\.ts\b/, 'a source path'],
-  [/PostgresError|syntax error at or near|violates [\w ]*constraint|invalid input syntax for|invalid byte sequence|out of range for type|timestamp out of range|relation "\w+" does not exist|"routine"\s*:|SQLSTATE/i, 'SQL text'],
+  [
+    /PostgresError|syntax error at or near|violates [\w ]*constraint|invalid input syntax for|invalid byte sequence|out of range for type|timestamp out of range|relation "\w+" does not exist|"routine"\s*:|SQLSTATE/i,
+    'SQL text',
+  ],
   [/\b(select\s+[\w*,\s"]+\s+from\s+\w+|insert\s+into\s+\w+|update\s+\w+\s+set\s|delete\s+from\s+\w+)/i, 'SQL text'],
   [/INTERNAL_SERVER_ERROR|Unexpected error\./, 'a masked internal error'],
 ];
@@ -171,7 +274,10 @@ export function judge(req: FuzzRequest, answer: Answer, secrets: readonly string
   if (!graphql || req.method === 'HEAD' || req.method === 'OPTIONS' || answer.status === 204 || answer.status === 302) return null;
   if (answer.contentType.startsWith('text/html')) return req.method === 'GET' ? null : `HTML for a ${req.method}`;
   const results = answer.contentType.startsWith('text/event-stream')
-    ? answer.body.split('\n').filter((l) => l.startsWith('data:') && l.slice(5).trim() !== '').map((l) => l.slice(5))
+    ? answer.body
+        .split('\n')
+        .filter((l) => l.startsWith('data:') && l.slice(5).trim() !== '')
+        .map((l) => l.slice(5))
     : answer.contentType.startsWith('multipart/mixed')
       ? []
       : [answer.body];
@@ -182,13 +288,16 @@ export function judge(req: FuzzRequest, answer: Answer, secrets: readonly string
     } catch {
       return `HTTP ${answer.status} with a body that is not JSON`;
     }
-    if (result.errors?.some((e) => typeof e?.extensions?.code !== 'string')) return `HTTP ${answer.status} with an error that has no extensions.code`;
+    if (result.errors?.some((e) => typeof e?.extensions?.code !== 'string'))
+      return `HTTP ${answer.status} with an error that has no extensions.code`;
   }
   return null;
 }
 
 const tablesOf = (sql: postgres.Sql) =>
-  sql<{ name: string }[]>`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' order by 1`;
+  sql<
+    { name: string }[]
+  >`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' order by 1`;
 
 /** The rows of every table of the service, as text (a row changed shows as one gone, one new). */
 export async function snapshotRows(sql: postgres.Sql): Promise<Set<string>> {
@@ -201,7 +310,10 @@ export async function snapshotRows(sql: postgres.Sql): Promise<Set<string>> {
 
 /** One digest of every row of every table: a cheap check after each group of requests. */
 async function digester(sql: postgres.Sql): Promise<() => Promise<string>> {
-  const parts = (await tablesOf(sql)).map(({ name }) => `coalesce((select md5(string_agg(to_jsonb(t)::text, ',' order by to_jsonb(t)::text)) from "${name.replace(/"/g, '""')}" t), '')`);
+  const parts = (await tablesOf(sql)).map(
+    ({ name }) =>
+      `coalesce((select md5(string_agg(to_jsonb(t)::text, ',' order by to_jsonb(t)::text)) from "${name.replace(/"/g, '""')}" t), '')`,
+  );
   const query = `select ${parts.length > 0 ? parts.join(` || '|' || `) : "''"} as digest`;
   return async () => (await sql.unsafe<{ digest: string }[]>(query))[0]!.digest;
 }
@@ -235,20 +347,36 @@ export async function startFuzzTarget(settings: Record<string, string>): Promise
       done();
     },
   });
-  const config = loadConfig({ PORT: '0', SERVER_OPERATIONS_DIR: dir, SERVER_OPERATIONS_WORKERS: '1', SHUTDOWN_GRACE_SECONDS: '1', ...settings });
+  const config = loadConfig({
+    PORT: '0',
+    SERVER_OPERATIONS_DIR: dir,
+    SERVER_OPERATIONS_WORKERS: '1',
+    SHUTDOWN_GRACE_SECONDS: '1',
+    ...settings,
+  });
   const instance = await startInstance({ config, log: pino({ level: 'warn' }, stream) });
   const sql = postgres(instance.databaseUrl, { max: 2, onnotice: () => {} });
   const base = new URL(`http://127.0.0.1:${instance.port}`);
   const secret = 'fuzz-canary-secret-5b1e';
   const fixtures: Fixtures = { jobId: 'fuzz-job', connectorId: 'FuzzHttp', runId: '' };
   const api = async (query: string) => {
-    const answer = await send(base, { method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ query }), kind: 'fixture' });
+    const answer = await send(base, {
+      method: 'POST',
+      path: '/graphql',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ query }),
+      kind: 'fixture',
+    });
     const body = JSON.parse(answer.body) as { data?: Record<string, { id: string }>; errors?: unknown };
     if (!body.data || body.errors) throw new Error(`fixture ${query}: ${answer.body}`);
     return body.data;
   };
-  await api(`mutation { createConnector(input: { id: "FuzzHttp", baseUrl: "http://127.0.0.1:9", authScheme: BEARER, secret: "${secret}" }) { id } }`);
-  await api(`mutation { createJob(input: { id: "fuzz-job", name: "Fuzz", externalCall: "ServerOperationConnector:Noop", period: "1:0:0", enabled: false }) { id } }`);
+  await api(
+    `mutation { createConnector(input: { id: "FuzzHttp", baseUrl: "http://127.0.0.1:9", authScheme: BEARER, secret: "${secret}" }) { id } }`,
+  );
+  await api(
+    `mutation { createJob(input: { id: "fuzz-job", name: "Fuzz", externalCall: "ServerOperationConnector:Noop", period: "1:0:0", enabled: false }) { id } }`,
+  );
   fixtures.runId = (await api(`mutation { runJobNow(id: "fuzz-job") { id } }`))['runJobNow']!.id;
   for (let i = 0; i < 200; i++) {
     const [run] = await sql<{ status: string }[]>`select status from job_runs where id = ${fixtures.runId}`;
@@ -302,7 +430,18 @@ export async function runFuzz(
   const ctx: DocumentContext = { schema: loadPublishedSchema(), fixtures: target.fixtures };
   const arbitrary = requestArbitrary(ctx);
   const concurrency = options.concurrency ?? 4;
-  const report: FuzzReport = { seed: options.seed, operations: 0, unexpected: 0, serverErrors: 0, rowsChanged: 0, loggedErrors: 0, examples: [], ms: 0, kinds: {}, timing: { generate: 0, send: 0, check: 0 } };
+  const report: FuzzReport = {
+    seed: options.seed,
+    operations: 0,
+    unexpected: 0,
+    serverErrors: 0,
+    rowsChanged: 0,
+    loggedErrors: 0,
+    examples: [],
+    ms: 0,
+    kinds: {},
+    timing: { generate: 0, send: 0, check: 0 },
+  };
   const first = await snapshotRows(target.sql);
   const digest = await digester(target.sql);
   let digestBefore = await digest();
@@ -340,9 +479,16 @@ export async function runFuzz(
       if (digestAfter !== digestBefore || errorsNow > errorsBefore + report.loggedErrors) {
         const after = digestAfter !== digestBefore ? await snapshotRows(target.sql) : before;
         digestBefore = digestAfter;
-        const what = rowsChanged(before, after) > 0 ? 'rows changed' : `the service logged an error: ${JSON.stringify(target.errors.at(-1)).slice(0, 400)}`;
+        const what =
+          rowsChanged(before, after) > 0
+            ? 'rows changed'
+            : `the service logged an error: ${JSON.stringify(target.errors.at(-1)).slice(0, 400)}`;
         report.unexpected += group.length;
-        group.forEach((req, j) => report.examples.length < (options.keep ?? 10) && report.examples.push(show(req, answers[j]!, `${what} (one of a group of ${group.length})`)));
+        group.forEach(
+          (req, j) =>
+            report.examples.length < (options.keep ?? 10) &&
+            report.examples.push(show(req, answers[j]!, `${what} (one of a group of ${group.length})`)),
+        );
         report.loggedErrors = target.errors.length - errorsBefore;
         before = after;
       }
