@@ -27,7 +27,8 @@ export function jobIds(count: number, prefix = 'chaos'): string[] {
  */
 export async function createJobs(nextPort: () => number, spec: JobsToCreate): Promise<string[]> {
   const ids = jobIds(spec.count, spec.prefix);
-  const batchSize = spec.batchSize ?? 50;
+  // Within the service's GRAPHQL_MAX_ALIASES (30 by default): one alias per job.
+  const batchSize = spec.batchSize ?? 25;
   for (let start = 0; start < ids.length; start += batchSize) {
     const batch = ids.slice(start, start + batchSize);
     const params = batch.map((_, i) => `$i${i}: CreateJobInput!`).join(', ');
