@@ -22,10 +22,7 @@ const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'server-jobs-bench-'));
 await fs.chmod(tmp, 0o755);
 const opsDir = path.join(tmp, 'operations');
 await fs.mkdir(opsDir);
-await fs.writeFile(
-  path.join(opsDir, 'bench.mjs'),
-  `export default { async Noop() {}, async Spin() { for (;;) {} } };\n`,
-);
+await fs.writeFile(path.join(opsDir, 'bench.mjs'), `export default { async Noop() {}, async Spin() { for (;;) {} } };\n`);
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const summary = (values: number[]) => {
@@ -68,27 +65,44 @@ async function callCost() {
     for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: width }, () => connector.call(name, ctx())));
     const seconds = (performance.now() - start) / 1000;
     const used = process.cpuUsage(cpu);
-    return { callsPerSecond: Math.round((batches * width) / seconds), cpuMicrosPerCall: round((used.user + used.system) / (batches * width)) };
+    return {
+      callsPerSecond: Math.round((batches * width) / seconds),
+      cpuMicrosPerCall: round((used.user + used.system) / (batches * width)),
+    };
   };
   const result: Record<string, unknown> = {};
-  for (const [label, name] of [['in-process', 'InProcessNoop'], ['worker', 'Noop']] as const) {
+  for (const [label, name] of [
+    ['in-process', 'InProcessNoop'],
+    ['worker', 'Noop'],
+  ] as const) {
     await sequential(name, 500); // warm-up
     result[label] = { sequentialMicros: await sequential(name, 5000), concurrent50: await concurrent(name, 200, 50) };
   }
   await connector.stop();
-  return result as Record<'in-process' | 'worker', { sequentialMicros: ReturnType<typeof summary>; concurrent50: { callsPerSecond: number; cpuMicrosPerCall: number } }>;
+  return result as Record<
+    'in-process' | 'worker',
+    { sequentialMicros: ReturnType<typeof summary>; concurrent50: { callsPerSecond: number; cpuMicrosPerCall: number } }
+  >;
 }
 
 // --- 2. Lateness of the others while one spins ------------------------------------------------
 async function latenessWhileSpinning(databaseUrl: string) {
   // The same process helper the tests and the chaos harness use: it waits for the `listening` record.
-  const service = new ServiceProcess({ DATABASE_URL: databaseUrl, SERVER_OPERATIONS_DIR: opsDir, SERVER_OPERATIONS_WORKERS: '2', LOG_LEVEL: 'info' });
+  const service = new ServiceProcess({
+    DATABASE_URL: databaseUrl,
+    SERVER_OPERATIONS_DIR: opsDir,
+    SERVER_OPERATIONS_WORKERS: '2',
+    LOG_LEVEL: 'info',
+  });
   const port = await service.waitUntilListening();
   const gql = (query: string, variables: Record<string, unknown> = {}) => gqlPort(port, query, variables);
   const create = `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`;
   try {
-    for (let i = 0; i < 50; i++) await gql(create, { input: { id: `noop-${i}`, name: 'noop', externalCall: 'ServerOperationConnector:Noop', period: '0:0:1' } });
-    await gql(create, { input: { id: 'spin', name: 'spin', externalCall: 'ServerOperationConnector:Spin', period: '1:0:0', timeoutSeconds: 2 } });
+    for (let i = 0; i < 50; i++)
+      await gql(create, { input: { id: `noop-${i}`, name: 'noop', externalCall: 'ServerOperationConnector:Noop', period: '0:0:1' } });
+    await gql(create, {
+      input: { id: 'spin', name: 'spin', externalCall: 'ServerOperationConnector:Spin', period: '1:0:0', timeoutSeconds: 2 },
+    });
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     await sleep(10_000); // the baseline
     for (let i = 0; i < 3; i++) {
@@ -147,7 +161,10 @@ try {
   console.log(`worker / in-process, p50: ${round(ratio)}×`);
   console.log('\n50 jobs at 0:0:1 calling Noop; "spin" runs an endless loop three times (timeout 2 s)');
   line(['window', 'runs', 'not OK', 'done p50 ms', 'p99 ms', 'max ms']);
-  for (const [label, w] of [['before', lateness.before], ['while spinning', lateness.whileSpinning]] as const) {
+  for (const [label, w] of [
+    ['before', lateness.before],
+    ['while spinning', lateness.whileSpinning],
+  ] as const) {
     line([label, w.runs, w.notSucceeded, w.doneLatenessMs.p50, w.doneLatenessMs.p99, w.doneLatenessMs.max]);
   }
   console.log(`spin runs: ${lateness.spins.join(', ')}`);
@@ -155,7 +172,10 @@ try {
   const dir = path.join(root, 'bench', 'results');
   await fs.mkdir(dir, { recursive: true });
   const file = path.join(dir, `isolation-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  await fs.writeFile(file, `${JSON.stringify({ at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cost, lateness }, null, 2)}\n`);
+  await fs.writeFile(
+    file,
+    `${JSON.stringify({ at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cost, lateness }, null, 2)}\n`,
+  );
   console.log(`\nwritten to ${path.relative(root, file)}`);
 } finally {
   await embedded?.stop();

@@ -198,10 +198,20 @@ export async function audit(
     from (select extract(epoch from started_at - scheduled_at) * 1000 as ms from job_runs
           where job_id like ${like} and trigger = 'SCHEDULE' and missed = 0 and status <> 'SKIPPED') t`;
 
-  const [abandoned] = await sql<{
-    total: string; leaseExpired: string; shutdown: string; leaseLost: string; replyLost: string; n: string;
-    p50: number | null; p99: number | null; max: number | null; over: string;
-  }[]>`
+  const [abandoned] = await sql<
+    {
+      total: string;
+      leaseExpired: string;
+      shutdown: string;
+      leaseLost: string;
+      replyLost: string;
+      n: string;
+      p50: number | null;
+      p99: number | null;
+      max: number | null;
+      over: string;
+    }[]
+  >`
     with a as (
       select error, error like 'lease expired%' and not (id = any(${excluded}::bigint[])) as bounded,
              extract(epoch from finished_at - (lease_expires_at - ${options.leaseSeconds} * interval '1 second')) * 1000 as ms
@@ -264,8 +274,17 @@ export async function audit(
       leaseLost: num(abandoned!.leaseLost),
       replyLost: num(abandoned!.replyLost),
       other:
-        num(abandoned!.total) - num(abandoned!.leaseExpired) - num(abandoned!.shutdown) - num(abandoned!.leaseLost) - num(abandoned!.replyLost),
-      latencyMs: { count: num(abandoned!.n), p50: numOrNull(abandoned!.p50), p99: numOrNull(abandoned!.p99), max: numOrNull(abandoned!.max) },
+        num(abandoned!.total) -
+        num(abandoned!.leaseExpired) -
+        num(abandoned!.shutdown) -
+        num(abandoned!.leaseLost) -
+        num(abandoned!.replyLost),
+      latencyMs: {
+        count: num(abandoned!.n),
+        p50: numOrNull(abandoned!.p50),
+        p99: numOrNull(abandoned!.p99),
+        max: numOrNull(abandoned!.max),
+      },
       boundMs,
       overBound: num(abandoned!.over),
       excluded: excluded.length,
@@ -276,7 +295,13 @@ export async function audit(
       duplicates: duplicateExamples.map((r) => ({ jobId: r.jobId, scheduledAt: iso(r.scheduledAt), count: num(r.n) })),
       ...coverage.examples,
       leftRunning: leftRunning.slice(0, 10),
-      earlyStarts: early.map((r) => ({ runId: r.runId, jobId: r.jobId, trigger: r.trigger, scheduledAt: iso(r.scheduledAt), startedAt: iso(r.startedAt) })),
+      earlyStarts: early.map((r) => ({
+        runId: r.runId,
+        jobId: r.jobId,
+        trigger: r.trigger,
+        scheduledAt: iso(r.scheduledAt),
+        startedAt: iso(r.startedAt),
+      })),
       skippedUnlogged: unlogged.slice(0, 10).map((r) => ({ runId: r.runId, jobId: r.jobId, scheduledAt: iso(r.scheduledAt) })),
       staleLogWrites: stale.slice(0, 10).map((r) => ({ runId: r.runId, at: iso(r.at), finishedAt: iso(r.finishedAt), message: r.message })),
       overBound: overBound.map((r) => ({ runId: r.runId, instance: r.instance, latencyMs: Math.round(Number(r.ms)) })),

@@ -28,7 +28,13 @@ interface Entry {
   details: Record<string, unknown> | null;
 }
 
-const VERB_OF: Record<string, ChangeAction | 'create'> = { created: 'create', paused: 'pause', resumed: 'resume', updated: 'period', deleted: 'delete' };
+const VERB_OF: Record<string, ChangeAction | 'create'> = {
+  created: 'create',
+  paused: 'pause',
+  resumed: 'resume',
+  updated: 'period',
+  deleted: 'delete',
+};
 /** What an update's details may hold that leaves the grid alone: fields so, and `actor` (who made the change, SPEC §8). */
 const GRID_NEUTRAL = new Set(['name', 'externalCall', 'timeoutSeconds', 'actor']);
 
@@ -68,7 +74,13 @@ export async function changedSpans(
     const own = entries.filter((e) => e.jobId === jobId);
     const calls = attempts.filter((a) => a.jobId === jobId).sort((a, b) => a.sentAt - b.sentAt);
     const problem = (text: string) => result.mismatches.push({ jobId, problem: text });
-    let state: { enabled: boolean; anchorMs: number; periodMs: number; open: { firstDue: number; unsureUntil?: number } | null; deleted: boolean } | null = null;
+    let state: {
+      enabled: boolean;
+      anchorMs: number;
+      periodMs: number;
+      open: { firstDue: number; unsureUntil?: number } | null;
+      deleted: boolean;
+    } | null = null;
 
     /** The latest instant the change of this entry may have decided at: its call's answer (plus the clocks' margin). */
     const upperOf = (entry: Entry, action: ChangeAction): number => {
@@ -174,7 +186,8 @@ export async function changedSpans(
           `${new Date(state.anchorMs).toISOString()} period ${state.periodMs / 1000} s enabled ${state.enabled}`,
       );
     }
-    if ((row.nextDueAt.getTime() - state.anchorMs) % state.periodMs !== 0) problem(`next_due_at ${row.nextDueAt.toISOString()} is off its grid`);
+    if ((row.nextDueAt.getTime() - state.anchorMs) % state.periodMs !== 0)
+      problem(`next_due_at ${row.nextDueAt.toISOString()} is off its grid`);
     if (state.open) {
       const { firstDue, unsureUntil } = state.open;
       result.spans.push({

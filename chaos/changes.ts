@@ -261,7 +261,10 @@ export class ChangeDriver {
       } else {
         attempt.answeredAt = clock.now();
         attempt.outcome = 'unreachable';
-        attempt.error = error instanceof Error ? `${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ''}`.slice(0, 200) : String(error);
+        attempt.error =
+          error instanceof Error
+            ? `${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ''}`.slice(0, 200)
+            : String(error);
       }
     }
     return attempt;
@@ -279,7 +282,12 @@ export class ChangeDriver {
   async #resync(job: JobState): Promise<void> {
     while (!this.#stopped) {
       try {
-        const result = await gqlResult<{ job: JobAnswer | null }>(this.#options.cluster.anyPort(), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`, { id: job.id }, 5_000);
+        const result = await gqlResult<{ job: JobAnswer | null }>(
+          this.#options.cluster.anyPort(),
+          `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`,
+          { id: job.id },
+          5_000,
+        );
         if (result.data && !result.errors?.length) {
           if (result.data.job === null) job.deleted = true;
           else this.#apply(job, result.data.job);
@@ -304,11 +312,17 @@ export interface ChangeSummary {
 function request(action: ChangeAction, id: string, periodSeconds?: number): [string, Record<string, unknown>] {
   switch (action) {
     case 'pause':
-      return [`mutation ($id: ID!, $note: String) { pauseJob(id: $id, note: $note) { ${JOB_FIELDS} } }`, { id, note: 'chaos: paused at a due time' }];
+      return [
+        `mutation ($id: ID!, $note: String) { pauseJob(id: $id, note: $note) { ${JOB_FIELDS} } }`,
+        { id, note: 'chaos: paused at a due time' },
+      ];
     case 'resume':
       return [`mutation ($id: ID!) { resumeJob(id: $id) { ${JOB_FIELDS} } }`, { id }];
     case 'period':
-      return [`mutation ($id: ID!, $period: String!) { updateJob(id: $id, input: { period: $period }) { ${JOB_FIELDS} } }`, { id, period: hms(periodSeconds!) }];
+      return [
+        `mutation ($id: ID!, $period: String!) { updateJob(id: $id, input: { period: $period }) { ${JOB_FIELDS} } }`,
+        { id, period: hms(periodSeconds!) },
+      ];
     case 'delete':
       return ['mutation ($id: ID!) { deleteJob(id: $id) }', { id }];
     case 'runNow':

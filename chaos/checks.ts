@@ -41,40 +41,61 @@ export function checksFor(
     // A run is ABANDONED only when its lease expired, its instance shut down, its holder could not
     // renew in time and aborted it, or its claim's reply was lost — never while held.
     zero('runs ABANDONED for another reason', a.abandoned.other, a.examples.abandonedOther),
-    zero('unexpected instance exits', ctx.cluster.instances.reduce((n, i) => n + i.crashes.length, 0),
-      ctx.cluster.instances.flatMap((i) => i.crashes.map((c) => ({ instance: i.id, exit: c.exit, tail: c.tail.slice(-5) })))),
+    zero(
+      'unexpected instance exits',
+      ctx.cluster.instances.reduce((n, i) => n + i.crashes.length, 0),
+      ctx.cluster.instances.flatMap((i) => i.crashes.map((c) => ({ instance: i.id, exit: c.exit, tail: c.tail.slice(-5) }))),
+    ),
   ];
 
   // No due time missed: without faults, and when instances are killed (their runs in flight are ABANDONED runs, not misses).
   if (scenario === 'healthy' || scenario === 'clock-skew' || kinds.includes('kill')) {
     const allowed = options.allowCoalesced === true;
-    checks.push(check(`coalesced runs (missed due times)${allowed ? ', reported only' : ''}`, allowed || a.coalesced.runs === 0,
-      `${a.coalesced.runs} runs, ${a.coalesced.missed} missed due times`));
+    checks.push(
+      check(
+        `coalesced runs (missed due times)${allowed ? ', reported only' : ''}`,
+        allowed || a.coalesced.runs === 0,
+        `${a.coalesced.runs} runs, ${a.coalesced.missed} missed due times`,
+      ),
+    );
   }
   if (scenario === 'healthy' || scenario === 'clock-skew') {
     checks.push(zero('runs ABANDONED by lease expiry', a.abandoned.leaseExpired));
   }
   // While the database is away nobody can mark a run: the bound holds for faults of instances only.
   if (!outage) {
-    checks.push(check(`ABANDONED within 2 × LEASE_SECONDS (${boundMs} ms)`, a.abandoned.overBound === 0,
-      `${a.abandoned.leaseExpired} lease-expired, max ${a.abandoned.latencyMs.max ?? '-'} ms${a.abandoned.overBound ? `; over: ${JSON.stringify(a.examples.overBound.slice(0, 3))}` : ''}`));
+    checks.push(
+      check(
+        `ABANDONED within 2 × LEASE_SECONDS (${boundMs} ms)`,
+        a.abandoned.overBound === 0,
+        `${a.abandoned.leaseExpired} lease-expired, max ${a.abandoned.latencyMs.max ?? '-'} ms${a.abandoned.overBound ? `; over: ${JSON.stringify(a.examples.overBound.slice(0, 3))}` : ''}`,
+      ),
+    );
   }
   if (kinds.includes('kill') || kinds.includes('freeze')) {
     const runs = ctx.held.flatMap((h) => h.runs.map((r) => ({ ...r, kind: h.kind, resumedAt: h.resumedAt })));
     // A run of a job the harness deleted meanwhile ends CANCELLED ("job deleted") instead.
     const bad = runs.filter(
       (r) =>
-        !(r.status === 'CANCELLED' && r.error === 'job deleted' && (r.resumedAt === undefined || (r.finishedAt?.getTime() ?? Infinity) <= Date.parse(r.resumedAt))) &&
+        !(
+          r.status === 'CANCELLED' &&
+          r.error === 'job deleted' &&
+          (r.resumedAt === undefined || (r.finishedAt?.getTime() ?? Infinity) <= Date.parse(r.resumedAt))
+        ) &&
         (r.status !== 'ABANDONED' ||
-        !(r.error ?? '').startsWith('lease expired') ||
-        (r.abandonLatencyMs ?? Infinity) > boundMs ||
-        (r.resumedAt !== undefined && (!r.finishedAt || r.finishedAt.getTime() > Date.parse(r.resumedAt)))),
+          !(r.error ?? '').startsWith('lease expired') ||
+          (r.abandonLatencyMs ?? Infinity) > boundMs ||
+          (r.resumedAt !== undefined && (!r.finishedAt || r.finishedAt.getTime() > Date.parse(r.resumedAt)))),
     );
-    checks.push(check(
-      kinds.includes('freeze') ? 'runs of frozen processes ABANDONED while frozen, within the bound' : 'runs of killed processes ABANDONED within the bound',
-      ctx.held.length > 0 && bad.length === 0,
-      `${ctx.held.length} faults, ${runs.length} runs held${bad.length ? `; not as expected: ${JSON.stringify(bad.slice(0, 3))}` : ''}`,
-    ));
+    checks.push(
+      check(
+        kinds.includes('freeze')
+          ? 'runs of frozen processes ABANDONED while frozen, within the bound'
+          : 'runs of killed processes ABANDONED within the bound',
+        ctx.held.length > 0 && bad.length === 0,
+        `${ctx.held.length} faults, ${runs.length} runs held${bad.length ? `; not as expected: ${JSON.stringify(bad.slice(0, 3))}` : ''}`,
+      ),
+    );
   }
   if (outage) {
     // Resumed: ran a job again, or at least completed a scheduler round (/health 200), within the bound.
@@ -89,34 +110,73 @@ export function checksFor(
         if (resumed > RESUME_BOUND_MS) late.push(`${i.id} after ${r.at}: first run ${run ?? 'never'}, /health 200 ${healthy ?? 'never'}`);
       }
     }
-    checks.push(check(`every instance resumed within ${RESUME_BOUND_MS / 1000} s`, ctx.resume.length > 0 && late.length === 0,
-      late.length ? late.join('; ') : `${ctx.resume.length} faults, slowest ${worst} ms`));
+    checks.push(
+      check(
+        `every instance resumed within ${RESUME_BOUND_MS / 1000} s`,
+        ctx.resume.length > 0 && late.length === 0,
+        late.length ? late.join('; ') : `${ctx.resume.length} faults, slowest ${worst} ms`,
+      ),
+    );
     const restarted = kinds.includes('kill') ? [] : ctx.cluster.instances.filter((i) => i.generation !== 1 || ctx.pids.get(i.id) !== i.pid);
-    checks.push(check('no instance restarted', restarted.length === 0, restarted.length ? restarted.map((i) => i.id).join(', ') : 'same processes throughout'));
+    checks.push(
+      check(
+        'no instance restarted',
+        restarted.length === 0,
+        restarted.length ? restarted.map((i) => i.id).join(', ') : 'same processes throughout',
+      ),
+    );
   }
   const c = ctx.changes;
   if (c) {
     const committed = Object.values(c.committed).reduce((n, v) => n + v, 0);
-    checks.push(check('changes committed and replayed from the audit trail', committed > 0 && c.mismatches.length === 0 && c.unmatched === 0,
-      `${c.attempts} calls, ${committed} committed (${Object.entries(c.committed).map(([k, v]) => `${k} ${v}`).join(', ')})` +
-        (c.unmatched ? `; ${c.unmatched} committed changes no call accounts for` : '') +
-        (c.mismatches.length ? `; replay disagrees with ${c.mismatches.length} jobs, e.g. ${JSON.stringify(c.mismatches.slice(0, 3))}` : '')));
+    checks.push(
+      check(
+        'changes committed and replayed from the audit trail',
+        committed > 0 && c.mismatches.length === 0 && c.unmatched === 0,
+        `${c.attempts} calls, ${committed} committed (${Object.entries(c.committed)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')})` +
+          (c.unmatched ? `; ${c.unmatched} committed changes no call accounts for` : '') +
+          (c.mismatches.length
+            ? `; replay disagrees with ${c.mismatches.length} jobs, e.g. ${JSON.stringify(c.mismatches.slice(0, 3))}`
+            : ''),
+      ),
+    );
     if (ctx.kinds.length > 0) {
-      checks.push(check('changes fired during faults', c.duringFaults > 0,
-        `${c.duringFaults} calls (${Object.entries(c.duringFaultsByOutcome).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`));
+      checks.push(
+        check(
+          'changes fired during faults',
+          c.duringFaults > 0,
+          `${c.duringFaults} calls (${
+            Object.entries(c.duringFaultsByOutcome)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ') || 'none'
+          })`,
+        ),
+      );
     }
   }
   const e = ctx.events;
   if (e) {
     // Every subscription may have been interrupted (under load, or by an outage): then nothing was required, which the counts show.
-    checks.push(check('subscribers on every instance received events', e.events > 0 && e.notResubscribed === 0,
-      `${e.segments} subscriptions on ${e.subscribers} subscribers, ${e.events} events, ${e.required} required` +
-        (e.notResubscribed ? `; ${e.notResubscribed} interrupted without a new subscription` : '')));
+    checks.push(
+      check(
+        'subscribers on every instance received events',
+        e.events > 0 && e.notResubscribed === 0,
+        `${e.segments} subscriptions on ${e.subscribers} subscribers, ${e.events} events, ${e.required} required` +
+          (e.notResubscribed ? `; ${e.notResubscribed} interrupted without a new subscription` : ''),
+      ),
+    );
     checks.push(zero('events missing without EVENTS_INTERRUPTED (silent gaps)', e.missing, e.examples.missing));
     // Events a killed instance recorded and never sent: nobody could know, yet SPEC §6 wants no gap without EVENTS_INTERRUPTED.
     const allowed = options.allowLostWithKill === true;
-    checks.push(check(`events that died unsent with a killed instance, no EVENTS_INTERRUPTED${allowed ? ', reported only' : ''}`,
-      allowed || e.lostWithKill === 0, e.lostWithKill === 0 ? '0' : `${e.lostWithKill} e.g. ${JSON.stringify(e.examples.lostWithKill.slice(0, 3))}`));
+    checks.push(
+      check(
+        `events that died unsent with a killed instance, no EVENTS_INTERRUPTED${allowed ? ', reported only' : ''}`,
+        allowed || e.lostWithKill === 0,
+        e.lostWithKill === 0 ? '0' : `${e.lostWithKill} e.g. ${JSON.stringify(e.examples.lostWithKill.slice(0, 3))}`,
+      ),
+    );
     checks.push(zero('events delivered twice', e.duplicates, e.examples.duplicates));
     checks.push(zero('events out of order per job', e.outOfOrder, e.examples.outOfOrder));
     checks.push(zero('events disagreeing with the runs', e.mismatched, e.examples.mismatched));
@@ -124,8 +184,13 @@ export function checksFor(
   }
   if (scenario === 'clock-skew') {
     const skewed = ctx.clockOffsets.map((offset, i) => ({ offset, id: ctx.cluster.instances[i]!.id }));
-    checks.push(check('skewed instances ran jobs', skewed.every((s) => (a.byInstance[s.id] ?? 0) > 0),
-      skewed.map((s) => `${s.id} (${s.offset}): ${a.byInstance[s.id] ?? 0} runs`).join(', ')));
+    checks.push(
+      check(
+        'skewed instances ran jobs',
+        skewed.every((s) => (a.byInstance[s.id] ?? 0) > 0),
+        skewed.map((s) => `${s.id} (${s.offset}): ${a.byInstance[s.id] ?? 0} runs`).join(', '),
+      ),
+    );
   }
   return checks;
 }

@@ -89,7 +89,10 @@ export class Instance {
     this.#expectExit = false;
     this.state = 'starting';
     this.port = 0;
-    const child = new ServiceProcess({ ...this.options.env, INSTANCE_ID: this.id }, { runtimeEnv, onLine: (line) => this.#write(`${line}\n`) });
+    const child = new ServiceProcess(
+      { ...this.options.env, INSTANCE_ID: this.id },
+      { runtimeEnv, onLine: (line) => this.#write(`${line}\n`) },
+    );
     this.process = child;
     this.#write(`--- ${new Date().toISOString()} process ${child.pid} (generation ${this.generation}) started\n`);
     void child.exited.then((exit) => {
@@ -216,4 +219,3 @@ export class Cluster {
     for (const instance of this.instances) instance.close();
   }
 }
-

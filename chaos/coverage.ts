@@ -110,9 +110,17 @@ export async function gridCoverage(sql: Sql, of: { jobPrefix?: string; spans?: G
       from tallied
     )`;
 
-  const [totals] = await sql<{
-    jobs: string; dueTimes: string; unaccounted: string; doubleAccounted: string; offGrid: string; unsure: string; leftOut: string;
-  }[]>`
+  const [totals] = await sql<
+    {
+      jobs: string;
+      dueTimes: string;
+      unaccounted: string;
+      doubleAccounted: string;
+      offGrid: string;
+      unsure: string;
+      leftOut: string;
+    }[]
+  >`
     ${counted}
     select (select count(distinct job_id) from j) as jobs,
            count(*) filter (where on_grid and not left_out) as due_times,

@@ -53,7 +53,8 @@ export function withDatabase(url: string, name: string): string {
   return parsed.toString();
 }
 
-const admin = (url: string) => postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: { application_name: 'chaos-harness' } });
+const admin = (url: string) =>
+  postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: { application_name: 'chaos-harness' } });
 
 /** Creates an empty database on the server (the instances migrate it at start); resolves with its URL. */
 export async function createDatabase(serverUrl: string, name: string): Promise<string> {

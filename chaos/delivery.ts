@@ -54,7 +54,16 @@ export interface DeliveryReport {
     missing: { segment: string; runId: string; jobId: string; kind: string; at: string; origin: string | null }[];
     lostWithKill: { segment: string; runId: string; jobId: string; kind: string; at: string; origin: string; killedAfterMs: number }[];
     duplicates: { segment: string; runId: string; kind: string }[];
-    outOfOrder: { segment: string; jobId: string; runId: string; kind: string; after: string; status: string | null; error: string | null; instance: string | null }[];
+    outOfOrder: {
+      segment: string;
+      jobId: string;
+      runId: string;
+      kind: string;
+      after: string;
+      status: string | null;
+      error: string | null;
+      instance: string | null;
+    }[];
     mismatched: { segment: string; runId: string; kind: string; eventStatus: string | null; status: string | null }[];
     unexpectedEnds: { segment: string; end: string; at: string; error: string | null }[];
   };
@@ -135,7 +144,12 @@ export function checkDelivery(input: {
       report.closedByKill++;
     } else if (segment.end !== 'open') {
       report.unexpectedEnds++;
-      example('unexpectedEnds', { segment: label, end: segment.end, at: isoOf(segment.endedAt), error: segment.error ? `${segment.error.code ?? ''} ${segment.error.message}`.trim() : null });
+      example('unexpectedEnds', {
+        segment: label,
+        end: segment.end,
+        at: isoOf(segment.endedAt),
+        error: segment.error ? `${segment.error.code ?? ''} ${segment.error.message}`.trim() : null,
+      });
     }
 
     // What it received: once each, in order per job, agreeing with the rows.
@@ -163,8 +177,14 @@ export function checkDelivery(input: {
           report.outOfOrder++;
           const row = byId.get(event.runId);
           example('outOfOrder', {
-            segment: label, jobId: event.jobId, runId: event.runId, kind: event.kind, after: String(last),
-            status: row?.status ?? null, error: row?.error ?? null, instance: row?.instance ?? null,
+            segment: label,
+            jobId: event.jobId,
+            runId: event.runId,
+            kind: event.kind,
+            after: String(last),
+            status: row?.status ?? null,
+            error: row?.error ?? null,
+            instance: row?.instance ?? null,
           });
         }
         lastOfJob.set(event.jobId, Math.max(last, id));
@@ -175,10 +195,20 @@ export function checkDelivery(input: {
       const expected = row && (p === 'start' ? 'RUNNING' : row.status);
       const kindFits =
         !row ||
-        (p === 'skip' ? row.status === 'SKIPPED' : p === 'start' ? row.status !== 'SKIPPED' : event.kind === (row.status === 'SUCCEEDED' ? 'RUN_SUCCEEDED' : 'RUN_FAILED'));
+        (p === 'skip'
+          ? row.status === 'SKIPPED'
+          : p === 'start'
+            ? row.status !== 'SKIPPED'
+            : event.kind === (row.status === 'SUCCEEDED' ? 'RUN_SUCCEEDED' : 'RUN_FAILED'));
       if (!row || !kindFits || event.status !== expected) {
         report.mismatched++;
-        example('mismatched', { segment: label, runId: event.runId, kind: event.kind, eventStatus: event.status, status: row?.status ?? null });
+        example('mismatched', {
+          segment: label,
+          runId: event.runId,
+          kind: event.kind,
+          eventStatus: event.status,
+          status: row?.status ?? null,
+        });
       }
     }
 
@@ -218,7 +248,15 @@ export function checkDelivery(input: {
       const kill = origin === null ? undefined : kills.find((k) => k.instance === origin && k.at >= at && !gotFrom(origin, at, k.at));
       if (kill) {
         report.lostWithKill++;
-        example('lostWithKill', { segment: label, runId: run.id, jobId: run.jobId, kind, at: isoOf(at), origin: origin!, killedAfterMs: kill.at - at });
+        example('lostWithKill', {
+          segment: label,
+          runId: run.id,
+          jobId: run.jobId,
+          kind,
+          at: isoOf(at),
+          origin: origin!,
+          killedAfterMs: kill.at - at,
+        });
         return;
       }
       report.missing++;
@@ -239,10 +277,25 @@ export function checkDelivery(input: {
 /** The runs of the audited jobs, for `checkDelivery`. */
 export async function runFacts(sql: Sql, jobPrefix: string): Promise<RunFacts[]> {
   const like = `${jobPrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-  const rows = await sql<{ id: string; jobId: string; status: string; instance: string | null; error: string | null; startedAt: Date | null; finishedAt: Date | null }[]>`
+  const rows = await sql<
+    {
+      id: string;
+      jobId: string;
+      status: string;
+      instance: string | null;
+      error: string | null;
+      startedAt: Date | null;
+      finishedAt: Date | null;
+    }[]
+  >`
     select id::text, job_id, status, instance, error, started_at, finished_at from job_runs where job_id like ${like} order by job_runs.id`;
   return rows.map((r) => ({
-    id: r.id, jobId: r.jobId, status: r.status, instance: r.instance, error: r.error,
-    startedAt: r.startedAt?.getTime() ?? null, finishedAt: r.finishedAt?.getTime() ?? null,
+    id: r.id,
+    jobId: r.jobId,
+    status: r.status,
+    instance: r.instance,
+    error: r.error,
+    startedAt: r.startedAt?.getTime() ?? null,
+    finishedAt: r.finishedAt?.getTime() ?? null,
   }));
 }

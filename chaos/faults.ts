@@ -25,7 +25,15 @@ import { checkDelivery, type DeliveryReport, runFacts } from './delivery.ts';
 import { createJobs } from './drive.ts';
 import { type HeldRun, lateClaims, resumeLatencies, runningRunsOf, runsById } from './fault-queries.ts';
 import { countBy, defaultPlan, faultWindows, pickTarget, settle, spread, startMonitor, watchHealth } from './phase.ts';
-import { type ChangeReport, type FaultEvent, type FaultKind, type ScenarioName, type ScenarioOptions, type ScenarioResult, skippedResult } from './scenario.ts';
+import {
+  type ChangeReport,
+  type FaultEvent,
+  type FaultKind,
+  type ScenarioName,
+  type ScenarioOptions,
+  type ScenarioResult,
+  skippedResult,
+} from './scenario.ts';
 import { Subscribers } from './subscribers.ts';
 
 const DEFAULT_OPERATION: Record<ScenarioName, 'Noop' | 'Work'> = {
@@ -72,7 +80,8 @@ export default {
 /** Why a scenario cannot run on this machine or with this server, or undefined. */
 export function cannotRun(scenario: ScenarioName, server: ChaosServer | undefined, kinds: FaultKind[] = []): string | undefined {
   if (scenario === 'clock-skew') return faketimeMissing();
-  if ((scenario === 'db-restart' || kinds.includes('db-restart')) && !server?.restartable) return 'the database is not one the harness started (CHAOS_DATABASE_URL), so it cannot restart it';
+  if ((scenario === 'db-restart' || kinds.includes('db-restart')) && !server?.restartable)
+    return 'the database is not one the harness started (CHAOS_DATABASE_URL), so it cannot restart it';
   return undefined;
 }
 
@@ -132,7 +141,12 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     logDir,
   });
   const note = async (kind: string, instance?: Instance, detail?: Record<string, unknown>) => {
-    const event: FaultEvent = { at: iso(await dbNow(sql)), kind, ...(instance ? { instance: instance.id } : {}), ...(detail ? { detail } : {}) };
+    const event: FaultEvent = {
+      at: iso(await dbNow(sql)),
+      kind,
+      ...(instance ? { instance: instance.id } : {}),
+      ...(detail ? { detail } : {}),
+    };
     faults.push(event);
     say(`  ${event.at} ${kind}${instance ? ` ${instance.id}` : ''}${detail ? ` ${JSON.stringify(detail)}` : ''}`);
     return event;
@@ -171,7 +185,15 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       changed = spread(ids, changeJobs);
       deleteIds = changed.filter((_, i) => i % 4 === 1 || changed.length === 1);
       const at = (fraction: number) => clock.at(phaseStart + fraction * options.durationSeconds * 1000);
-      driver = new ChangeDriver({ sql, cluster, clock, jobIds: changed, deleteIds, deleteWindow: [at(0.2), at(0.9)], ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+      driver = new ChangeDriver({
+        sql,
+        cluster,
+        clock,
+        jobIds: changed,
+        deleteIds,
+        deleteWindow: [at(0.2), at(0.9)],
+        ...(options.seed !== undefined ? { seed: options.seed } : {}),
+      });
       say(`changing ${changed.length} jobs a few ms after their due times (${deleteIds.length} to be deleted; seed ${driver.seed})`);
       await driver.start();
     }
@@ -210,7 +232,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
             await sleep(2 * leaseMs + 2_000 - 300);
             const resumed = await note('SIGCONT', target, { heldRuns: ids.length });
             target.resume();
-            held.push({ at: frozenAt.at, kind: 'frozen', instance: target.id, runs: ids.map((id) => ({ id }) as HeldRun), resumedAt: resumed.at });
+            held.push({
+              at: frozenAt.at,
+              kind: 'frozen',
+              instance: target.id,
+              runs: ids.map((id) => ({ id }) as HeldRun),
+              resumedAt: resumed.at,
+            });
             break;
           }
           case 'terminate': {
@@ -241,7 +269,12 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       await Promise.all(watches);
       await settle(sql, { lastFaultEnd, leaseMs, kinds, held });
       // Resume figures need runs after the fault: measured before the stop.
-      for (const r of resume) r.latencyMs = await resumeLatencies(sql, cluster.instances.map((i) => i.id), new Date(r.at));
+      for (const r of resume)
+        r.latencyMs = await resumeLatencies(
+          sql,
+          cluster.instances.map((i) => i.id),
+          new Date(r.at),
+        );
     } finally {
       monitor.stop();
       await driver?.stop();
@@ -302,8 +335,18 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const checks = checksFor(options, report, { cluster, pids, resume, held, clockOffsets, kinds, changes, events });
     const ok = checks.every((c) => c.ok);
     return {
-      scenario: options.scenario, label, params, wallSeconds: Math.round((Date.now() - began) / 100) / 10,
-      audit: report, faults, resume, held, changes, events, checks, ok,
+      scenario: options.scenario,
+      label,
+      params,
+      wallSeconds: Math.round((Date.now() - began) / 100) / 10,
+      audit: report,
+      faults,
+      resume,
+      held,
+      changes,
+      events,
+      checks,
+      ok,
     };
   } catch (error) {
     // A scenario that cannot get going (an instance that does not start, jobs not created in time on
@@ -311,7 +354,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const failed = skippedResult(options.scenario, label, params, '');
     delete failed.skipped;
     const detail = error instanceof Error ? (error.stack ?? error.message).split('\n').slice(0, 6).join(' | ') : String(error);
-    return { ...failed, faults, wallSeconds: Math.round((Date.now() - began) / 100) / 10, checks: [check('scenario ran to its audit', false, detail)], ok: false };
+    return {
+      ...failed,
+      faults,
+      wallSeconds: Math.round((Date.now() - began) / 100) / 10,
+      checks: [check('scenario ran to its audit', false, detail)],
+      ok: false,
+    };
   } finally {
     await driver?.stop();
     await subscribers?.stop();

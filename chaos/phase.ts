@@ -7,7 +7,11 @@ import { health } from './drive.ts';
 import { type FaultEvent, type FaultKind, RESUME_BOUND_MS, type ScenarioName, type ScenarioResult } from './scenario.ts';
 
 /** The scenario's faults: one every `every` seconds through the phase; db-restart once, in the middle, unless `every` is given. */
-export function defaultPlan(scenario: ScenarioName, durationSeconds: number, every: number | null): { atSeconds: number; kind: FaultKind }[] {
+export function defaultPlan(
+  scenario: ScenarioName,
+  durationSeconds: number,
+  every: number | null,
+): { atSeconds: number; kind: FaultKind }[] {
   if (scenario === 'healthy' || scenario === 'clock-skew') return [];
   if (every == null) return scenario === 'db-restart' ? [{ atSeconds: durationSeconds / 2, kind: scenario }] : [];
   const plan: { atSeconds: number; kind: FaultKind }[] = [];

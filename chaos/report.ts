@@ -19,7 +19,9 @@ export function formatScenario(result: ScenarioResult): string {
   }
   const extra = [
     p.faultEverySeconds != null ? `a fault every ${p.faultEverySeconds} s` : '',
-    p.faultEverySeconds == null && p.faultPlan.length ? `faults: ${p.faultPlan.map((f) => `${f.kind} at ${f.atSeconds} s`).join(', ')}` : '',
+    p.faultEverySeconds == null && p.faultPlan.length
+      ? `faults: ${p.faultPlan.map((f) => `${f.kind} at ${f.atSeconds} s`).join(', ')}`
+      : '',
     p.downSeconds != null ? `database down ${p.downSeconds} s` : '',
     p.clockOffsets.length ? `clock offsets ${p.clockOffsets.join(', ')}` : '',
     p.changeJobs ? `${p.changeJobs} jobs changed` : '',
@@ -28,18 +30,31 @@ export function formatScenario(result: ScenarioResult): string {
   const injected = result.faults.filter((f) => !['stopping', 'restarted', 'database stopping', 'SIGCONT'].includes(f.kind)).length;
   if (extra.length) lines.push(`   ${extra.join('; ')}; ${injected} faults injected`);
   const rows: [string, string][] = [
-    ['runs', `${a.runs} (${Object.entries(a.byStatus).map(([s, n]) => `${s} ${n}`).join(', ')})`],
-    ['runs per instance', Object.entries(a.byInstance).map(([i, n]) => `${i} ${n}`).join(', ')],
+    [
+      'runs',
+      `${a.runs} (${Object.entries(a.byStatus)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(', ')})`,
+    ],
+    [
+      'runs per instance',
+      Object.entries(a.byInstance)
+        .map(([i, n]) => `${i} ${n}`)
+        .join(', '),
+    ],
     ['due times audited', String(a.dueTimes)],
     ['duplicate runs', String(a.duplicates)],
     ['due times unaccounted for', String(a.unaccounted)],
     ['due times accounted twice', String(a.doubleAccounted)],
     ['due times off the grid', String(a.offGrid)],
-    ['due times in a change\'s bracket (left out)', `${a.unsure.dueTimes} (${a.unsure.leftOut})`],
+    ["due times in a change's bracket (left out)", `${a.unsure.dueTimes} (${a.unsure.leftOut})`],
     ['runs left RUNNING', String(a.leftRunning)],
     ['runs started before scheduledAt', String(a.earlyStarts)],
     ['coalesced runs / missed due times', `${a.coalesced.runs} / ${a.coalesced.missed}`],
-    ['SKIPPED runs (recorded by a change)', `${a.skipped} (${a.changeSkipped.runs}, for ${a.changeSkipped.dueTimes} due times); ${a.skippedUnlogged} without a WARNING`],
+    [
+      'SKIPPED runs (recorded by a change)',
+      `${a.skipped} (${a.changeSkipped.runs}, for ${a.changeSkipped.dueTimes} due times); ${a.skippedUnlogged} without a WARNING`,
+    ],
     [
       'ABANDONED (lease expired / shutdown / lease lost / reply lost / other)',
       `${a.abandoned.total} (${a.abandoned.leaseExpired} / ${a.abandoned.shutdown} / ${a.abandoned.leaseLost} / ${a.abandoned.replyLost} / ${a.abandoned.other})`,
@@ -54,7 +69,10 @@ export function formatScenario(result: ScenarioResult): string {
   ];
   const c = result.changes;
   if (c) {
-    const counts = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    const counts = (o: Record<string, number>) =>
+      Object.entries(o)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || 'none';
     rows.push(['changes fired', `${c.attempts} calls on ${c.jobs} jobs (${counts(c.byAction)}); ${counts(c.byOutcome)}`]);
     rows.push([
       'changes committed',
@@ -66,14 +84,19 @@ export function formatScenario(result: ScenarioResult): string {
   if (e) {
     rows.push(['subscribers / subscriptions / events', `${e.subscribers} / ${e.segments} / ${e.events}`]);
     rows.push(['subscriptions interrupted / closed by a kill / other', `${e.interrupted} / ${e.closedByKill} / ${e.unexpectedEnds}`]);
-    rows.push(['events required / missing (silent gaps) / died with a killed instance', `${e.required} / ${e.missing} / ${e.lostWithKill}`]);
+    rows.push([
+      'events required / missing (silent gaps) / died with a killed instance',
+      `${e.required} / ${e.missing} / ${e.lostWithKill}`,
+    ]);
     rows.push(['events duplicated / out of order / disagreeing', `${e.duplicates} / ${e.outOfOrder} / ${e.mismatched}`]);
   }
   for (const r of result.resume) {
     const show = (v: number | null | undefined) => (v == null ? 'never' : `${v} ms`);
     rows.push([
       `resumed after ${r.kind} ${r.at.slice(11, 23)} (run / health)`,
-      Object.entries(r.latencyMs).map(([i, v]) => `${i} ${show(v)} / ${show(r.healthMs[i])}`).join(', '),
+      Object.entries(r.latencyMs)
+        .map(([i, v]) => `${i} ${show(v)} / ${show(r.healthMs[i])}`)
+        .join(', '),
     ]);
   }
   for (const h of result.held) {

@@ -88,7 +88,9 @@ export class Subscribers {
     const deadline = Date.now() + timeoutMs;
     const slots = this.#cluster.instances.length * 2;
     while (Date.now() < deadline) {
-      const anchored = new Set(this.segments.filter((s) => s.after !== null && s.end === 'open' && s.endedAt === null).map((s) => `${s.instance}/${s.transport}`));
+      const anchored = new Set(
+        this.segments.filter((s) => s.after !== null && s.end === 'open' && s.endedAt === null).map((s) => `${s.instance}/${s.transport}`),
+      );
       if (anchored.size >= slots) return true;
       await sleep(50);
     }
@@ -160,7 +162,12 @@ export class Subscribers {
 
   #received(segment: Segment, event: JobEventJson): void {
     segment.events.push({
-      kind: event.kind, at: Date.parse(event.at), jobId: event.jobId, runId: event.run?.id ?? null, status: event.run?.status ?? null, instance: event.run?.instance ?? null,
+      kind: event.kind,
+      at: Date.parse(event.at),
+      jobId: event.jobId,
+      runId: event.run?.id ?? null,
+      status: event.run?.status ?? null,
+      instance: event.run?.instance ?? null,
     });
     if (segment.events.length === 1) this.#anchors.push(this.#anchor(segment));
   }
@@ -198,7 +205,9 @@ export class Subscribers {
         done = true;
         this.#live.delete(close);
         this.#finish(segment, end, error);
-        void Promise.resolve(client.dispose()).catch(() => {}).finally(resolve);
+        void Promise.resolve(client.dispose())
+          .catch(() => {})
+          .finally(resolve);
       };
       this.#live.add(close);
       client.subscribe<{ jobEvents: JobEventJson }>(
@@ -253,9 +262,17 @@ export class Subscribers {
           return;
         }
       }
-      this.#finish(segment, error ? (error.code === INTERRUPTED ? 'interrupted' : 'error') : 'closed', error ?? { message: 'the stream ended without complete', code: null });
+      this.#finish(
+        segment,
+        error ? (error.code === INTERRUPTED ? 'interrupted' : 'error') : 'closed',
+        error ?? { message: 'the stream ended without complete', code: null },
+      );
     } catch (caught) {
-      this.#finish(segment, error ? (error.code === INTERRUPTED ? 'interrupted' : 'error') : 'closed', error ?? { message: describe(caught), code: null });
+      this.#finish(
+        segment,
+        error ? (error.code === INTERRUPTED ? 'interrupted' : 'error') : 'closed',
+        error ?? { message: describe(caught), code: null },
+      );
     } finally {
       this.#live.delete(close);
       abort.abort();

@@ -56,10 +56,13 @@ async function deleteCompletedDocuments(ctx) {
   const keepDays = days('DOCUMENTS_KEEP_DAYS', 30);
   const cutoff = new Date(ctx.scheduledAt.getTime() - keepDays * DAY_MS);
   await ensureTable(sql);
-  const { deleted, stopped } = await deleteInBatches(ctx, (limit) => sql`
+  const { deleted, stopped } = await deleteInBatches(
+    ctx,
+    (limit) => sql`
     delete from documents where id in (
       select id from documents where status = 'completed' and completed_at < ${cutoff} limit ${limit})
-    returning id`);
+    returning id`,
+  );
   await ctx.log('INFO', `Deleted ${deleted} documents completed more than ${keepDays} days ago${stopped}`, {
     deleted,
     keepDays,
@@ -73,10 +76,13 @@ async function deleteOldDocuments(ctx) {
   const maxAgeDays = days('DOCUMENTS_MAX_AGE_DAYS', 365);
   const cutoff = new Date(ctx.scheduledAt.getTime() - maxAgeDays * DAY_MS);
   await ensureTable(sql);
-  const { deleted, stopped } = await deleteInBatches(ctx, (limit) => sql`
+  const { deleted, stopped } = await deleteInBatches(
+    ctx,
+    (limit) => sql`
     delete from documents where id in (
       select id from documents where created_at < ${cutoff} limit ${limit})
-    returning id`);
+    returning id`,
+  );
   await ctx.log('INFO', `Deleted ${deleted} documents created more than ${maxAgeDays} days ago${stopped}`, {
     deleted,
     maxAgeDays,

@@ -33,7 +33,10 @@ async function fetchCodes(url, signal) {
   const body = await response.json();
   const list = Array.isArray(body) ? body : body?.codes;
   if (!Array.isArray(list)) throw new Error('Marking code source did not answer a JSON array of codes (or {"codes": [...]})');
-  return list.filter((code) => typeof code === 'string').map((code) => code.trim()).filter((code) => code.length > 0);
+  return list
+    .filter((code) => typeof code === 'string')
+    .map((code) => code.trim())
+    .filter((code) => code.length > 0);
 }
 
 /** Offline sample data: the same due time always yields the same codes, so a repeat loads nothing. */
@@ -60,7 +63,10 @@ async function loadMarkingCodes(ctx) {
   ctx.signal.throwIfAborted();
   await ensureTable(sql);
   const unique = [...new Set(received)];
-  const inserted = unique.length === 0 ? [] : await sql`
+  const inserted =
+    unique.length === 0
+      ? []
+      : await sql`
     insert into marking_codes (code)
     select unnest(${sql.array(unique)}::text[])
     on conflict (code) do nothing

@@ -53,7 +53,13 @@ const { values } = parseArgs({
 
 if (values.help) {
   const text = await fs.readFile(new URL(import.meta.url), 'utf8');
-  console.log(text.split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+  console.log(
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('//'))
+      .map((l) => l.slice(3))
+      .join('\n'),
+  );
   process.exit(0);
 }
 
@@ -64,7 +70,8 @@ const int = (name: string, value: string | undefined, min: number, max: number):
   return n;
 };
 const scenarios = (values.scenario === 'all' ? [...SCENARIOS] : values.scenario.split(',').map((s) => s.trim())) as ScenarioName[];
-for (const s of scenarios) if (!SCENARIOS.includes(s)) problems.push(`--scenario: unknown scenario "${s}" (known: all, ${SCENARIOS.join(', ')})`);
+for (const s of scenarios)
+  if (!SCENARIOS.includes(s)) problems.push(`--scenario: unknown scenario "${s}" (known: all, ${SCENARIOS.join(', ')})`);
 const instances = int('instances', values.instances, 1, 20);
 const jobs = int('jobs', values.jobs, 1, 100_000);
 const duration = int('duration', values.duration, 1, 86_400);
@@ -74,7 +81,8 @@ const down = int('down', values.down, 0, 3600);
 const workMs = int('work-ms', values['work-ms'], 0, 60_000);
 const changes = values.changes === undefined ? undefined : int('changes', values.changes, 0, 100_000);
 const seed = values.seed === undefined ? undefined : int('seed', values.seed, 0, 2 ** 31 - 1);
-if (values.subscribers !== 'on' && values.subscribers !== 'off') problems.push(`--subscribers must be on or off (got ${values.subscribers})`);
+if (values.subscribers !== 'on' && values.subscribers !== 'off')
+  problems.push(`--subscribers must be on or off (got ${values.subscribers})`);
 const operation = values.operation as 'Noop' | 'Work' | undefined;
 if (operation !== undefined && operation !== 'Noop' && operation !== 'Work') problems.push('--operation must be Noop or Work');
 if (!/^\d+:\d{1,2}:\d{1,2}$/.test(values.period)) problems.push(`--period must be h:m:s (got ${values.period})`);

@@ -57,7 +57,16 @@ async function stopStrayServers(dir: string): Promise<void> {
     } catch {
       continue;
     }
-    for (let i = 0; i < 100 && (await fs.access(file).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
+    for (
+      let i = 0;
+      i < 100 &&
+      (await fs.access(file).then(
+        () => true,
+        () => false,
+      ));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 100));
   }
 }
 

@@ -40,7 +40,9 @@ const listOf = <T>(parse: (value: string | undefined) => T) =>
       }
     });
 const flag = (fallback: boolean) =>
-  z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'], error: 'must be true or false' }).default(fallback);
+  z
+    .stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'], error: 'must be true or false' })
+    .default(fallback);
 const schema = z.object({
   PORT: int(0, 65535).default(4000),
   HOST: z
@@ -92,8 +94,14 @@ const schema = z.object({
   AUTH_TOKENS_FILE: z.string().optional(),
   HTTP_CONNECTOR_ALLOW_HOSTS: z.string().optional(),
   // Connector secrets at rest (SPEC §8): AES-256-GCM keys, 32 bytes in base64.
-  SECRETS_KEY: z.string().refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT).optional(),
-  SECRETS_KEY_PREVIOUS: z.string().refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT).optional(),
+  SECRETS_KEY: z
+    .string()
+    .refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT)
+    .optional(),
+  SECRETS_KEY_PREVIOUS: z
+    .string()
+    .refine((text) => parseSecretKey(text) !== null, SECRETS_KEY_FORMAT)
+    .optional(),
 });
 
 /** The name of a setting: a key of the schema above, the one list of settings. */

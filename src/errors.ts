@@ -17,8 +17,7 @@ export class DomainError extends GraphQLError {
   }
 }
 
-export const badInput = (field: string, message: string): DomainError =>
-  new DomainError('BAD_USER_INPUT', message, { field });
+export const badInput = (field: string, message: string): DomainError => new DomainError('BAD_USER_INPUT', message, { field });
 export const notFound = (message: string): DomainError => new DomainError('NOT_FOUND', message);
 export const conflict = (message: string): DomainError => new DomainError('CONFLICT', message);
 

@@ -60,7 +60,8 @@ const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 export async function startInstance({ config, log, clock: givenClock }: InstanceOptions): Promise<Instance> {
   const cleanup: (() => Promise<void> | void)[] = [];
   const unwind = async () => {
-    for (const step of cleanup.reverse()) await Promise.resolve(step()).catch((error: unknown) => log.error({ err: error }, 'shutdown step failed'));
+    for (const step of cleanup.reverse())
+      await Promise.resolve(step()).catch((error: unknown) => log.error({ err: error }, 'shutdown step failed'));
   };
   try {
     let embedded: EmbeddedPostgres | null = null;
@@ -94,7 +95,10 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
       const offsetClock = new OffsetClock();
       const sample = (time: TimeSource) => sampleDatabaseClock(clockDb.sql, () => time.monotonicMs(), CLOCK_SAMPLES);
       const measured = await offsetClock.sync(sample);
-      log.info({ offsetMs: Math.round(offsetClock.offsetMs), roundTripMs: round3(measured.roundTripMs) }, 'clock offset to the database measured');
+      log.info(
+        { offsetMs: Math.round(offsetClock.offsetMs), roundTripMs: round3(measured.roundTripMs) },
+        'clock offset to the database measured',
+      );
       let syncing = false;
       const timer = setInterval(() => {
         // A sync still waiting (the database away) is not joined by another.
@@ -120,7 +124,11 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     cleanup.push(() => metrics.stop());
     const operations = new ServerOperationsConnector({
       dir: path.resolve(config.SERVER_OPERATIONS_DIR),
-      builtins: builtinOperations({ logRetentionDays: config.LOG_RETENTION_DAYS, runRetentionDays: config.RUN_RETENTION_DAYS, now: clock.now.bind(clock) }),
+      builtins: builtinOperations({
+        logRetentionDays: config.LOG_RETENTION_DAYS,
+        runRetentionDays: config.RUN_RETENTION_DAYS,
+        now: clock.now.bind(clock),
+      }),
       databaseUrl,
       instance: config.INSTANCE_ID,
       workers: config.SERVER_OPERATIONS_WORKERS,

@@ -21,17 +21,35 @@ export function createMetrics(bus: EventBus, instance: string): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ instance });
   collectDefaultMetrics({ register: registry, prefix: 'server_jobs_' });
-  const runs = new Counter({ name: 'server_jobs_runs_total', help: 'Runs that ended or were skipped, by status.', labelNames: ['status'], registers: [registry] });
+  const runs = new Counter({
+    name: 'server_jobs_runs_total',
+    help: 'Runs that ended or were skipped, by status.',
+    labelNames: ['status'],
+    registers: [registry],
+  });
   const lateness = new Histogram({
     name: 'server_jobs_run_lateness_seconds',
     help: 'Start time minus due time of scheduled runs.',
     buckets: LATENESS_BUCKETS,
     registers: [registry],
   });
-  const duration = new Histogram({ name: 'server_jobs_run_duration_seconds', help: 'Run duration.', buckets: DURATION_BUCKETS, registers: [registry] });
-  const abandoned = new Counter({ name: 'server_jobs_abandoned_runs_total', help: 'Runs this instance marked ABANDONED (lease expired, crash or shutdown).', registers: [registry] });
+  const duration = new Histogram({
+    name: 'server_jobs_run_duration_seconds',
+    help: 'Run duration.',
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const abandoned = new Counter({
+    name: 'server_jobs_abandoned_runs_total',
+    help: 'Runs this instance marked ABANDONED (lease expired, crash or shutdown).',
+    registers: [registry],
+  });
   const claims = new Counter({ name: 'server_jobs_claims_total', help: 'Due times this instance claimed.', registers: [registry] });
-  const databaseErrors = new Counter({ name: 'server_jobs_database_errors_total', help: 'Failed scheduler rounds (database unreachable or refusing).', registers: [registry] });
+  const databaseErrors = new Counter({
+    name: 'server_jobs_database_errors_total',
+    help: 'Failed scheduler rounds (database unreachable or refusing).',
+    registers: [registry],
+  });
   new Gauge({
     name: 'server_jobs_subscribers',
     help: 'Open GraphQL subscriptions on this instance.',

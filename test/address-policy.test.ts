@@ -128,7 +128,16 @@ describe('parseAllowList', () => {
   });
 
   it('should throw an error naming an entry that is neither a host name, an IP nor a CIDR', () => {
-    for (const bad of ['not a host', 'http://onec.local', '10.0.0.0/33', '300.1.1.1', '10/8', 'fe80::/129', 'under_score-.example', 'a..b']) {
+    for (const bad of [
+      'not a host',
+      'http://onec.local',
+      '10.0.0.0/33',
+      '300.1.1.1',
+      '10/8',
+      'fe80::/129',
+      'under_score-.example',
+      'a..b',
+    ]) {
       assert.throws(
         () => parseAllowList(`onec.local, ${bad}`),
         (error: Error) => error.message === `HTTP_CONNECTOR_ALLOW_HOSTS: "${bad}" is neither a host name, an IP address nor a CIDR range`,

@@ -68,7 +68,10 @@ describe('what a change leaves behind (SPEC §3: a change never loses a due time
 
   it('names the change and counts the due times in its WARNING', () => {
     assert.equal(changeSkippedMessage('x', { missed: 0 }, 'the job was paused'), '1 due time of job "x" was not run: the job was paused');
-    assert.equal(changeSkippedMessage('x', { missed: 1 }, 'the job was deleted'), '2 due times of job "x" were not run: the job was deleted');
+    assert.equal(
+      changeSkippedMessage('x', { missed: 1 }, 'the job was deleted'),
+      '2 due times of job "x" were not run: the job was deleted',
+    );
   });
 
   it('says which due time of which job a clash in the claim left without a run', () => {

@@ -78,8 +78,14 @@ describe('a change never loses a due time', () => {
       );
       const [warning] = await warningsOf(skipped!.id);
       assert.equal(warning?.message, `1 due time of job "${id}" was not run: ${change}`);
-      assert.ok(h.events.some((e) => e.topic === 'run:skipped' && e.payload.run.id === skipped!.id), `${id}: RUN_SKIPPED`);
-      assert.ok(h.events.some((e) => e.topic === 'log:added' && e.payload.entry.id === warning!.id), `${id}: its WARNING is published`);
+      assert.ok(
+        h.events.some((e) => e.topic === 'run:skipped' && e.payload.run.id === skipped!.id),
+        `${id}: RUN_SKIPPED`,
+      );
+      assert.ok(
+        h.events.some((e) => e.topic === 'log:added' && e.payload.entry.id === warning!.id),
+        `${id}: its WARNING is published`,
+      );
     }
     assert.deepEqual(await Promise.all(seenOnEvent), ['SKIPPED', 'SKIPPED', 'SKIPPED', 'SKIPPED']);
 
@@ -93,7 +99,10 @@ describe('a change never loses a due time', () => {
     assert.equal(renamed.nextDueAt.getTime(), start + 2000);
     assert.equal((await skippedOf('c-rename')).length, 0);
     const [late] = await tickNow(h);
-    assert.deepEqual([late?.run.jobId, late?.run.scheduledAt.getTime(), (await late?.done)?.status], ['c-rename', start + 2000, 'SUCCEEDED']);
+    assert.deepEqual(
+      [late?.run.jobId, late?.run.scheduledAt.getTime(), (await late?.done)?.status],
+      ['c-rename', start + 2000, 'SUCCEEDED'],
+    );
 
     // The new grids run on, then everything is paused, meant to come before the next due times.
     await untilDb(start + 4600);
@@ -122,9 +131,17 @@ describe('a change never loses a due time', () => {
     await changeOf(spans, h, 'b-pause', (jobs) => jobs.pause('b-pause'));
     await changeOf(spans, h, 'b-period', (jobs) => jobs.update('b-period', { period: '0:2:0' }));
     await changeOf(spans, h, 'b-delete', (jobs) => jobs.delete('b-delete'));
-    for (const [id, change] of [['b-pause', 'the job was paused'], ['b-period', "the job's period changed"], ['b-delete', 'the job was deleted']] as const) {
+    for (const [id, change] of [
+      ['b-pause', 'the job was paused'],
+      ['b-period', "the job's period changed"],
+      ['b-delete', 'the job was deleted'],
+    ] as const) {
       const skipped = await skippedOf(id);
-      assert.deepEqual(skipped.map((r) => [r.scheduledAt.getTime(), r.missed]), [[now - 30_000, 3]], id);
+      assert.deepEqual(
+        skipped.map((r) => [r.scheduledAt.getTime(), r.missed]),
+        [[now - 30_000, 3]],
+        id,
+      );
       const [warning] = await warningsOf(skipped[0]!.id);
       assert.equal(warning?.message, `4 due times of job "${id}" were not run: ${change}`);
     }
@@ -146,7 +163,10 @@ describe('a change never loses a due time', () => {
     await h.jobs.create({ id: 'r', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
     spans.open('r', start - 9100, 1000);
     await changeOf(spans, h, 'r', (jobs) => jobs.pause('r'));
-    assert.deepEqual((await skippedOf('r')).map((r) => [r.scheduledAt.getTime(), r.missed]), [[start - 100, 9]]);
+    assert.deepEqual(
+      (await skippedOf('r')).map((r) => [r.scheduledAt.getTime(), r.missed]),
+      [[start - 100, 9]],
+    );
     // Paused while the due times at +0.9 s and +1.9 s pass: they are not due. The instance's clock
     // says +2.1 s at the resume, however late the test got there.
     await untilDb(start + 2100);
@@ -273,7 +293,11 @@ describe('a change never loses a due time', () => {
       changeOf(spans, a, 'o-delete', (jobs) => jobs.delete('o-delete')),
     ]);
     for (const id of ['o-pause', 'o-period', 'o-delete']) {
-      assert.deepEqual((await skippedOf(id)).map((r) => [r.scheduledAt.getTime(), r.missed]), [[last, n - 2]], id);
+      assert.deepEqual(
+        (await skippedOf(id)).map((r) => [r.scheduledAt.getTime(), r.missed]),
+        [[last, n - 2]],
+        id,
+      );
     }
     spans.open('o-period', changedAt + 2000, 2000);
     // The job nobody changed: its backlog is coalesced into one run by the first claim.

@@ -48,7 +48,10 @@ describe('no silent clash', () => {
     h.clock.set(now);
     // Its backlog is recorded at now − 500 when it is deleted.
     await h.jobs.delete('again');
-    assert.deepEqual((await skippedOf('again')).map((r) => r.scheduledAt.getTime()), [now - 500]);
+    assert.deepEqual(
+      (await skippedOf('again')).map((r) => r.scheduledAt.getTime()),
+      [now - 500],
+    );
     // An instance clock 1.5 s behind the database's, and a start on that very due time: the new
     // grid would begin on it; it begins one period later instead, so no claim can clash.
     h.clock.set(now - 1500);

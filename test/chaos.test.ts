@@ -78,7 +78,13 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       const job = (id: string, nextDue: number) => sql`
         insert into jobs (id, name, connector_id, method, period_seconds, anchor_at, next_due_at, created_at, updated_at)
         values (${id}, ${id}, 'ServerOperationConnector', 'Noop', 1, ${at(0)}, ${at(nextDue)}, ${at(0)}, ${at(0)})`;
-      const run = async (jobId: string, due: number, status: string, missed = 0, extra: { finished?: number; lease?: number; error?: string } = {}) => {
+      const run = async (
+        jobId: string,
+        due: number,
+        status: string,
+        missed = 0,
+        extra: { finished?: number; lease?: number; error?: string } = {},
+      ) => {
         const [row] = await sql<{ id: string }[]>`
           insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed, lease_expires_at, error)
           values (${jobId}, 'SCHEDULE', ${at(due)}, ${at(due)}, ${status === 'RUNNING' ? null : at(extra.finished ?? due + 0.1)},
@@ -96,7 +102,11 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       await run('chaos-a', 5.5, 'SUCCEEDED');
       // chaos-b: grid 1..3. Due 2 has nothing; due 3 is left RUNNING; due 1 was abandoned and then written to.
       await job('chaos-b', 4);
-      const abandoned = await run('chaos-b', 1, 'ABANDONED', 0, { finished: 1.5, lease: 1.2, error: 'lease expired: the instance running it stopped' });
+      const abandoned = await run('chaos-b', 1, 'ABANDONED', 0, {
+        finished: 1.5,
+        lease: 1.2,
+        error: 'lease expired: the instance running it stopped',
+      });
       await run('chaos-b', 3, 'RUNNING');
       await sql`insert into log_entries (at, level, message, job_id, run_id, details) values
         (${at(1.5)}, 'ERROR', 'was abandoned', 'chaos-b', ${abandoned}, '{"status":"ABANDONED"}'),
@@ -107,7 +117,11 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       // chaos-d: claimed at 1, never renewed, marked at 10: over the bound of 4 s, unless it was a
       // claim a frozen process (frozen at 1.1, resumed at 9) committed only on resume.
       await job('chaos-d', 2);
-      const late = await run('chaos-d', 1, 'ABANDONED', 0, { finished: 10, lease: 3, error: 'lease expired: the instance running it stopped' });
+      const late = await run('chaos-d', 1, 'ABANDONED', 0, {
+        finished: 10,
+        lease: 3,
+        error: 'lease expired: the instance running it stopped',
+      });
       // chaos-e (no grid point): a MANUAL run that started before its scheduledAt; runs ended by
       // their holder that could not renew, and whose claim reply was lost (legitimate ABANDONED).
       await job('chaos-e', 1);
@@ -128,10 +142,13 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       assert.equal(report.duplicates, 1);
       assert.deepEqual(report.examples.unaccounted, [{ jobId: 'chaos-b', dueAt: at(2).toISOString() }]);
       assert.equal(report.unaccounted, 1);
-      assert.deepEqual(report.examples.doubleAccounted.map((e) => [e.jobId, e.dueAt, e.count]), [
-        ['chaos-a', at(2).toISOString(), 2],
-        ['chaos-a', at(4).toISOString(), 2],
-      ]);
+      assert.deepEqual(
+        report.examples.doubleAccounted.map((e) => [e.jobId, e.dueAt, e.count]),
+        [
+          ['chaos-a', at(2).toISOString(), 2],
+          ['chaos-a', at(4).toISOString(), 2],
+        ],
+      );
       assert.equal(report.offGrid, 1);
       assert.equal(report.leftRunning, 1);
       assert.deepEqual(report.coalesced, { runs: 1, missed: 2 });
@@ -139,14 +156,26 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       // The SKIPPED run at 4 has no WARNING.
       assert.equal(report.skippedUnlogged, 1);
       assert.equal(report.earlyStarts, 1);
-      assert.deepEqual(report.examples.earlyStarts.map((e) => [e.runId, e.trigger]), [[early!.id, 'MANUAL']]);
+      assert.deepEqual(
+        report.examples.earlyStarts.map((e) => [e.runId, e.trigger]),
+        [[early!.id, 'MANUAL']],
+      );
       assert.equal(report.staleLogWrites, 1);
       assert.equal(report.examples.staleLogWrites[0]!.message, 'chaos work done');
       assert.deepEqual(
-        [report.abandoned.total, report.abandoned.leaseExpired, report.abandoned.leaseLost, report.abandoned.replyLost, report.abandoned.other],
+        [
+          report.abandoned.total,
+          report.abandoned.leaseExpired,
+          report.abandoned.leaseLost,
+          report.abandoned.replyLost,
+          report.abandoned.other,
+        ],
         [5, 2, 1, 1, 1],
       );
-      assert.deepEqual(report.examples.abandonedOther.map((e) => e.error), ['lease lost: another instance took the run over']);
+      assert.deepEqual(
+        report.examples.abandonedOther.map((e) => e.error),
+        ['lease lost: another instance took the run over'],
+      );
       // 10 s − (3 s − 2 s) after its last renewal.
       assert.equal(report.abandoned.latencyMs.max, 9000);
       assert.deepEqual(report.examples.overBound, [{ runId: late, instance: 'audit-test', latencyMs: 9000 }]);
@@ -180,7 +209,13 @@ describe('chaos, short form', { concurrency: 2 }, () => {
         insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed)
         values (${jobId}, 'SCHEDULE', ${at(due)}, ${status === 'SKIPPED' ? null : at(due)}, ${at(due + 0.1)}, ${status}, 'audit-test', ${missed})`;
       const call = (jobId: string, action: ChangeAttempt['action'], sent: number, answered: number | null): ChangeAttempt => ({
-        jobId, action, afterDue: null, sentAt: ms(sent), answeredAt: answered === null ? null : ms(answered), outcome: answered === null ? 'timeout' : 'ok', port: 1,
+        jobId,
+        action,
+        afterDue: null,
+        sentAt: ms(sent),
+        answeredAt: answered === null ? null : ms(answered),
+        outcome: answered === null ? 'timeout' : 'ok',
+        port: 1,
       });
 
       // chaos-p: paused 5 ms after its due time 3, which nothing accounts for (lost); a run at 5
@@ -225,12 +260,24 @@ describe('chaos, short form', { concurrency: 2 }, () => {
         call('chaos-s', 'period', 1.49, null),
       ];
       attempts[3]!.outcome = 'error';
-      const replayed = await changedSpans(sql, { jobIds: ['chaos-p', 'chaos-q', 'chaos-r', 'chaos-s'], attempts, untilMs: ms(20), marginMs: 0 });
+      const replayed = await changedSpans(sql, {
+        jobIds: ['chaos-p', 'chaos-q', 'chaos-r', 'chaos-s'],
+        attempts,
+        untilMs: ms(20),
+        marginMs: 0,
+      });
       assert.deepEqual(replayed.mismatches, []);
       assert.deepEqual(replayed.committed, { pause: 2, resume: 1, period: 2, delete: 1 });
       // chaos-s's call got no answer but committed; chaos-q's pause failed and did not.
       assert.deepEqual([replayed.unmatched, replayed.committedDespiteFailure, replayed.failedUncommitted], [0, 1, 1]);
-      const show = (s: GridSpan) => [s.jobId, s.firstDue.getTime() - t, s.lastDue.getTime() - t, s.periodMs, s.unsureAfter ? s.unsureAfter.getTime() - t : null, s.unsureUntil ? s.unsureUntil.getTime() - t : null];
+      const show = (s: GridSpan) => [
+        s.jobId,
+        s.firstDue.getTime() - t,
+        s.lastDue.getTime() - t,
+        s.periodMs,
+        s.unsureAfter ? s.unsureAfter.getTime() - t : null,
+        s.unsureUntil ? s.unsureUntil.getTime() - t : null,
+      ];
       assert.deepEqual(replayed.spans.map(show), [
         ['chaos-p', 1000, 3000, 1000, 3005, null],
         ['chaos-p', 6000, 6000, 1000, 6500, null],
@@ -243,8 +290,17 @@ describe('chaos, short form', { concurrency: 2 }, () => {
 
       const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: 2, spans: replayed.spans });
       assert.equal(report.jobs, 5);
-      assert.deepEqual(report.examples.unaccounted.map((e) => [e.jobId, Date.parse(e.dueAt) - t]), [['chaos-r', 2000], ['chaos-p', 3000]]);
-      assert.deepEqual(report.examples.offGrid.map((e) => [e.jobId, Date.parse(e.dueAt) - t]), [['chaos-p', 5000]]);
+      assert.deepEqual(
+        report.examples.unaccounted.map((e) => [e.jobId, Date.parse(e.dueAt) - t]),
+        [
+          ['chaos-r', 2000],
+          ['chaos-p', 3000],
+        ],
+      );
+      assert.deepEqual(
+        report.examples.offGrid.map((e) => [e.jobId, Date.parse(e.dueAt) - t]),
+        [['chaos-p', 5000]],
+      );
       assert.equal(report.doubleAccounted, 0);
       // Unsure: q 3; r 2, 3, 4; s 2 … 20 and 3.5 — left out: r 4 and s 3 … 20.
       assert.deepEqual(report.unsure, { dueTimes: 1 + 3 + 19 + 1, leftOut: 1 + 18 });
@@ -257,8 +313,22 @@ describe('chaos, short form', { concurrency: 2 }, () => {
 
   test('the delivery check finds silent gaps, duplicates, runs out of order and events that disagree; excuses interruptions and closed connections; tells events that died with a killed instance apart', () => {
     const t = Date.parse('2026-01-01T00:00:00.000Z');
-    const fact = (id: string, jobId: string, status: string, instance: string, started: number | null, finished: number, error: string | null = null): RunFacts => ({
-      id, jobId, status, instance, error, startedAt: started === null ? null : t + started, finishedAt: t + finished,
+    const fact = (
+      id: string,
+      jobId: string,
+      status: string,
+      instance: string,
+      started: number | null,
+      finished: number,
+      error: string | null = null,
+    ): RunFacts => ({
+      id,
+      jobId,
+      status,
+      instance,
+      error,
+      startedAt: started === null ? null : t + started,
+      finishedAt: t + finished,
     });
     const runs: RunFacts[] = [
       fact('10', 'a', 'SUCCEEDED', 'i1', 1000, 1100),
@@ -272,20 +342,49 @@ describe('chaos, short form', { concurrency: 2 }, () => {
     const ev = (kind: string, runId: string, status?: string): ReceivedEvent => {
       const run = runs.find((r) => r.id === runId)!;
       const at = kind === 'RUN_STARTED' ? run.startedAt! : run.finishedAt!;
-      return { kind, at, jobId: run.jobId, runId, status: status ?? (kind === 'RUN_STARTED' ? 'RUNNING' : run.status), instance: run.instance };
+      return {
+        kind,
+        at,
+        jobId: run.jobId,
+        runId,
+        status: status ?? (kind === 'RUN_STARTED' ? 'RUNNING' : run.status),
+        instance: run.instance,
+      };
     };
-    const upTo11 = [ev('RUN_STARTED', '10'), ev('RUN_SUCCEEDED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SKIPPED', '12'), ev('RUN_SUCCEEDED', '11')];
+    const upTo11 = [
+      ev('RUN_STARTED', '10'),
+      ev('RUN_SUCCEEDED', '10'),
+      ev('RUN_STARTED', '11'),
+      ev('RUN_SKIPPED', '12'),
+      ev('RUN_SUCCEEDED', '11'),
+    ];
     const after11 = [ev('RUN_STARTED', '14'), ev('RUN_STARTED', '13'), ev('RUN_FAILED', '13'), ev('RUN_FAILED', '15')];
     const segment = (index: number, events: ReceivedEvent[], end: Segment['end'], extra: Partial<Segment> = {}): Segment => ({
-      instance: 'i2', transport: 'graphql-ws', index, pid: 2, openedAt: t, after: 9, events, end, endedAt: end === 'open' ? null : t + 9000, error: null, ...extra,
+      instance: 'i2',
+      transport: 'graphql-ws',
+      index,
+      pid: 2,
+      openedAt: t,
+      after: 9,
+      events,
+      end,
+      endedAt: end === 'open' ? null : t + 9000,
+      error: null,
+      ...extra,
     });
     const report = checkDelivery({
       segments: [
         segment(0, [...upTo11, ...after11], 'open'),
         // Lost 11's end although 14's start, sent by i1 later, arrived; got 10's start twice; 13's end says it succeeded.
-        segment(1, [...upTo11.slice(0, 4), ev('RUN_STARTED', '10'), ...after11.slice(0, 2), ev('RUN_SUCCEEDED', '13', 'SUCCEEDED'), after11[3]!], 'open'),
+        segment(
+          1,
+          [...upTo11.slice(0, 4), ev('RUN_STARTED', '10'), ...after11.slice(0, 2), ev('RUN_SUCCEEDED', '13', 'SUCCEEDED'), after11[3]!],
+          'open',
+        ),
         // Interrupted: its gaps were announced; its order still counts (11's start before 10's end).
-        segment(2, [ev('RUN_STARTED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SUCCEEDED', '10')], 'interrupted', { error: { message: 'interrupted', code: 'EVENTS_INTERRUPTED' } }),
+        segment(2, [ev('RUN_STARTED', '10'), ev('RUN_STARTED', '11'), ev('RUN_SUCCEEDED', '10')], 'interrupted', {
+          error: { message: 'interrupted', code: 'EVENTS_INTERRUPTED' },
+        }),
         // On i1, closed when it was killed: it owes what came 100 ms or more before the newest it got from each sender (10's events, 11's start).
         segment(3, upTo11, 'closed', { instance: 'i1', pid: 99, endedAt: t + 4500 }),
         // Closed while its instance was up: the same rule, and flagged.
@@ -300,18 +399,36 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       closeMarginMs: 100,
       subscribers: 2,
     });
-    assert.deepEqual(report.examples.missing.map((m) => [m.segment, m.runId, m.kind]), [['i2 graphql-ws #1', '11', 'RUN_SUCCEEDED']]);
+    assert.deepEqual(
+      report.examples.missing.map((m) => [m.segment, m.runId, m.kind]),
+      [['i2 graphql-ws #1', '11', 'RUN_SUCCEEDED']],
+    );
     assert.equal(report.missing, 1);
-    assert.deepEqual(report.examples.lostWithKill.map((m) => [m.segment, m.runId, m.kind, m.killedAfterMs]), [
-      ['i2 graphql-ws #0', '14', 'RUN_SUCCEEDED', 50],
-      ['i2 graphql-ws #0', '15', 'RUN_STARTED', 40],
-      ['i2 graphql-ws #1', '14', 'RUN_SUCCEEDED', 50],
-      ['i2 graphql-ws #1', '15', 'RUN_STARTED', 40],
-    ]);
-    assert.deepEqual(report.examples.duplicates.map((d) => [d.segment, d.runId, d.kind]), [['i2 graphql-ws #1', '10', 'RUN_STARTED']]);
+    assert.deepEqual(
+      report.examples.lostWithKill.map((m) => [m.segment, m.runId, m.kind, m.killedAfterMs]),
+      [
+        ['i2 graphql-ws #0', '14', 'RUN_SUCCEEDED', 50],
+        ['i2 graphql-ws #0', '15', 'RUN_STARTED', 40],
+        ['i2 graphql-ws #1', '14', 'RUN_SUCCEEDED', 50],
+        ['i2 graphql-ws #1', '15', 'RUN_STARTED', 40],
+      ],
+    );
+    assert.deepEqual(
+      report.examples.duplicates.map((d) => [d.segment, d.runId, d.kind]),
+      [['i2 graphql-ws #1', '10', 'RUN_STARTED']],
+    );
     // Segment 1's second start of 10 arrives after 11's start; segment 2's end of 10 after 11's start.
-    assert.deepEqual(report.examples.outOfOrder.map((o) => [o.segment, o.runId, o.kind]), [['i2 graphql-ws #1', '10', 'RUN_STARTED'], ['i2 graphql-ws #2', '10', 'RUN_SUCCEEDED']]);
-    assert.deepEqual(report.examples.mismatched.map((m) => [m.segment, m.runId, m.kind, m.status]), [['i2 graphql-ws #1', '13', 'RUN_SUCCEEDED', 'FAILED']]);
+    assert.deepEqual(
+      report.examples.outOfOrder.map((o) => [o.segment, o.runId, o.kind]),
+      [
+        ['i2 graphql-ws #1', '10', 'RUN_STARTED'],
+        ['i2 graphql-ws #2', '10', 'RUN_SUCCEEDED'],
+      ],
+    );
+    assert.deepEqual(
+      report.examples.mismatched.map((m) => [m.segment, m.runId, m.kind, m.status]),
+      [['i2 graphql-ws #1', '13', 'RUN_SUCCEEDED', 'FAILED']],
+    );
     assert.deepEqual([report.interrupted, report.closedByKill, report.unexpectedEnds, report.unanchored], [1, 2, 1, 1]);
     // 0 and 1 owe every event (11 each); 3 and 4 only 10's events and 11's start.
     assert.equal(report.required, 11 * 2 + 3 * 2);
@@ -372,7 +489,10 @@ describe('chaos, short form', { concurrency: 2 }, () => {
       url,
       server,
     );
-    assert.deepEqual(result.resume.map((r) => r.kind), ['terminate', 'db-restart']);
+    assert.deepEqual(
+      result.resume.map((r) => r.kind),
+      ['terminate', 'db-restart'],
+    );
   });
 
   test('clock-skew: an instance whose clock is 5 minutes ahead neither duplicates nor misses', async (t) => {

@@ -60,7 +60,13 @@ describe('choosing the offset', () => {
     assert.equal(bestOffset([]), null);
     assert.equal(bestOffset([{ sentMs: 10, dbMs: 5, receivedMs: 9 }]), null, 'answered before it was sent');
     assert.equal(bestOffset([{ sentMs: 10, dbMs: Number.NaN, receivedMs: 11 }]), null);
-    assert.equal(bestOffset([{ sentMs: 10, dbMs: Number.NaN, receivedMs: 11 }, { sentMs: 20, dbMs: 30, receivedMs: 22 }])?.offsetMs, 8);
+    assert.equal(
+      bestOffset([
+        { sentMs: 10, dbMs: Number.NaN, receivedMs: 11 },
+        { sentMs: 20, dbMs: 30, receivedMs: 22 },
+      ])?.offsetMs,
+      8,
+    );
   });
 });
 
@@ -149,9 +155,13 @@ describe('the database clock as this process knows it', () => {
     await clock.sync(async () => [1, 2, 3].map(() => sampleOf(time, SKEW, { queuedMs: 0.1, backMs: 100 })));
     assert.ok(clock.now() >= precise);
     time.pass(1000);
-    assert.ok(time.mono + SKEW - clock.now() < 5, `still on the precise estimate, at most its drift allowance behind (${time.mono + SKEW - clock.now()} ms)`);
+    assert.ok(
+      time.mono + SKEW - clock.now() < 5,
+      `still on the precise estimate, at most its drift allowance behind (${time.mono + SKEW - clock.now()} ms)`,
+    );
     // A database clock that was stepped is followed all the same, after a few syncs.
-    for (let i = 0; i < MAX_SYNCS_PASSED_OVER; i++) await clock.sync(async () => [sampleOf(time, SKEW + 1000, { queuedMs: 0.1, backMs: 100 })]);
+    for (let i = 0; i < MAX_SYNCS_PASSED_OVER; i++)
+      await clock.sync(async () => [sampleOf(time, SKEW + 1000, { queuedMs: 0.1, backMs: 100 })]);
     assert.ok(clock.now() < time.mono + SKEW + 1000 - 90, 'not yet');
     await clock.sync(async () => [sampleOf(time, SKEW + 1000, { queuedMs: 0.1, backMs: 100 })]);
     assert.ok(Math.abs(clock.now() - (time.mono + SKEW + 1000 - 100)) <= 1, 'on the new estimate, at the lower bound of its slow sample');
@@ -172,8 +182,14 @@ describe('the database clock as this process knows it', () => {
     const time = new FakeTime();
     const clock = new OffsetClock({ time, maxDriftPpm: 0 });
     await clock.sync(async () => [sampleOf(time, SKEW, { queuedMs: 0, backMs: 0 })]);
-    await assert.rejects(clock.sync(async () => []), /no usable sample/);
-    await assert.rejects(clock.sync(async () => Promise.reject(new Error('connection refused'))), /connection refused/);
+    await assert.rejects(
+      clock.sync(async () => []),
+      /no usable sample/,
+    );
+    await assert.rejects(
+      clock.sync(async () => Promise.reject(new Error('connection refused'))),
+      /connection refused/,
+    );
     assert.equal(clock.now(), Math.floor(time.mono + SKEW));
   });
 });

@@ -85,13 +85,24 @@ describe('events across instances', () => {
     await waitFor(() => b.bus.subscriptionCount >= 2, 'both subscriptions to reach the bus', { intervalMs: 5 });
 
     const JOBS = 20;
-    const creates = Array.from({ length: JOBS }, (_, i) => `j${i}: createJob(input: {id: "c${i}", name: "c", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`);
+    const creates = Array.from(
+      { length: JOBS },
+      (_, i) => `j${i}: createJob(input: {id: "c${i}", name: "c", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`,
+    );
     await gql(a.port, `mutation { ${creates.join('\n')} }`);
     const finished = () => events.filter((e) => e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED').length;
     // A subscription that ends early stops the waiting: the checks below say why it ended.
-    await waitFor(() => ended.ws || ended.sse || finished() >= 100, () => `100 finished runs (${events.length} events)`, { timeoutMs: 30_000 });
+    await waitFor(
+      () => ended.ws || ended.sse || finished() >= 100,
+      () => `100 finished runs (${events.length} events)`,
+      { timeoutMs: 30_000 },
+    );
 
-    await waitFor(() => ended.ws || ended.sse || finished() >= 200, () => `200 finished runs (${events.length} events)`, { timeoutMs: 40_000 });
+    await waitFor(
+      () => ended.ws || ended.sse || finished() >= 200,
+      () => `200 finished runs (${events.length} events)`,
+      { timeoutMs: 40_000 },
+    );
 
     await gql(a.port, `mutation { ${Array.from({ length: JOBS }, (_, i) => `p${i}: pauseJob(id: "c${i}") { id }`).join('\n')} }`);
     const admin = postgres(url, { max: 1, onnotice: () => {} });
@@ -108,7 +119,10 @@ describe('events across instances', () => {
     // previous run was still going is a SKIPPED run: one RUN_SKIPPED, no RUN_STARTED (SPEC §3);
     // on a loaded machine a run can outlast its period, or its 1 s timeout (then it ends RUN_FAILED).
     const expected = new Map(
-      rows.map((row) => [row.id, row.status === 'SKIPPED' ? ['RUN_SKIPPED'] : ['RUN_STARTED', row.status === 'SUCCEEDED' ? 'RUN_SUCCEEDED' : 'RUN_FAILED']]),
+      rows.map((row) => [
+        row.id,
+        row.status === 'SKIPPED' ? ['RUN_SKIPPED'] : ['RUN_STARTED', row.status === 'SUCCEEDED' ? 'RUN_SUCCEEDED' : 'RUN_FAILED'],
+      ]),
     );
     const byRun = (seen: Seen[]) => {
       const kinds = new Map<string, string[]>();
@@ -124,10 +138,16 @@ describe('events across instances', () => {
     // the window closes once both the marker and every run's events have arrived ("within
     // milliseconds", SPEC §6; 10 s allowed), or a subscription has ended. What is missing then is
     // reported below, run by run.
-    await gql(a.port, 'mutation { createJob(input: {id: "sentinel", name: "s", externalCall: "ServerOperationConnector:Noop", period: "1:0:0", enabled: false}) { id } }');
+    await gql(
+      a.port,
+      'mutation { createJob(input: {id: "sentinel", name: "s", externalCall: "ServerOperationConnector:Noop", period: "1:0:0", enabled: false}) { id } }',
+    );
     const sentinel = (seen: Seen[]) => seen.some((e) => e.kind === 'JOB_CREATED' && e.jobId === 'sentinel');
     const complete = (seen: Seen[], done: boolean) => done || (sentinel(seen) && arrived(seen));
-    await waitFor(() => complete(events, ended.ws) && complete(sseEvents, ended.sse), 'every run and the sentinel on both transports').catch(() => {});
+    await waitFor(
+      () => complete(events, ended.ws) && complete(sseEvents, ended.sse),
+      'every run and the sentinel on both transports',
+    ).catch(() => {});
     closing = true;
     sseAbort.abort();
     await sseDone;
@@ -140,9 +160,15 @@ describe('events across instances', () => {
     assert.deepEqual(sseErrors, [], 'SSE: no interruption');
     assert.deepEqual(ended, { ws: false, sse: false }, 'both subscriptions open to the end');
 
-    assert.ok(rows.every((row) => row.instance === 'A'), 'every run executed by A');
+    assert.ok(
+      rows.every((row) => row.instance === 'A'),
+      'every run executed by A',
+    );
     assert.ok(rows.filter((row) => row.status !== 'SKIPPED').length >= 200, `${rows.length} runs recorded`);
-    for (const [transport, seen] of [['graphql-ws', events], ['SSE', sseEvents]] as const) {
+    for (const [transport, seen] of [
+      ['graphql-ws', events],
+      ['SSE', sseEvents],
+    ] as const) {
       assert.ok(sentinel(seen), `${transport}: the sentinel arrived`);
       // The subscriptions began before the jobs existed and ended after every run: each run of A
       // reached them whole, each event once, a run's start before its end; no run is seen in part
@@ -150,14 +176,23 @@ describe('events across instances', () => {
       const kinds = byRun(seen);
       const wrong = [...new Set([...expected.keys(), ...kinds.keys()])]
         .filter((id) => !isDeepStrictEqual(kinds.get(id), expected.get(id)))
-        .map((id) => ({ run: id, seen: kinds.get(id) ?? [], expected: expected.get(id) ?? [], status: rows.find((row) => row.id === id)?.status }));
+        .map((id) => ({
+          run: id,
+          seen: kinds.get(id) ?? [],
+          expected: expected.get(id) ?? [],
+          status: rows.find((row) => row.id === id)?.status,
+        }));
       assert.deepEqual(wrong, [], `${transport}: runs not seen exactly as recorded`);
       // Each event carries its run as it was then: RUNNING at its start, its final row otherwise.
       const status = new Map(rows.map((row) => [row.id, row.status]));
       for (const event of seen) {
         if (!event.run) continue;
         assert.equal(event.run.instance, 'A', transport);
-        assert.equal(event.run.status, event.kind === 'RUN_STARTED' ? 'RUNNING' : status.get(event.run.id), `${transport}: ${event.kind} of run ${event.run.id}`);
+        assert.equal(
+          event.run.status,
+          event.kind === 'RUN_STARTED' ? 'RUNNING' : status.get(event.run.id),
+          `${transport}: ${event.kind} of run ${event.run.id}`,
+        );
       }
       // Per job, in the order things happened: created first, then one run at a time, each
       // started and ended before the next starts (a RUN_SKIPPED is recorded while a run goes on).
@@ -165,7 +200,9 @@ describe('events across instances', () => {
         const ofJob = seen.filter((e) => e.jobId === `c${i}`);
         assert.equal(ofJob.filter((e) => e.kind === 'JOB_CREATED').length, 1, `${transport}: c${i} created once`);
         assert.equal(ofJob[0]?.kind, 'JOB_CREATED', `${transport}: c${i} created before its runs`);
-        const runs = ofJob.filter((e) => e.run && e.kind !== 'RUN_SKIPPED').map((e) => [e.kind === 'RUN_STARTED' ? 'start' : 'end', Number(e.run!.id)] as const);
+        const runs = ofJob
+          .filter((e) => e.run && e.kind !== 'RUN_SKIPPED')
+          .map((e) => [e.kind === 'RUN_STARTED' ? 'start' : 'end', Number(e.run!.id)] as const);
         const inOrder = runs.every(([phase, id], k) =>
           phase === 'start' ? k % 2 === 0 && (k === 0 || id > runs[k - 1]![1]) : k % 2 === 1 && id === runs[k - 1]![1],
         );

@@ -36,10 +36,14 @@ interface Run {
 const RUN = 'id jobId status error instance finishedAt';
 
 const createJob = (port: number, id: string, op: string) =>
-  gql(port, `mutation($id: ID!, $call: String!) { createJob(input: {id: $id, name: "x", externalCall: $call, period: "1:0:0", timeoutSeconds: 600}) { id } }`, {
-    id,
-    call: `ServerOperationConnector:${op}`,
-  });
+  gql(
+    port,
+    `mutation($id: ID!, $call: String!) { createJob(input: {id: $id, name: "x", externalCall: $call, period: "1:0:0", timeoutSeconds: 600}) { id } }`,
+    {
+      id,
+      call: `ServerOperationConnector:${op}`,
+    },
+  );
 const runNow = async (port: number, id: string) =>
   (await gql<{ runJobNow: Run }>(port, `mutation($id: ID!) { runJobNow(id: $id) { ${RUN} } }`, { id })).runJobNow;
 
@@ -70,7 +74,8 @@ describe('runs held by another instance', () => {
     await gql(b.port, 'mutation { deleteJob(id: "deleted-on-b") }');
     const sql = postgres(url, { max: 1, onnotice: () => {} });
     after(() => sql.end());
-    const row = async () => (await sql<{ status: string; error: string | null }[]>`select status, error from job_runs where id = ${run.id}`)[0]!;
+    const row = async () =>
+      (await sql<{ status: string; error: string | null }[]>`select status, error from job_runs where id = ${run.id}`)[0]!;
     assert.deepEqual(await row(), { status: 'CANCELLED', error: 'job deleted' }, 'ended in the delete itself');
     // A aborts the call (its operation returns on the abort), and its own end is refused.
     await waitFor(() => a.scheduler.inFlightCount === 0, 'A to abort the call');
@@ -80,6 +85,9 @@ describe('runs held by another instance', () => {
     await createJob(a.port, 'deleted-on-b', 'Noop');
     const fresh = await runNow(b.port, 'deleted-on-b');
     assert.equal(fresh.status, 'RUNNING');
-    await waitFor(async () => (await sql`select 1 from job_runs where id = ${fresh.id} and status = 'SUCCEEDED'`).length === 1, 'the new run to succeed');
+    await waitFor(
+      async () => (await sql`select 1 from job_runs where id = ${fresh.id} and status = 'SUCCEEDED'`).length === 1,
+      'the new run to succeed',
+    );
   });
 });

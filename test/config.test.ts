@@ -52,8 +52,19 @@ describe('configuration', () => {
         }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        for (const name of ['PORT', 'LEASE_SECONDS', 'DATABASE_URL', 'EMBEDDED_PG_PORT', 'LOG_LEVEL', 'HTTP_CONNECTOR_ALLOW_HOSTS', 'AUTH_TOKENS']) {
-          assert.ok(error.problems.some((p) => p.includes(name)), `no problem names ${name}: ${error.message}`);
+        for (const name of [
+          'PORT',
+          'LEASE_SECONDS',
+          'DATABASE_URL',
+          'EMBEDDED_PG_PORT',
+          'LOG_LEVEL',
+          'HTTP_CONNECTOR_ALLOW_HOSTS',
+          'AUTH_TOKENS',
+        ]) {
+          assert.ok(
+            error.problems.some((p) => p.includes(name)),
+            `no problem names ${name}: ${error.message}`,
+          );
         }
         return true;
       },
@@ -62,10 +73,13 @@ describe('configuration', () => {
 
   it('should take AUTH_TOKENS as name:role:token entries, and refuse it together with AUTH_TOKENS_FILE', () => {
     const config = loadConfig({ AUTH_TOKENS: 'ops:operator:0123456789abcdef0123, grafana:viewer:fedcba9876543210fedc' });
-    assert.deepEqual(config.AUTH_TOKENS.entries.map((e) => e.principal), [
-      { name: 'ops', role: 'operator' },
-      { name: 'grafana', role: 'viewer' },
-    ]);
+    assert.deepEqual(
+      config.AUTH_TOKENS.entries.map((e) => e.principal),
+      [
+        { name: 'ops', role: 'operator' },
+        { name: 'grafana', role: 'viewer' },
+      ],
+    );
     assert.equal(loadConfig({}).AUTH_TOKENS.entries.length, 0, 'no tokens: auth is off');
     assert.match(problemsOf({ AUTH_TOKENS: 'a:admin:0123456789abcdef0123', AUTH_TOKENS_FILE: '/nonexistent' }).join('\n'), /both are set/);
     // auth-tokens.test.ts checks each kind of bad entry and line.
@@ -84,7 +98,18 @@ describe('configuration', () => {
     for (const good of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'jobs-1', 'jobs.example.org', 'server_jobs_1']) {
       assert.equal(loadConfig({ HOST: good }).HOST, good);
     }
-    for (const bad of ['10.0.0.256', '1.2.3', 'localhost:4000', '[::1]', 'http://jobs', 'two words', '-jobs', 'jobs-.local', 'a..b', 'x'.repeat(64)]) {
+    for (const bad of [
+      '10.0.0.256',
+      '1.2.3',
+      'localhost:4000',
+      '[::1]',
+      'http://jobs',
+      'two words',
+      '-jobs',
+      'jobs-.local',
+      'a..b',
+      'x'.repeat(64),
+    ]) {
       assert.match(problemsOf({ HOST: bad }).join('\n'), /^HOST: must be an IP address/, bad);
     }
   });
@@ -94,7 +119,9 @@ describe('configuration', () => {
     try {
       assert.equal(loadConfig({ SERVER_OPERATIONS_DIR: tmp }).SERVER_OPERATIONS_DIR, tmp);
       const missing = path.join(tmp, 'nope');
-      assert.deepEqual(problemsOf({ SERVER_OPERATIONS_DIR: missing }), [`SERVER_OPERATIONS_DIR: no such directory: ${missing} (got ${JSON.stringify(missing)})`]);
+      assert.deepEqual(problemsOf({ SERVER_OPERATIONS_DIR: missing }), [
+        `SERVER_OPERATIONS_DIR: no such directory: ${missing} (got ${JSON.stringify(missing)})`,
+      ]);
       const file = path.join(tmp, 'ops.mjs');
       fs.writeFileSync(file, 'export default {};\n');
       assert.match(problemsOf({ SERVER_OPERATIONS_DIR: file }).join('\n'), /^SERVER_OPERATIONS_DIR: .*ops\.mjs is not a directory/);
@@ -119,7 +146,10 @@ describe('configuration', () => {
     ];
     for (const [env, name] of cases) {
       const problems = problemsOf(env);
-      assert.ok(problems.some((p) => p.startsWith(`${name}: `)), `${JSON.stringify(env)}: ${problems.join('; ')}`);
+      assert.ok(
+        problems.some((p) => p.startsWith(`${name}: `)),
+        `${JSON.stringify(env)}: ${problems.join('; ')}`,
+      );
       assert.ok(!problems.join('\n').includes(secret), `${name}'s secret echoed: ${problems.join('; ')}`);
     }
   });
@@ -147,7 +177,11 @@ describe('configuration', () => {
         driverError = error;
       }
       const problems = problemsOf({ DATABASE_URL: url });
-      assert.equal(problems.length > 0, driverError !== null, `${url}: config says ${problems.join('; ') || 'ok'}, postgres.js says ${String(driverError ?? 'ok')}`);
+      assert.equal(
+        problems.length > 0,
+        driverError !== null,
+        `${url}: config says ${problems.join('; ') || 'ok'}, postgres.js says ${String(driverError ?? 'ok')}`,
+      );
     }
   });
 

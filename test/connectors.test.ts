@@ -69,7 +69,13 @@ describe('HTTP connectors through the API', () => {
       },
     });
     const listed = await gqlOk<{ connectors: { id: string; builtIn: boolean }[] }>(app, '{ connectors { id builtIn } }');
-    assert.deepEqual(listed.connectors.map((c) => [c.id, c.builtIn]), [['Test', false], ['OneC_8_Connector', false]]);
+    assert.deepEqual(
+      listed.connectors.map((c) => [c.id, c.builtIn]),
+      [
+        ['Test', false],
+        ['OneC_8_Connector', false],
+      ],
+    );
 
     await h.jobs.create({ id: 'onec', name: '1C', externalCall: 'OneC_8_Connector:МояФункция', period: '0:0:10' });
     h.clock.set(T0 + 10_000);
@@ -112,11 +118,17 @@ describe('HTTP connectors through the API', () => {
     assert.equal(byJob['redirect']!.status, 'FAILED');
     assert.match(byJob['redirect']!.error!, /169\.254\.169\.254.*refused|refused.*169\.254\.169\.254/);
     const errors = await sql`select job_id from log_entries where level = 'ERROR' order by job_id`;
-    assert.deepEqual(errors.map((e) => e['jobId']), ['broken', 'redirect', 'refused', 'slow']);
+    assert.deepEqual(
+      errors.map((e) => e['jobId']),
+      ['broken', 'redirect', 'refused', 'slow'],
+    );
 
     // The secret is nowhere a client or an operator can read it.
-    const everything = await gql(app, `{ connectors { id baseUrl headers { name value } hasSecret }
-      runs(first: 50) { edges { node { error } } } logEntries(first: 100) { edges { node { message details } } } }`);
+    const everything = await gql(
+      app,
+      `{ connectors { id baseUrl headers { name value } hasSecret }
+      runs(first: 50) { edges { node { error } } } logEntries(first: 100) { edges { node { message details } } } }`,
+    );
     assert.ok(!everything.text.includes(CANARY), 'GraphQL responses never carry the secret');
     assert.ok(!everything.text.includes('t0ken'));
     assert.ok(!logged.includes(CANARY), 'log output never carries the secret');
@@ -143,7 +155,10 @@ describe('HTTP connectors through the API', () => {
     }
     assert.equal((await sql`select count(*)::int as n from connectors`)[0]!['n'], 0);
     await createOneC(app);
-    const duplicate = await gql(app, `mutation { createConnector(input: { id: "OneC_8_Connector", baseUrl: "http://127.0.0.1/" }) { id } }`);
+    const duplicate = await gql(
+      app,
+      `mutation { createConnector(input: { id: "OneC_8_Connector", baseUrl: "http://127.0.0.1/" }) { id } }`,
+    );
     assert.equal(duplicate.errors?.[0]?.extensions?.code, 'CONFLICT');
   });
 

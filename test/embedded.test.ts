@@ -44,8 +44,11 @@ test('serves on 127.0.0.1, owns its directory, keeps data across restarts, recov
   try {
     assert.notEqual(pg.port, 5432);
     assert.equal(pg.url, `postgres://postgres@127.0.0.1:${pg.port}/server_jobs`);
-    const [row] = await query(pg, (sql) => sql<{ db: string; addr: string; listen: string }[]>`
-      select current_database() as db, host(inet_server_addr()) as addr, current_setting('listen_addresses') as listen`);
+    const [row] = await query(
+      pg,
+      (sql) => sql<{ db: string; addr: string; listen: string }[]>`
+      select current_database() as db, host(inet_server_addr()) as addr, current_setting('listen_addresses') as listen`,
+    );
     assert.deepEqual(row, { db: 'server_jobs', addr: '127.0.0.1', listen: '127.0.0.1' });
 
     await assert.rejects(startEmbeddedPostgres({ dataDir }), DataDirInUseError);
@@ -77,8 +80,9 @@ test('another live process owns the directory; after it crashes its orphaned ser
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
+    const lines = createInterface({ input: owner.stdout })[Symbol.asyncIterator]();
     const [line] = await Promise.race([
-      createInterface({ input: owner.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value as string]),
+      lines.next().then((r) => [r.value as string]),
       new Promise<never>((_, reject) => owner.once('exit', (c) => reject(new Error(`owner exited with ${c}`)))),
     ]);
     assert.match(line ?? '', /^\d+$/);

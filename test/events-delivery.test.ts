@@ -181,8 +181,7 @@ interface Watched {
   close(): void;
 }
 
-const QUERY = (jobId: string | null) =>
-  `subscription { jobEvents${jobId ? `(jobId: "${jobId}")` : ''} { kind jobId run { id status } } }`;
+const QUERY = (jobId: string | null) => `subscription { jobEvents${jobId ? `(jobId: "${jobId}")` : ''} { kind jobId run { id status } } }`;
 
 function watchWs(client: Client, name: string, jobId: string | null): Watched {
   const watched: Watched = { name, events: [], error: null, failure: null, completed: false, after: null, close: () => {} };
@@ -266,7 +265,10 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
     const wsB = wsClient(b.port);
 
     const JOBS = 10;
-    const creates = Array.from({ length: JOBS }, (_, i) => `j${i}: createJob(input: {id: "d${i}", name: "d", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`);
+    const creates = Array.from(
+      { length: JOBS },
+      (_, i) => `j${i}: createJob(input: {id: "d${i}", name: "d", externalCall: "ServerOperationConnector:Noop", period: "0:0:1"}) { id }`,
+    );
     await gql(a.port, `mutation { ${creates.join('\n')} }`);
 
     const all: Watched[] = [];
@@ -274,7 +276,10 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
     const open = async (make: () => Watched[]): Promise<Watched[]> => {
       const made = make();
       all.push(...made);
-      await until(() => made.every((w) => w.events.length > 0 || w.error !== null), () => 'the new subscriptions to receive events');
+      await until(
+        () => made.every((w) => w.events.length > 0 || w.error !== null),
+        () => 'the new subscriptions to receive events',
+      );
       // Every run claimed after this query began starts after these subscriptions were receiving.
       const [row] = await admin<{ max: string }[]>`select coalesce(max(id), 0)::text as max from job_runs`;
       for (const w of made) w.after = Number(row!.max);
@@ -290,7 +295,10 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
         watchSse(b.port, `B sse #${round}`, null),
         watchWs(wsB, `B ws d0 #${round}`, 'd0'),
       ]);
-      await until(() => watched.every((w) => w.events.length >= 6), () => 'some events on every subscription');
+      await until(
+        () => watched.every((w) => w.events.length >= 6),
+        () => 'some events on every subscription',
+      );
       const listens = b.relay.listens;
       const cut = await admin`select pg_terminate_backend(pid) from pg_stat_activity
                               where datname = current_database() and application_name = 'server-jobs B' and query ilike 'listen%'`;
@@ -298,7 +306,8 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
       // B cannot vouch for what was sent while it was away: every subscription open there ends.
       await until(
         () => watched.every((w) => w.completed || w.failure !== null),
-        () => `the subscriptions on B to end after the cut: ${watched.map((w) => `${w.name}: ${w.completed ? 'ended' : 'open'}`).join(', ')}`,
+        () =>
+          `the subscriptions on B to end after the cut: ${watched.map((w) => `${w.name}: ${w.completed ? 'ended' : 'open'}`).join(', ')}`,
       );
       assert.ok(b.relay.listens > listens, 'B listens again');
       for (const w of watched) {
@@ -314,7 +323,10 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
       watchSse(b.port, 'B sse (last)', null),
       watchWs(wsB, 'B ws d0 (last)', 'd0'),
     ]);
-    await until(() => last.every((w) => w.events.filter((e) => isEnd(e.kind)).length >= 3), () => 'more runs on the last subscriptions');
+    await until(
+      () => last.every((w) => w.events.filter((e) => isEnd(e.kind)).length >= 3),
+      () => 'more runs on the last subscriptions',
+    );
 
     await gql(a.port, `mutation { ${Array.from({ length: JOBS }, (_, i) => `p${i}: pauseJob(id: "d${i}") { id }`).join('\n')} }`);
     // Nothing is claimed after the pause: the runs now in the database are all there will be.
@@ -333,7 +345,11 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
         .map((r) => r.id);
     };
     const uninterrupted = all.filter((w) => w.error === null);
-    assert.deepEqual(uninterrupted.map((w) => w.name).sort(), [...last, ...watchA].map((w) => w.name).sort(), 'only B’s cut subscriptions were interrupted');
+    assert.deepEqual(
+      uninterrupted.map((w) => w.name).sort(),
+      [...last, ...watchA].map((w) => w.name).sort(),
+      'only B’s cut subscriptions were interrupted',
+    );
     await until(
       () => uninterrupted.every((w) => missing(w).length === 0),
       () => `every run on every uninterrupted subscription; missing ${JSON.stringify(uninterrupted.map((w) => [w.name, missing(w)]))}`,
@@ -346,9 +362,14 @@ describe('an instance whose LISTEN connection is cut again and again', () => {
       for (const e of w.events) if (e.run) byJob.set(e.jobId, [...(byJob.get(e.jobId) ?? []), e]);
       for (const [jobId, events] of byJob) {
         const starts = events.filter((e) => e.kind === 'RUN_STARTED').map((e) => Number(e.run!.id));
-        assert.deepEqual(starts, [...starts].sort((x, y) => x - y), `${w.name}: runs of ${jobId} in order`);
+        assert.deepEqual(
+          starts,
+          [...starts].sort((x, y) => x - y),
+          `${w.name}: runs of ${jobId} in order`,
+        );
         for (let i = 1; i < events.length; i++) {
-          if (events[i]!.kind === 'RUN_STARTED') assert.ok(isEnd(events[i - 1]!.kind), `${w.name}: a run of ${jobId} started before the previous one ended`);
+          if (events[i]!.kind === 'RUN_STARTED')
+            assert.ok(isEnd(events[i - 1]!.kind), `${w.name}: a run of ${jobId} started before the previous one ended`);
         }
       }
       if (w.error === null) assert.equal(w.failure, null, `${w.name}: ${String(w.failure)}`);

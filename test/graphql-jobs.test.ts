@@ -76,7 +76,10 @@ describe('jobs', () => {
     await createJob(app, { id: 'a' });
     await createJob(app, { id: 'B-upper' });
     const all = (await gqlOk(app, JOBS))['jobs'] as Json[];
-    assert.deepEqual(all.map((j) => j['id']), ['B-upper', 'a', 'b', 'c'].sort());
+    assert.deepEqual(
+      all.map((j) => j['id']),
+      ['B-upper', 'a', 'b', 'c'].sort(),
+    );
     assert.deepEqual((await gqlOk(app, JOBS, { enabled: false }))['jobs'], [{ id: 'c', enabled: false }]);
     assert.deepEqual(
       ((await gqlOk(app, JOBS, { enabled: true }))['jobs'] as Json[]).map((j) => j['id']),
@@ -116,7 +119,9 @@ describe('changes and the audit trail', () => {
     await createJob(app, { id: 'audited', period: '0:0:10' });
 
     h.clock.set(T0 + 1000);
-    const updated = (await gqlOk(app, UPDATE, { id: 'audited', input: { name: 'Renamed', period: '0:0:20', timeoutSeconds: 9 } }))['updateJob'];
+    const updated = (await gqlOk(app, UPDATE, { id: 'audited', input: { name: 'Renamed', period: '0:0:20', timeoutSeconds: 9 } }))[
+      'updateJob'
+    ];
     assert.equal(updated['name'], 'Renamed');
     assert.equal(updated['period'], '0:00:20');
     assert.equal(updated['timeoutSeconds'], 9);

@@ -2,7 +2,21 @@
 // runs and cancelling them.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { appFor, CANCEL, type Connection, createJob, DELETE, gql, gqlOk, type Json, logPage, rejections, RUN_NOW, runsPage, UPDATE } from './helpers/api.ts';
+import {
+  appFor,
+  CANCEL,
+  type Connection,
+  createJob,
+  DELETE,
+  gql,
+  gqlOk,
+  type Json,
+  logPage,
+  rejections,
+  RUN_NOW,
+  runsPage,
+  UPDATE,
+} from './helpers/api.ts';
 import { gate } from './helpers/connector.ts';
 import { testDatabase } from './helpers/db.ts';
 import { harness, type Harness, nextEvent, T0, tickAndSettle } from './helpers/harness.ts';
@@ -84,7 +98,10 @@ describe('runs', () => {
     );
     assert.equal(job['runs']['pageInfo']['hasNextPage'], true);
     await createJob(app, { id: 'never-ran' });
-    const fresh = await gqlOk(app, `{ job(id: "never-ran") { lastRun { id } runs { edges { cursor } pageInfo { hasNextPage endCursor } } } }`);
+    const fresh = await gqlOk(
+      app,
+      `{ job(id: "never-ran") { lastRun { id } runs { edges { cursor } pageInfo { hasNextPage endCursor } } } }`,
+    );
     assert.deepEqual(fresh['job'], { lastRun: null, runs: { edges: [], pageInfo: { hasNextPage: false, endCursor: null } } });
   });
 
@@ -123,8 +140,14 @@ describe('runs', () => {
     }
     const all = (await runsPage(app, { first: 500 })).edges.map((e) => e.node);
     assert.equal(all.length, 8);
-    const expected = [...all].sort((a, b) => Date.parse(b['scheduledAt']) - Date.parse(a['scheduledAt']) || Number(b['id']) - Number(a['id']));
-    assert.deepEqual(all.map((r) => r['id']), expected.map((r) => r['id']), 'newest first by scheduledAt, then id');
+    const expected = [...all].sort(
+      (a, b) => Date.parse(b['scheduledAt']) - Date.parse(a['scheduledAt']) || Number(b['id']) - Number(a['id']),
+    );
+    assert.deepEqual(
+      all.map((r) => r['id']),
+      expected.map((r) => r['id']),
+      'newest first by scheduledAt, then id',
+    );
 
     for (const first of [1, 3]) {
       const seen: string[] = [];
@@ -139,7 +162,11 @@ describe('runs', () => {
         if (!page.pageInfo.hasNextPage) break;
         after = page.pageInfo.endCursor;
       }
-      assert.deepEqual(seen, all.map((r) => r['id']), `pages of ${first} cover every run once, in order`);
+      assert.deepEqual(
+        seen,
+        all.map((r) => r['id']),
+        `pages of ${first} cover every run once, in order`,
+      );
       assert.equal(pages, Math.ceil(8 / first));
     }
   });
@@ -160,7 +187,10 @@ describe('runs', () => {
     const third = await logPage(app, { jobId: 'logged', first: 2, after: second.pageInfo.endCursor });
     assert.equal(third.pageInfo.hasNextPage, false);
     const ats = [...first.edges, ...second.edges, ...third.edges].map((e) => e.node['at']);
-    assert.deepEqual(ats, [4, 3, 2, 1, 0].map((s) => iso(T0 + s * 1000)));
+    assert.deepEqual(
+      ats,
+      [4, 3, 2, 1, 0].map((s) => iso(T0 + s * 1000)),
+    );
   });
 
   it('should still list the runs and log entries of a deleted job, and an empty page for an id with none', async () => {
@@ -170,14 +200,20 @@ describe('runs', () => {
     await gqlOk(app, DELETE, { id: 'r' });
     const runs = await runsPage(app, { jobId: 'r' });
     assert.equal(runs.edges.length, 3);
-    assert.ok(runs.edges.every((e) => e.node['job'] === null), 'the job itself is gone');
+    assert.ok(
+      runs.edges.every((e) => e.node['job'] === null),
+      'the job itself is gone',
+    );
     const log = await logPage(app, { jobId: 'r' });
     assert.ok(log.edges.length >= 5);
     assert.match(log.edges[0]!.node['message'], /deleted/);
 
     const empty = { edges: [], pageInfo: { hasNextPage: false, endCursor: null } };
-    const none = await gql(app, `{ runs(jobId: "never-existed") { edges { cursor } pageInfo { hasNextPage endCursor } }
-      logEntries(jobId: "never-existed") { edges { cursor } pageInfo { hasNextPage endCursor } } }`);
+    const none = await gql(
+      app,
+      `{ runs(jobId: "never-existed") { edges { cursor } pageInfo { hasNextPage endCursor } }
+      logEntries(jobId: "never-existed") { edges { cursor } pageInfo { hasNextPage endCursor } } }`,
+    );
     assert.equal(none.errors, undefined);
     assert.deepEqual(none.data, { runs: empty, logEntries: empty });
   });
@@ -189,7 +225,10 @@ describe('runs', () => {
     const errors = (await logPage(app, { level: 'ERROR' })).edges.map((e) => e.node);
     assert.equal(errors.length, 2, 'one ERROR per failed run');
     const runIds = (await runsPage(app, { status: 'FAILED' })).edges.map((e) => e.node['id']);
-    assert.deepEqual(errors.map((e) => e['runId']), runIds);
+    assert.deepEqual(
+      errors.map((e) => e['runId']),
+      runIds,
+    );
     for (const entry of errors) {
       assert.equal(entry['level'], 'ERROR');
       assert.equal(entry['jobId'], 'r');
@@ -238,7 +277,10 @@ describe('manual runs', () => {
 
       await rejects(app, RUN_NOW, { id: 'manual' }, 'CONFLICT');
       const listed = await runsPage(app, { jobId: 'manual' });
-      assert.deepEqual(listed.edges.map((e) => [e.node['id'], e.node['status']]), [[run['id'], 'RUNNING']]);
+      assert.deepEqual(
+        listed.edges.map((e) => [e.node['id'], e.node['status']]),
+        [[run['id'], 'RUNNING']],
+      );
 
       h.clock.set(T0 + 2000);
       const cancelled = (await gqlOk(app, CANCEL, { id: run['id'] }))['cancelRun'];

@@ -5,7 +5,27 @@ import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import pino from 'pino';
 import { connect } from '../src/db/client.ts';
-import { appFor, CANCEL, CREATE, createJob, DELETE, gql, gqlOk, type GraphQLResponse, input, JOBS, type Json, LOG, PAUSE, rejections, RESUME, RUN_NOW, RUNS, runsPage, UPDATE } from './helpers/api.ts';
+import {
+  appFor,
+  CANCEL,
+  CREATE,
+  createJob,
+  DELETE,
+  gql,
+  gqlOk,
+  type GraphQLResponse,
+  input,
+  JOBS,
+  type Json,
+  LOG,
+  PAUSE,
+  rejections,
+  RESUME,
+  RUN_NOW,
+  RUNS,
+  runsPage,
+  UPDATE,
+} from './helpers/api.ts';
 import { createTestDatabase, testDatabase } from './helpers/db.ts';
 import { harness, T0 } from './helpers/harness.ts';
 
@@ -63,7 +83,10 @@ describe('validation through the API', () => {
       await rejects(app, CREATE, { input: input({ id: 'new-job', ...overrides }) }, 'BAD_USER_INPUT', field);
     }
     const jobs = (await gqlOk(app, JOBS))['jobs'] as Json[];
-    assert.deepEqual(jobs.map((j) => j['id']), ['existing']);
+    assert.deepEqual(
+      jobs.map((j) => j['id']),
+      ['existing'],
+    );
   });
 
   it('should accept the limits themselves', async () => {
@@ -223,7 +246,10 @@ describe('validation through the API', () => {
     const two = await gql(app, CREATE, { input: input({ startAt: 'soon', timeoutSeconds: 'long' }) });
     assert.deepEqual(
       two.errors?.map((e) => [e.extensions?.code, e.extensions?.field]),
-      [['BAD_USER_INPUT', 'startAt'], ['BAD_USER_INPUT', 'timeoutSeconds']],
+      [
+        ['BAD_USER_INPUT', 'startAt'],
+        ['BAD_USER_INPUT', 'timeoutSeconds'],
+      ],
       two.text,
     );
     assert.deepEqual((await gqlOk(app, JOBS))['jobs'], []);

@@ -57,7 +57,8 @@ const BASE = `http://${host}/base`;
 /** `выгрузка` percent-encoded as UTF-8. */
 const VYGRUZKA = '%D0%B2%D1%8B%D0%B3%D1%80%D1%83%D0%B7%D0%BA%D0%B0';
 /** `Выгрузить Документы` as one path segment. */
-const VYGRUZIT_DOKUMENTY = '%D0%92%D1%8B%D0%B3%D1%80%D1%83%D0%B7%D0%B8%D1%82%D1%8C%20%D0%94%D0%BE%D0%BA%D1%83%D0%BC%D0%B5%D0%BD%D1%82%D1%8B';
+const VYGRUZIT_DOKUMENTY =
+  '%D0%92%D1%8B%D0%B3%D1%80%D1%83%D0%B7%D0%B8%D1%82%D1%8C%20%D0%94%D0%BE%D0%BA%D1%83%D0%BC%D0%B5%D0%BD%D1%82%D1%8B';
 /** base64 of the UTF-8 bytes of `Администратор:пароль` (RFC 7617). */
 const BASIC_ADMIN = 'Basic 0JDQtNC80LjQvdC40YHRgtGA0LDRgtC+0YA60L/QsNGA0L7Qu9GM';
 /** Every printable ASCII character but the space at the ends (HTTP trims those). */
@@ -157,7 +158,10 @@ describe('a 1C HTTP service called by jobs', () => {
       res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('Ошибка: база\nнедоступна'),
     );
     let hanging: Socket | undefined;
-    answers.set('/base/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F', (req) => (hanging = req.socket));
+    answers.set(
+      '/base/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F',
+      (req) => (hanging = req.socket),
+    );
     answers.set('/base/Metadata', (_req, res) => res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data' }).end());
     answers.set('/base/Loopback', (_req, res) => res.writeHead(307, { location: `http://127.0.0.2:${port}/base/x` }).end());
     await createJob(app, 'выгрузка', 'OneC_8_Connector:Выгрузить Документы');
@@ -166,15 +170,15 @@ describe('a 1C HTTP service called by jobs', () => {
     await createJob(app, 'петля', 'OneC_8_Connector:Loopback');
 
     const runs = await runAt(h, T0 + 10_000);
-    assert.deepEqual(
-      Object.fromEntries(Object.entries(runs).map(([id, run]) => [id, [run.status, run.error]])),
-      {
-        выгрузка: ['FAILED', `HTTP 500 Internal Server Error from POST ${BASE}/${VYGRUZIT_DOKUMENTY}: Ошибка: база недоступна`],
-        зависание: ['TIMED_OUT', `No answer from POST ${BASE}/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F within 1 s`],
-        метаданные: ['FAILED', 'redirect to http://169.254.169.254/latest/meta-data refused: link-local address (cloud metadata)'],
-        петля: ['FAILED', `redirect to http://127.0.0.2:${port}/base/x refused: loopback address, not on HTTP_CONNECTOR_ALLOW_HOSTS`],
-      },
-    );
+    assert.deepEqual(Object.fromEntries(Object.entries(runs).map(([id, run]) => [id, [run.status, run.error]])), {
+      выгрузка: ['FAILED', `HTTP 500 Internal Server Error from POST ${BASE}/${VYGRUZIT_DOKUMENTY}: Ошибка: база недоступна`],
+      зависание: [
+        'TIMED_OUT',
+        `No answer from POST ${BASE}/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F within 1 s`,
+      ],
+      метаданные: ['FAILED', 'redirect to http://169.254.169.254/latest/meta-data refused: link-local address (cloud metadata)'],
+      петля: ['FAILED', `redirect to http://127.0.0.2:${port}/base/x refused: loopback address, not on HTTP_CONNECTOR_ALLOW_HOSTS`],
+    });
     // The timed-out request was abandoned, its connection closed rather than left open.
     assert.ok(hanging);
     await closed.get(hanging);
@@ -182,7 +186,12 @@ describe('a 1C HTTP service called by jobs', () => {
     // Each request reached the service once, byte for byte; no refused address was connected to.
     assert.deepEqual(
       seen.map((s) => s.path).sort(),
-      ['/base/Loopback', '/base/Metadata', `/base/${VYGRUZIT_DOKUMENTY}`, '/base/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F'].sort(),
+      [
+        '/base/Loopback',
+        '/base/Metadata',
+        `/base/${VYGRUZIT_DOKUMENTY}`,
+        '/base/%D0%94%D0%BE%D0%BB%D0%B3%D0%B0%D1%8F%20%D0%9E%D0%BF%D0%B5%D1%80%D0%B0%D1%86%D0%B8%D1%8F',
+      ].sort(),
     );
     const jobIds: Record<string, string> = {
       [`/base/${VYGRUZIT_DOKUMENTY}`]: 'выгрузка',
@@ -301,7 +310,10 @@ describe('header values of a 1C connector', () => {
     assert.equal(update.errors?.[0]?.extensions?.field, 'headers');
     assert.deepEqual(await sql`select * from connectors`, before);
     const audit = await sql`select message from log_entries where message like 'Connector %' order by id`;
-    assert.deepEqual(audit.map((e) => e['message']), ['Connector OneC_8_Connector created']);
+    assert.deepEqual(
+      audit.map((e) => e['message']),
+      ['Connector OneC_8_Connector created'],
+    );
   });
 
   it('should fail the runs of a connector stored with such a value before, clearly and without sending', async () => {

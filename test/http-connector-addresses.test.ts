@@ -92,10 +92,10 @@ describe('address policy in calls', () => {
   it('should not forward credentials or configured headers to another origin', async () => {
     routes.set('/Away', (_req, res) => res.writeHead(308, { location: `http://localhost:${port}/elsewhere` }).end());
     const lookup = fakeDns({ localhost: ['127.0.0.1'] });
-    await connector(
-      { authScheme: 'BEARER', secret: 'token-123', headers: [{ name: 'X-Api-Key', value: 'key-456' }] },
-      { lookup },
-    ).call('Away', context());
+    await connector({ authScheme: 'BEARER', secret: 'token-123', headers: [{ name: 'X-Api-Key', value: 'key-456' }] }, { lookup }).call(
+      'Away',
+      context(),
+    );
     assert.equal(recorded.length, 2);
     assert.equal(recorded[0]?.headers['authorization'], 'Bearer token-123');
     assert.equal(recorded[0]?.headers['x-api-key'], 'key-456');

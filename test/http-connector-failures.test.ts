@@ -7,7 +7,19 @@ import { describe, it } from 'node:test';
 import { EMPTY_ALLOW_LIST } from '../src/connectors/address-policy.ts';
 import { readBounded } from '../src/connectors/http-response.ts';
 import { CallTimeoutError } from '../src/connectors/types.ts';
-import { assertReadWithin, connector, context, endlessBody, failure, type Handler, origin, port, recorded, routes, SOCKET_READ_BYTES } from './helpers/http-testbed.ts';
+import {
+  assertReadWithin,
+  connector,
+  context,
+  endlessBody,
+  failure,
+  type Handler,
+  origin,
+  port,
+  recorded,
+  routes,
+  SOCKET_READ_BYTES,
+} from './helpers/http-testbed.ts';
 
 describe('failures', () => {
   it('should reject a non-2xx answer with the method, URL, status and an excerpt of the body', async () => {
@@ -108,7 +120,9 @@ describe('secrets', () => {
   const echoAuthorization: Handler = (req, res) => res.writeHead(401).end(`you sent ${req.headers['authorization']} and ${canary}`);
 
   function assertClean(error: Error) {
-    const everything = [error.message, String(error), error.stack ?? '', JSON.stringify(error), ...Object.values(error).map(String)].join('\n');
+    const everything = [error.message, String(error), error.stack ?? '', JSON.stringify(error), ...Object.values(error).map(String)].join(
+      '\n',
+    );
     assert.ok(!everything.includes(canary), `the secret leaked: ${error.message}`);
     assert.ok(!everything.includes('s3cr3t'), `part of the secret leaked: ${error.message}`);
     assert.ok(!everything.includes(Buffer.from(`robot:${canary}`).toString('base64')), `the encoded secret leaked: ${error.message}`);

@@ -54,7 +54,10 @@ describe('excerpt', () => {
   const forms = ['hunter2'];
 
   it('should quote a short body on one line, the secret removed', () => {
-    assert.equal(excerpt({ body: Buffer.from('Ошибка:\r\n\tпароль hunter2 неверен'), truncated: false }, forms), 'Ошибка: пароль [redacted] неверен');
+    assert.equal(
+      excerpt({ body: Buffer.from('Ошибка:\r\n\tпароль hunter2 неверен'), truncated: false }, forms),
+      'Ошибка: пароль [redacted] неверен',
+    );
   });
 
   it('should say when the body is empty or was cut short before any byte', () => {

@@ -52,7 +52,10 @@ describe('a holder cut off from the database', () => {
     // Past its lease, the other instance, which reaches the database, takes the run over.
     clock.advance(1);
     const abandoned = await other.scheduler.maintain();
-    assert.deepEqual(abandoned.map((r) => r.id), [run.id]);
+    assert.deepEqual(
+      abandoned.map((r) => r.id),
+      [run.id],
+    );
     // The call answers late, as if it had succeeded; the database comes back.
     call.hold.open();
     await away.proxy.restore();
@@ -125,7 +128,10 @@ describe('a claim whose reply was lost', () => {
 
     const finished = nextEvent(h.bus, 'run:finished', (p) => p.run.id === claimed!.id);
     const ended = await h.scheduler.maintain();
-    assert.deepEqual(ended.map((r) => [r.id, r.status, r.error]), [[claimed!.id, 'ABANDONED', REPLY_LOST]]);
+    assert.deepEqual(
+      ended.map((r) => [r.id, r.status, r.error]),
+      [[claimed!.id, 'ABANDONED', REPLY_LOST]],
+    );
     assert.equal((await finished).run.status, 'ABANDONED');
     assert.equal(h.connector.calls.length, 0, 'never called');
     const [entry] = await sql<{ level: string }[]>`select level from log_entries where run_id = ${claimed!.id}`;
@@ -134,7 +140,10 @@ describe('a claim whose reply was lost', () => {
     // The job goes on with its next due time.
     h.clock.set(T0 + 2000);
     await tickAndSettle(h);
-    assert.deepEqual((await runsOf('lost-claim')).map((r) => r.status), ['ABANDONED', 'SUCCEEDED']);
+    assert.deepEqual(
+      (await runsOf('lost-claim')).map((r) => r.status),
+      ['ABANDONED', 'SUCCEEDED'],
+    );
     assert.equal(h.connector.calls.length, 1);
   });
 
@@ -150,7 +159,10 @@ describe('a claim whose reply was lost', () => {
     assert.deepEqual([inserted!.status, inserted!.trigger], ['RUNNING', 'MANUAL']);
 
     const ended = await h.scheduler.maintain();
-    assert.deepEqual(ended.map((r) => [r.id, r.status, r.error]), [[inserted!.id, 'ABANDONED', REPLY_LOST]]);
+    assert.deepEqual(
+      ended.map((r) => [r.id, r.status, r.error]),
+      [[inserted!.id, 'ABANDONED', REPLY_LOST]],
+    );
     assert.equal(h.connector.calls.length, 0);
     const finished = nextEvent(h.bus, 'run:finished', (p) => p.run.jobId === 'lost-manual');
     const again = await h.jobs.runNow('lost-manual');

@@ -12,7 +12,15 @@ const { sql, url } = await testDatabase();
 const ops = operationsDir();
 
 const run = (status: RunRow['status']): RunRow =>
-  ({ id: '1', jobId: 'j', trigger: 'SCHEDULE', scheduledAt: new Date(T0), startedAt: new Date(T0 + 20), finishedAt: new Date(T0 + 120), status }) as RunRow;
+  ({
+    id: '1',
+    jobId: 'j',
+    trigger: 'SCHEDULE',
+    scheduledAt: new Date(T0),
+    startedAt: new Date(T0 + 20),
+    finishedAt: new Date(T0 + 120),
+    status,
+  }) as RunRow;
 
 describe('metrics', () => {
   it('should count this instance’s runs by status, lateness and duration, but not runs relayed from other instances', async () => {
@@ -58,9 +66,14 @@ describe('metrics', () => {
     assert.equal(sse.status, 200);
 
     try {
-      await gql(instance.port, 'mutation { createJob(input: {id: "m", name: "m", externalCall: "ServerOperationConnector:Noop", period: "0:0:1", timeoutSeconds: 60}) { id } }');
+      await gql(
+        instance.port,
+        'mutation { createJob(input: {id: "m", name: "m", externalCall: "ServerOperationConnector:Noop", period: "0:0:1", timeoutSeconds: 60}) { id } }',
+      );
       const count = async (where: string) =>
-        (await sql.unsafe<{ n: number }[]>(`select count(*)::int as n from job_runs where job_id = 'm' and instance = 'm2' and ${where}`))[0]!.n;
+        (
+          await sql.unsafe<{ n: number }[]>(`select count(*)::int as n from job_runs where job_id = 'm' and instance = 'm2' and ${where}`)
+        )[0]!.n;
       await waitFor(async () => (await count("status = 'SUCCEEDED'")) >= 2, 'two runs of the job', { timeoutMs: 15_000, intervalMs: 100 });
       await gql(instance.port, 'mutation { pauseJob(id: "m") { id } runJobNow(id: "m") { id } }');
       await waitFor(async () => (await count("status = 'RUNNING'")) === 0, 'the runs to end', { intervalMs: 100 });
@@ -70,7 +83,10 @@ describe('metrics', () => {
       const claimed = await count("trigger = 'SCHEDULE'");
       const succeeded = await count("status = 'SUCCEEDED'");
       const skipped = await count("status = 'SKIPPED'");
-      assert.ok(claimed >= 2 && succeeded + skipped === claimed + 1, `${claimed} claimed, ${succeeded} succeeded (one run now), ${skipped} skipped`);
+      assert.ok(
+        claimed >= 2 && succeeded + skipped === claimed + 1,
+        `${claimed} claimed, ${succeeded} succeeded (one run now), ${skipped} skipped`,
+      );
       const expected = {
         'server_jobs_claims_total{instance="m2"}': claimed,
         'server_jobs_runs_total{status="SUCCEEDED",instance="m2"}': succeeded,

@@ -79,8 +79,15 @@ describe('a server operation on a worker thread', () => {
     // Some of these land on the blocked worker before it is seen silent; each must still run, once.
     const quick = Array.from({ length: 20 }, (_, i) => context(`quick-${i}`));
     const values = await Promise.all(quick.map((q) => connector.call('Quick', q.ctx)));
-    assert.deepEqual(values, quick.map((q) => q.ctx.runId), 'every queued call ran and answered');
-    assert.ok(quick.every((q) => q.messages.length === 1), 'no call ran twice');
+    assert.deepEqual(
+      values,
+      quick.map((q) => q.ctx.runId),
+      'every queued call ran and answered',
+    );
+    assert.ok(
+      quick.every((q) => q.messages.length === 1),
+      'no call ran twice',
+    );
 
     spin.abort.abort({ status: 'ABANDONED', error: 'test' });
     assert.match(await spinEnd, /Server operation "Spin" did not stop when its run was aborted; its worker thread was replaced/);
@@ -129,7 +136,9 @@ test('one operation spinning does not hold up 50 jobs at one second, the API or 
   });
   const createJob = `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`;
   for (let i = 0; i < 50; i++) {
-    await gql(port, createJob, { input: { id: `quick-${i}`, name: `Быстрая ${i}`, externalCall: 'ServerOperationConnector:Noop', period: '0:0:1' } });
+    await gql(port, createJob, {
+      input: { id: `quick-${i}`, name: `Быстрая ${i}`, externalCall: 'ServerOperationConnector:Noop', period: '0:0:1' },
+    });
   }
   await gql(port, createJob, {
     input: { id: 'spin', name: 'Spins', externalCall: 'ServerOperationConnector:Spin', period: '1:0:0', timeoutSeconds: 2 },
@@ -148,7 +157,8 @@ test('one operation spinning does not hold up 50 jobs at one second, the API or 
   })();
 
   const succeeded = async (min: number) =>
-    (await serviceDb.sql<{ n: number }[]>`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`)[0]!.n >= min;
+    (await serviceDb.sql<{ n: number }[]>`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`)[0]!
+      .n >= min;
   await waitFor(() => succeeded(50), 'the quick jobs to run', { timeoutMs: 30_000, intervalMs: 100 });
 
   await gql(port, `mutation { runJobNow(id: "spin") { id } }`);
@@ -160,12 +170,16 @@ test('one operation spinning does not hold up 50 jobs at one second, the API or 
   assert.equal(spun.status, 'TIMED_OUT', `the spinning run ended ${spun.status}: ${spun.error}`);
   await service.waitForLog((r) => r.msg === 'replacing a server operations worker', 10_000, 'that it replaced the blocked worker');
   // The quick jobs kept running while it spun, and go on after.
-  const [counted] = await serviceDb.sql<{ n: number }[]>`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`;
+  const [counted] = await serviceDb.sql<
+    { n: number }[]
+  >`select count(*)::int as n from job_runs where job_id like 'quick-%' and status = 'SUCCEEDED'`;
   await waitFor(() => succeeded(counted!.n + 100), 'the quick jobs to go on after the spin', { timeoutMs: 30_000, intervalMs: 100 });
   polling = false;
   await poller;
 
-  const others = await serviceDb.sql<Run[]>`select status, missed, trigger, error from job_runs where job_id like 'quick-%' and status <> 'RUNNING'`;
+  const others = await serviceDb.sql<
+    Run[]
+  >`select status, missed, trigger, error from job_runs where job_id like 'quick-%' and status <> 'RUNNING'`;
   const bad = others.filter((r) => r.status !== 'SUCCEEDED' || r.missed !== 0);
   assert.deepEqual(bad, [], 'no other run timed out, was skipped or was coalesced');
   assert.ok(health.length > 10, `/health was polled (${health.length} times)`);

@@ -86,9 +86,11 @@ async function withServer<T>(handler: (req: IncomingMessage, res: ServerResponse
   }
 }
 
-const json = (body: unknown, status = 200) => (_req: IncomingMessage, res: ServerResponse) => {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-};
+const json =
+  (body: unknown, status = 200) =>
+  (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
 
 const codes = async () => (await sql<{ code: string }[]>`select code from marking_codes order by code`).map((r) => r.code);
 
@@ -102,7 +104,10 @@ describe('loading marking codes', () => {
       assert.deepEqual(await call(shipped, LOAD), ['Loaded 3 new marking codes (3 received)']);
       const first = await codes();
       assert.equal(first.length, 3);
-      assert.ok(first.every((code) => /^01\d{14}21/.test(code) && code.includes(`${GS}91`)), 'sample codes look like DataMatrix codes');
+      assert.ok(
+        first.every((code) => /^01\d{14}21/.test(code) && code.includes(`${GS}91`)),
+        'sample codes look like DataMatrix codes',
+      );
 
       assert.deepEqual(await call(shipped, LOAD), ['Loaded 0 new marking codes (3 received)']);
       assert.deepEqual(await codes(), first);
@@ -114,7 +119,10 @@ describe('loading marking codes', () => {
 
   it('should load the codes an HTTP source answers, as an array or as {codes}', async () => {
     const requests: string[] = [];
-    const answers = [['0104600000000015210000000000001', '0104600000000015210000000000002', ' '], { codes: ['0104600000000015210000000000002', '0104600000000022210000000000003'] }];
+    const answers = [
+      ['0104600000000015210000000000001', '0104600000000015210000000000002', ' '],
+      { codes: ['0104600000000015210000000000002', '0104600000000022210000000000003'] },
+    ];
     await withServer(
       (req, res) => {
         requests.push(`${req.method} ${req.url}`);
@@ -130,7 +138,11 @@ describe('loading marking codes', () => {
         }),
     );
     assert.deepEqual(requests, ['GET /codes?token=secret', 'GET /codes?token=secret']);
-    assert.deepEqual(await codes(), ['0104600000000015210000000000001', '0104600000000015210000000000002', '0104600000000022210000000000003']);
+    assert.deepEqual(await codes(), [
+      '0104600000000015210000000000001',
+      '0104600000000015210000000000002',
+      '0104600000000022210000000000003',
+    ]);
   });
 
   it('should fail the run clearly when the source answers an error', async () => {
@@ -225,7 +237,10 @@ describe('deleting documents', () => {
 
   it('should refuse a malformed number of days, naming the variable', async () => {
     await withEnv({ DOCUMENTS_KEEP_DAYS: 'thirty' }, async () => {
-      await assert.rejects(shipped.call('УдалитьЗавершенныеДокументы', callContext()), /DOCUMENTS_KEEP_DAYS must be a whole number of days, got "thirty"/);
+      await assert.rejects(
+        shipped.call('УдалитьЗавершенныеДокументы', callContext()),
+        /DOCUMENTS_KEEP_DAYS must be a whole number of days, got "thirty"/,
+      );
     });
   });
 });
@@ -276,7 +291,10 @@ describe('the built-in purge operations', () => {
       (${new Date(T0 - 31 * DAY)}, 'INFO', 'old'), (${new Date(T0 - 40 * DAY)}, 'ERROR', 'older'),
       (${new Date(T0 - 29 * DAY)}, 'INFO', 'recent')`;
     assert.deepEqual(await call(shipped, 'PurgeLogEntries'), ['Deleted 2 rows of log_entries older than 30 days']);
-    assert.deepEqual((await sql`select message from log_entries`).map((r) => r['message']), ['recent']);
+    assert.deepEqual(
+      (await sql`select message from log_entries`).map((r) => r['message']),
+      ['recent'],
+    );
   });
 
   it('should delete old runs and keep recent ones and runs still RUNNING', async () => {

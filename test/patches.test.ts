@@ -28,7 +28,10 @@ function addedLines(patch: string): Map<string, string[]> {
 
 describe('installed patches', () => {
   it('should have the postgres.js patch', () => {
-    assert.ok(patches.some((f) => f.startsWith('postgres+')), `no postgres.js patch in ${patchesDir}`);
+    assert.ok(
+      patches.some((f) => f.startsWith('postgres+')),
+      `no postgres.js patch in ${patchesDir}`,
+    );
   });
 
   for (const patch of patches) {

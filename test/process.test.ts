@@ -7,7 +7,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { testDatabase } from './helpers/db.ts';
-import { gql, gqlResult, isAlive, isListening, postmasterPid, runService, startServiceProcess, stopAll, waitFor } from './helpers/process.ts';
+import {
+  gql,
+  gqlResult,
+  isAlive,
+  isListening,
+  postmasterPid,
+  runService,
+  startServiceProcess,
+  stopAll,
+  waitFor,
+} from './helpers/process.ts';
 
 // One database per scenario, so that one scenario's jobs never run in another's service.
 const restartDb = await testDatabase();
@@ -73,7 +83,6 @@ const ms = (iso: string) => Date.parse(iso);
 // The scenarios are independent (a database or data directory each) and mostly wait on time and
 // process starts, so they run side by side.
 describe('the service as a process', { concurrency: true }, () => {
-
   test('keeps jobs, runs and log entries across a restart and coalesces the due times it was down for into one run', async (t) => {
     // A generous grace period and timeout: on a loaded machine a run may take longer than its 1 s period.
     const env = { DATABASE_URL: restartDb.url, SERVER_OPERATIONS_DIR: operationsDir, LEASE_SECONDS: '2', SHUTDOWN_GRACE_SECONDS: '5' };
@@ -81,14 +90,21 @@ describe('the service as a process', { concurrency: true }, () => {
     await gql(first.port, CREATE_JOB, {
       input: { id: 'tick', name: 'Every second', externalCall: 'ServerOperationConnector:Noop', period: '0:0:1', timeoutSeconds: 30 },
     });
-    await waitFor(async () => (await runsOf(first.port, 'tick')).filter((r) => r.status === 'SUCCEEDED').length >= 2, 'two SUCCEEDED runs of the job', {
-      intervalMs: 100,
-    });
+    await waitFor(
+      async () => (await runsOf(first.port, 'tick')).filter((r) => r.status === 'SUCCEEDED').length >= 2,
+      'two SUCCEEDED runs of the job',
+      {
+        intervalMs: 100,
+      },
+    );
 
     first.service.signal('SIGTERM');
     assert.deepEqual(await first.service.waitForExit(10_000), { code: 0, signal: null }, first.service.output);
     const stoppedAt = Date.now();
-    assert.ok(first.service.records.some((r) => r.msg === 'stopped'), 'it logs that it stopped');
+    assert.ok(
+      first.service.records.some((r) => r.msg === 'stopped'),
+      'it logs that it stopped',
+    );
 
     // What the first process left, read straight from the database while no service runs.
     const { sql } = restartDb;
@@ -97,14 +113,21 @@ describe('the service as a process', { concurrency: true }, () => {
     const leftLog = await sql<{ id: string }[]>`select id::text from log_entries where job_id = 'tick'`;
     const [job] = await sql<{ nextDueAt: Date }[]>`select next_due_at from jobs where id = 'tick'`;
     assert.ok(leftRuns.length >= 2 && leftLog.length >= 2, 'the runs wrote log entries');
-    assert.ok(leftRuns.every((r) => r.status !== 'RUNNING'), 'no run is left in progress after a graceful stop');
+    assert.ok(
+      leftRuns.every((r) => r.status !== 'RUNNING'),
+      'no run is left in progress after a graceful stop',
+    );
 
     // Down for at least 3.5 s by the database's clock, and for at least two due times: a deadline, checked by polling.
     const downUntil = Math.max(stoppedAt + 3_500, job!.nextDueAt.getTime() + 2_000);
-    await waitFor(async () => {
-      const [row] = await sql<{ now: Date }[]>`select clock_timestamp() as now`;
-      return row!.now.getTime() >= downUntil;
-    }, 'the downtime to pass', { intervalMs: 100 });
+    await waitFor(
+      async () => {
+        const [row] = await sql<{ now: Date }[]>`select clock_timestamp() as now`;
+        return row!.now.getTime() >= downUntil;
+      },
+      'the downtime to pass',
+      { intervalMs: 100 },
+    );
 
     const second = await runService(t, { ...env, INSTANCE_ID: 'restart-second' });
     const jobs = await gql<{ jobs: { id: string; period: string; enabled: boolean }[] }>(second.port, `{ jobs { id period enabled } }`);
@@ -117,16 +140,24 @@ describe('the service as a process', { concurrency: true }, () => {
       assert.equal(run.instance, 'restart-first');
     }
     const keptLog = await logOf(second.port, 'tick');
-    for (const { id } of leftLog) assert.ok(keptLog.some((e) => e.id === id), `log entry ${id} is still listed`);
+    for (const { id } of leftLog)
+      assert.ok(
+        keptLog.some((e) => e.id === id),
+        `log entry ${id} is still listed`,
+      );
 
     // The first run after the restart stands for every due time of the downtime; the job then continues on its grid.
     const lastBefore = leftRuns.at(-1)!.scheduledAt.getTime();
     // Two ended runs after the restart. Under load the coalesced run may still be going at the
     // next due time, which is then a SKIPPED run: accounted for all the same (§3, overlap).
-    const ended = await waitFor(async () => {
-      const runs = (await runsOf(second.port, 'tick')).filter((r) => ms(r.scheduledAt) > lastBefore);
-      return runs.length >= 2 && runs.slice(0, 2).every((r) => r.status !== 'RUNNING') ? runs : undefined;
-    }, 'two ended runs after the restart', { intervalMs: 100 });
+    const ended = await waitFor(
+      async () => {
+        const runs = (await runsOf(second.port, 'tick')).filter((r) => ms(r.scheduledAt) > lastBefore);
+        return runs.length >= 2 && runs.slice(0, 2).every((r) => r.status !== 'RUNNING') ? runs : undefined;
+      },
+      'two ended runs after the restart',
+      { intervalMs: 100 },
+    );
     const [coalesced, next] = ended;
     assert.deepEqual(
       { trigger: coalesced!.trigger, status: coalesced!.status, instance: coalesced!.instance },
@@ -168,7 +199,9 @@ describe('the service as a process', { concurrency: true }, () => {
       SHUTDOWN_GRACE_SECONDS: '1',
     });
     await gql(port, CREATE_JOB, { input: { id: 'hang', name: 'Hangs', externalCall: 'ServerOperationConnector:Hang', period: '1:0:0' } });
-    const { runJobNow: run } = await gql<{ runJobNow: { id: string; status: string; trigger: string; instance: string } }>(port, RUN_NOW, { id: 'hang' });
+    const { runJobNow: run } = await gql<{ runJobNow: { id: string; status: string; trigger: string; instance: string } }>(port, RUN_NOW, {
+      id: 'hang',
+    });
     assert.deepEqual([run.status, run.trigger, run.instance], ['RUNNING', 'MANUAL', 'shutdown']);
 
     const signalledAt = performance.now();
@@ -176,7 +209,10 @@ describe('the service as a process', { concurrency: true }, () => {
     assert.deepEqual(await service.waitForExit(10_000), { code: 0, signal: null }, service.output);
     const tookMs = performance.now() - signalledAt;
     assert.ok(tookMs >= 1_000, `it gave the run its grace period of 1 s (exited after ${Math.round(tookMs)} ms)`);
-    assert.ok(service.records.some((r) => r.msg === 'shutting down' && r['graceSeconds'] === 1), service.output);
+    assert.ok(
+      service.records.some((r) => r.msg === 'shutting down' && r['graceSeconds'] === 1),
+      service.output,
+    );
 
     const { sql } = shutdownDb;
     const [row] = await sql<{ status: string; error: string; finishedAt: Date | null }[]>`
@@ -202,7 +238,9 @@ describe('the service as a process', { concurrency: true }, () => {
     assert.match(intruder.stdout + intruder.stderr, new RegExp(`data directory .*embedded is in use by process ${first.service.pid}`));
     assert.ok(await postmasterPid(dataDir), 'the refused start left the running database alone');
 
-    await gql(first.port, CREATE_JOB, { input: { id: 'hang', name: 'Hangs', externalCall: 'ServerOperationConnector:Hang', period: '1:0:0' } });
+    await gql(first.port, CREATE_JOB, {
+      input: { id: 'hang', name: 'Hangs', externalCall: 'ServerOperationConnector:Hang', period: '1:0:0' },
+    });
     const { runJobNow: run } = await gql<{ runJobNow: { id: string; status: string } }>(first.port, RUN_NOW, { id: 'hang' });
     assert.equal(run.status, 'RUNNING');
 
@@ -253,7 +291,11 @@ describe('the service as a process', { concurrency: true }, () => {
   });
 
   test('answers /health with its instance and database state, and /health/live', async (t) => {
-    const { service, port } = await runService(t, { DATABASE_URL: healthDb.url, SERVER_OPERATIONS_DIR: operationsDir, INSTANCE_ID: 'healthy-one' });
+    const { service, port } = await runService(t, {
+      DATABASE_URL: healthDb.url,
+      SERVER_OPERATIONS_DIR: operationsDir,
+      INSTANCE_ID: 'healthy-one',
+    });
     // Ready is a record with fields programs read, and a sentence people read.
     const listening = service.records.find(isListening)!;
     assert.deepEqual(

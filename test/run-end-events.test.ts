@@ -52,25 +52,32 @@ describe('a run end committed with its reply lost', () => {
 describe('a run end whose outcome stays unknown at shutdown', () => {
   beforeEach(() => admin`truncate jobs, job_runs, log_entries`);
 
-  it('should interrupt subscriptions here and tell the other instances, since its end event may never come', { timeout: 30_000 }, async () => {
-    const { proxy, sql } = await awayDatabase(url);
-    const h = harness(sql);
-    const hold = gate();
-    h.connector.define('work', () => hold.promise);
-    await h.jobs.create({ id: 'unknown-end', name: 'x', externalCall: 'Test:work', period: '1:0:0' });
-    h.clock.set(T0 + 3_600_000);
-    const [started] = await h.scheduler.tick();
-    // Running, so that stopping it halts the retries of the end.
-    h.scheduler.start();
-    const subscription = h.bus.subscribe((event) => event.topic);
-    const told = new Promise<string>((resolve) => h.bus.onLoss(resolve));
+  it(
+    'should interrupt subscriptions here and tell the other instances, since its end event may never come',
+    { timeout: 30_000 },
+    async () => {
+      const { proxy, sql } = await awayDatabase(url);
+      const h = harness(sql);
+      const hold = gate();
+      h.connector.define('work', () => hold.promise);
+      await h.jobs.create({ id: 'unknown-end', name: 'x', externalCall: 'Test:work', period: '1:0:0' });
+      h.clock.set(T0 + 3_600_000);
+      const [started] = await h.scheduler.tick();
+      // Running, so that stopping it halts the retries of the end.
+      h.scheduler.start();
+      const subscription = h.bus.subscribe((event) => event.topic);
+      const told = new Promise<string>((resolve) => h.bus.onLoss(resolve));
 
-    // The database goes away as the run ends; the instance stops before it is back.
-    await proxy.cut();
-    hold.open();
-    await h.scheduler.stop(0);
-    assert.equal(await started!.done, null);
-    assert.match(await told, new RegExp(`run ${started!.run.id}`));
-    await assert.rejects(subscription.next(), (error: Error & { extensions?: { code?: string } }) => error.extensions?.code === 'EVENTS_INTERRUPTED');
-  });
+      // The database goes away as the run ends; the instance stops before it is back.
+      await proxy.cut();
+      hold.open();
+      await h.scheduler.stop(0);
+      assert.equal(await started!.done, null);
+      assert.match(await told, new RegExp(`run ${started!.run.id}`));
+      await assert.rejects(
+        subscription.next(),
+        (error: Error & { extensions?: { code?: string } }) => error.extensions?.code === 'EVENTS_INTERRUPTED',
+      );
+    },
+  );
 });

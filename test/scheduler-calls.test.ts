@@ -12,8 +12,7 @@ const { sql } = await testDatabase();
 // Each test starts from empty tables: a tick claims every due job in the database.
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
-const runsOf = (jobId: string) =>
-  sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
+const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
 
 describe('failures', () => {
   it('should record a throwing call as FAILED with an ERROR entry, and keep the schedule', async () => {
@@ -27,7 +26,10 @@ describe('failures', () => {
       await tickAndSettle(h);
     }
     const runs = await runsOf('fails');
-    assert.deepEqual(runs.map((r) => r.status), ['FAILED', 'FAILED', 'FAILED']);
+    assert.deepEqual(
+      runs.map((r) => r.status),
+      ['FAILED', 'FAILED', 'FAILED'],
+    );
     assert.equal(runs[0]!.error, 'remote system said no');
     const errors = await sql<{ message: string; jobId: string; runId: string; details: Record<string, unknown> }[]>`
       select * from log_entries where job_id = 'fails' and level = 'ERROR' order by id`;
@@ -71,7 +73,8 @@ describe('failures', () => {
     assert.match(a!.error!, /Unknown connector "Missing"/);
     assert.equal(b?.status, 'FAILED');
     // Both were warned about at creation.
-    const warnings = await sql`select job_id from log_entries where level = 'WARNING' and job_id in ('no-connector', 'no-operation') and run_id is null`;
+    const warnings =
+      await sql`select job_id from log_entries where level = 'WARNING' and job_id in ('no-connector', 'no-operation') and run_id is null`;
     assert.equal(warnings.length, 2);
   });
 
@@ -88,9 +91,18 @@ describe('failures', () => {
       const started = await h.scheduler.tick();
       await Promise.all(started.filter((s) => s.run.jobId !== 'stuck').map((s) => s.done));
     }
-    assert.deepEqual((await runsOf('healthy')).map((r) => r.status), ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
-    assert.deepEqual((await runsOf('weird')).map((r) => r.status), ['FAILED', 'FAILED', 'FAILED']);
-    assert.deepEqual((await runsOf('stuck')).map((r) => r.status), ['RUNNING', 'SKIPPED', 'SKIPPED']);
+    assert.deepEqual(
+      (await runsOf('healthy')).map((r) => r.status),
+      ['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'],
+    );
+    assert.deepEqual(
+      (await runsOf('weird')).map((r) => r.status),
+      ['FAILED', 'FAILED', 'FAILED'],
+    );
+    assert.deepEqual(
+      (await runsOf('stuck')).map((r) => r.status),
+      ['RUNNING', 'SKIPPED', 'SKIPPED'],
+    );
   });
 });
 
@@ -106,7 +118,9 @@ describe('the call context', () => {
     h.clock.set(T0 + 1000);
     const [started] = await tickAndSettle(h);
     assert.deepEqual(seen, { jobId: 'ctx', runId: started!.run.id, scheduledAt: new Date(T0 + 1000) });
-    const [entry] = await sql<{ details: unknown; runId: string }[]>`select details, run_id from log_entries where message = 'loaded codes'`;
+    const [entry] = await sql<
+      { details: unknown; runId: string }[]
+    >`select details, run_id from log_entries where message = 'loaded codes'`;
     assert.deepEqual(entry!.details, { loaded: 3, source: 'test' });
     assert.equal(entry!.runId, started!.run.id);
   });
@@ -190,7 +204,10 @@ describe('manual runs and cancel', () => {
     h.connector.define('hang', () => hold.promise);
     await h.jobs.create({ id: 'busy', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
     await h.jobs.runNow('busy');
-    await assert.rejects(h.jobs.runNow('busy'), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT');
+    await assert.rejects(
+      h.jobs.runNow('busy'),
+      (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT',
+    );
     hold.open();
   });
 
@@ -208,7 +225,13 @@ describe('manual runs and cancel', () => {
     assert.equal(signal?.aborted, true);
     const [entry] = await sql`select level from log_entries where run_id = ${run.id}`;
     assert.equal(entry!['level'], 'WARNING');
-    await assert.rejects(h.jobs.cancelRun(run.id), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT');
-    await assert.rejects(h.jobs.cancelRun('999999999'), (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'NOT_FOUND');
+    await assert.rejects(
+      h.jobs.cancelRun(run.id),
+      (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'CONFLICT',
+    );
+    await assert.rejects(
+      h.jobs.cancelRun('999999999'),
+      (e: Error & { extensions: Record<string, unknown> }) => e.extensions['code'] === 'NOT_FOUND',
+    );
   });
 });

@@ -12,8 +12,7 @@ const { sql } = await testDatabase();
 // Each test starts from empty tables: a tick claims every due job in the database.
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
-const runsOf = (jobId: string) =>
-  sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
+const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe('scheduling on the grid', () => {
@@ -64,7 +63,10 @@ describe('scheduling on the grid', () => {
     await tickAndSettle(h);
     h.clock.set(T0 + 150_000);
     await tickAndSettle(h);
-    assert.deepEqual((await runsOf('start-at')).map((r) => r.scheduledAt.getTime() - T0), [90_000, 150_000]);
+    assert.deepEqual(
+      (await runsOf('start-at')).map((r) => r.scheduledAt.getTime() - T0),
+      [90_000, 150_000],
+    );
   });
 });
 
@@ -88,7 +90,10 @@ describe('overlap', () => {
     await first?.done;
 
     const runs = await runsOf('overlap');
-    assert.deepEqual(runs.map((r) => r.status), ['SUCCEEDED', 'SKIPPED']);
+    assert.deepEqual(
+      runs.map((r) => r.status),
+      ['SUCCEEDED', 'SKIPPED'],
+    );
     // A SKIPPED run never started (SPEC §2): no startedAt, so no lateness; finishedAt is when it was recorded.
     assert.equal(runs[1]!.startedAt, null);
     assert.equal(runs[1]!.finishedAt?.getTime(), T0 + 2000);
@@ -149,9 +154,18 @@ describe('pause, resume and changes', () => {
     h.clock.set(T0 + 50_000);
     await tickAndSettle(h);
     const runs = await runsOf('pausable');
-    assert.deepEqual(runs.map((r) => [r.scheduledAt.getTime() - T0, r.missed]), [[10_000, 0], [50_000, 0]]);
+    assert.deepEqual(
+      runs.map((r) => [r.scheduledAt.getTime() - T0, r.missed]),
+      [
+        [10_000, 0],
+        [50_000, 0],
+      ],
+    );
     const audit = await sql`select message from log_entries where job_id = 'pausable' and level = 'INFO' order by id`;
-    assert.deepEqual(audit.map((e) => e['message']), ['Job "pausable" created', 'Job "pausable" paused: maintenance', 'Job "pausable" resumed']);
+    assert.deepEqual(
+      audit.map((e) => e['message']),
+      ['Job "pausable" created', 'Job "pausable" paused: maintenance', 'Job "pausable" resumed'],
+    );
   });
 
   it('should re-anchor the grid when the period changes but not when the name or call changes', async () => {

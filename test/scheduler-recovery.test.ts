@@ -13,8 +13,7 @@ const { sql, url } = await testDatabase();
 // Each test starts from empty tables: a tick claims every due job in the database.
 beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
-const runsOf = (jobId: string) =>
-  sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
+const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, id`;
 
 describe('leases and crash recovery', () => {
   it('should mark the runs of a process that stopped renewing ABANDONED after its lease, and fence its late writes', async () => {
@@ -41,7 +40,10 @@ describe('leases and crash recovery', () => {
     assert.equal((await alive.scheduler.maintain()).length, 0, 'lease still valid');
     clock.advance(2);
     const abandoned = await alive.scheduler.maintain();
-    assert.deepEqual(abandoned.map((r) => [r.id, r.status]), [[run.id, 'ABANDONED']]);
+    assert.deepEqual(
+      abandoned.map((r) => [r.id, r.status]),
+      [[run.id, 'ABANDONED']],
+    );
     const [entry] = await sql`select level, message from log_entries where run_id = ${run.id}`;
     assert.equal(entry!['level'], 'ERROR');
     assert.match(String(entry!['message']), /Test:hang/);
@@ -57,8 +59,16 @@ describe('leases and crash recovery', () => {
     const [after] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
     assert.equal(row!.status, 'ABANDONED');
     assert.deepEqual(after, row, 'the run is as the other instance left it: ABANDONED, its end and error unchanged');
-    assert.deepEqual(await sql`select * from log_entries where job_id = 'orphaned' order by id`, entries, 'no log entry of the stale holder: neither its own nor its end');
-    assert.deepEqual(dead.events.slice(announced).map((e) => e.topic), [], 'and it announced neither');
+    assert.deepEqual(
+      await sql`select * from log_entries where job_id = 'orphaned' order by id`,
+      entries,
+      'no log entry of the stale holder: neither its own nor its end',
+    );
+    assert.deepEqual(
+      dead.events.slice(announced).map((e) => e.topic),
+      [],
+      'and it announced neither',
+    );
   });
 
   it('should mark every run of a crashed predecessor ABANDONED at start when it owns the database', async () => {
@@ -132,7 +142,10 @@ describe('the database away when a run ends', () => {
     hold.open();
     clock.advance(1001);
     const abandoned = await other.scheduler.maintain();
-    assert.deepEqual(abandoned.map((r) => r.id), [started!.run.id]);
+    assert.deepEqual(
+      abandoned.map((r) => r.id),
+      [started!.run.id],
+    );
     await away.proxy.restore();
     assert.equal(await clock.advanceUntilSettled(started!.done!, END_RETRY_MS), null, 'the fence refused the end');
     const [row] = await runsOf('taken-over');

@@ -12,7 +12,10 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+  engines: { node: string };
+};
 
 let tmp: string;
 let fake: string;
@@ -42,7 +45,10 @@ function npmStart(version: string): Promise<{ code: number | null; stdout: strin
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`node ${version}: no exit within 30 s\n${stdout}${stderr}`))), 30_000);
+    const timer = setTimeout(
+      () => (child.kill('SIGKILL'), reject(new Error(`node ${version}: no exit within 30 s\n${stdout}${stderr}`))),
+      30_000,
+    );
     child.once('close', (code) => (clearTimeout(timer), resolve({ code, stdout, stderr })));
   });
 }

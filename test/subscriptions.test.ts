@@ -44,131 +44,145 @@ async function liveApp(h: Harness): Promise<{ app: ReturnType<typeof appFor>; cl
 const subscribed = (h: Harness, base: number, count: number) =>
   waitFor(() => h.bus.subscriberCount >= base + count, `${count} subscriptions to reach the bus`);
 
-const eventsOf = (items: { jobEvents: JobEventData }[], jobId: string) =>
-  items.map((i) => i.jobEvents).filter((e) => e.jobId === jobId);
+const eventsOf = (items: { jobEvents: JobEventData }[], jobId: string) => items.map((i) => i.jobEvents).filter((e) => e.jobId === jobId);
 
 describe('jobEvents over graphql-ws', () => {
-  it('should deliver each job event once, in order per job, with run and job resolved, and filter by jobId', { timeout: 30_000 }, async () => {
-    const h = harness(sql);
-    const hold = gate();
-    h.connector.define('ok', async () => {});
-    h.connector.define('boom', async () => {
-      throw new Error('remote said no');
-    });
-    h.connector.define('hold', () => hold.promise);
-    const { app, client } = await liveApp(h);
+  it(
+    'should deliver each job event once, in order per job, with run and job resolved, and filter by jobId',
+    { timeout: 30_000 },
+    async () => {
+      const h = harness(sql);
+      const hold = gate();
+      h.connector.define('ok', async () => {});
+      h.connector.define('boom', async () => {
+        throw new Error('remote said no');
+      });
+      h.connector.define('hold', () => hold.promise);
+      const { app, client } = await liveApp(h);
 
-    const base = h.bus.subscriberCount;
-    const all: Collected<{ jobEvents: JobEventData }> = subscribeWs(client, `subscription { jobEvents { ${JOB_EVENT_FIELDS} } }`);
-    const onlyA: Collected<{ jobEvents: JobEventData }> = subscribeWs(
-      client,
-      `subscription($jobId: ID) { jobEvents(jobId: $jobId) { ${JOB_EVENT_FIELDS} } }`,
-      { jobId: 'a' },
-    );
-    await subscribed(h, base, 2);
+      const base = h.bus.subscriberCount;
+      const all: Collected<{ jobEvents: JobEventData }> = subscribeWs(client, `subscription { jobEvents { ${JOB_EVENT_FIELDS} } }`);
+      const onlyA: Collected<{ jobEvents: JobEventData }> = subscribeWs(
+        client,
+        `subscription($jobId: ID) { jobEvents(jobId: $jobId) { ${JOB_EVENT_FIELDS} } }`,
+        { jobId: 'a' },
+      );
+      await subscribed(h, base, 2);
 
-    try {
-      await gqlOk(app, CREATE, { input: { id: 'a', name: 'A', externalCall: 'Test:ok', period: '0:0:1', timeoutSeconds: 60 } });
-      await gqlOk(app, CREATE, { input: { id: 'b', name: 'B', externalCall: 'Test:ok', period: '0:0:1' } });
-      await all.until(2, 'JOB_CREATED of a and b');
+      try {
+        await gqlOk(app, CREATE, { input: { id: 'a', name: 'A', externalCall: 'Test:ok', period: '0:0:1', timeoutSeconds: 60 } });
+        await gqlOk(app, CREATE, { input: { id: 'b', name: 'B', externalCall: 'Test:ok', period: '0:0:1' } });
+        await all.until(2, 'JOB_CREATED of a and b');
 
-      // Both succeed.
-      h.clock.set(T0 + 1000);
-      await tickAndSettle(h);
-      await all.until(6, 'the first runs');
+        // Both succeed.
+        h.clock.set(T0 + 1000);
+        await tickAndSettle(h);
+        await all.until(6, 'the first runs');
 
-      // a fails.
-      await gqlOk(app, UPDATE, { id: 'a', input: { externalCall: 'Test:boom' } });
-      h.clock.set(T0 + 2000);
-      await tickAndSettle(h);
-      await all.until(11, 'the second runs');
+        // a fails.
+        await gqlOk(app, UPDATE, { id: 'a', input: { externalCall: 'Test:boom' } });
+        h.clock.set(T0 + 2000);
+        await tickAndSettle(h);
+        await all.until(11, 'the second runs');
 
-      // a is held open, so its next due time is skipped.
-      await gqlOk(app, UPDATE, { id: 'a', input: { externalCall: 'Test:hold' } });
-      h.clock.set(T0 + 3000);
-      const third = await h.scheduler.tick();
-      const held = third.find((s) => s.run.jobId === 'a')!;
-      await Promise.all(third.filter((s) => s !== held).map((s) => s.done));
-      h.clock.set(T0 + 4000);
-      await tickAndSettle(h);
-      hold.open();
-      await held.done;
-      await all.until(19, 'the held run, the skipped due time and its end');
+        // a is held open, so its next due time is skipped.
+        await gqlOk(app, UPDATE, { id: 'a', input: { externalCall: 'Test:hold' } });
+        h.clock.set(T0 + 3000);
+        const third = await h.scheduler.tick();
+        const held = third.find((s) => s.run.jobId === 'a')!;
+        await Promise.all(third.filter((s) => s !== held).map((s) => s.done));
+        h.clock.set(T0 + 4000);
+        await tickAndSettle(h);
+        hold.open();
+        await held.done;
+        await all.until(19, 'the held run, the skipped due time and its end');
 
-      await gqlOk(app, DELETE, { id: 'a' });
-      // A sentinel: once the re-created job's event is in, any duplicate of an earlier one would be too.
-      await gqlOk(app, CREATE, { input: { id: 'a', name: 'A again', externalCall: 'Test:ok', period: '1:0:0' } });
-      await all.until(21, 'the deletion and the sentinel');
-      await onlyA.until((xs) => xs.length === eventsOf(all.items, 'a').length, 'the same events of a');
-    } finally {
-      hold.open();
-    }
-
-    const kinds = (events: JobEventData[]) => events.map((e) => e.kind);
-    const a = eventsOf(all.items, 'a');
-    assert.deepEqual(kinds(a), [
-      'JOB_CREATED',
-      'RUN_STARTED',
-      'RUN_SUCCEEDED',
-      'JOB_UPDATED',
-      'RUN_STARTED',
-      'RUN_FAILED',
-      'JOB_UPDATED',
-      'RUN_STARTED',
-      'RUN_SKIPPED',
-      'RUN_SUCCEEDED',
-      'JOB_DELETED',
-      'JOB_CREATED',
-    ]);
-    const b = eventsOf(all.items, 'b');
-    assert.deepEqual(kinds(b), ['JOB_CREATED', ...Array(4).fill(['RUN_STARTED', 'RUN_SUCCEEDED']).flat()]);
-    assert.equal(all.items.length, a.length + b.length, 'no events of other jobs, none twice');
-
-    // The jobId filter: exactly a's events, in the same order, nothing of b.
-    assert.deepEqual(onlyA.items.map((i) => i.jobEvents), a);
-
-    // Fields resolved: each run event carries its run with the matching status; job events their job.
-    const statusOf: Record<string, string> = { RUN_STARTED: 'RUNNING', RUN_SUCCEEDED: 'SUCCEEDED', RUN_FAILED: 'FAILED', RUN_SKIPPED: 'SKIPPED' };
-    for (const event of [...a, ...b]) {
-      if (event.kind.startsWith('RUN_')) {
-        assert.ok(event.run, `${event.kind} has its run`);
-        assert.equal(event.run.status, statusOf[event.kind]);
-        assert.equal(event.run.jobId, event.jobId);
-        assert.equal(event.run.trigger, 'SCHEDULE');
-        assert.deepEqual(event.job, { id: event.jobId });
-      } else {
-        assert.equal(event.run, null);
-        assert.deepEqual(event.job, event.kind === 'JOB_DELETED' ? null : { id: event.jobId });
+        await gqlOk(app, DELETE, { id: 'a' });
+        // A sentinel: once the re-created job's event is in, any duplicate of an earlier one would be too.
+        await gqlOk(app, CREATE, { input: { id: 'a', name: 'A again', externalCall: 'Test:ok', period: '1:0:0' } });
+        await all.until(21, 'the deletion and the sentinel');
+        await onlyA.until((xs) => xs.length === eventsOf(all.items, 'a').length, 'the same events of a');
+      } finally {
+        hold.open();
       }
-      assert.match(event.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    }
 
-    // Each started run ends once, after it starts; the skipped due time never starts.
-    for (const events of [a, b]) {
-      const started = events.filter((e) => e.kind === 'RUN_STARTED').map((e) => e.run!.id);
-      const ended = events.filter((e) => e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED').map((e) => e.run!.id);
-      assert.deepEqual([...ended].sort(), [...started].sort());
-      assert.equal(new Set(started).size, started.length);
-      for (const id of started) {
-        const startAt = events.findIndex((e) => e.kind === 'RUN_STARTED' && e.run!.id === id);
-        const endAt = events.findIndex((e) => e.kind !== 'RUN_STARTED' && e.run?.id === id);
-        assert.ok(startAt < endAt, `run ${id} started before it ended`);
+      const kinds = (events: JobEventData[]) => events.map((e) => e.kind);
+      const a = eventsOf(all.items, 'a');
+      assert.deepEqual(kinds(a), [
+        'JOB_CREATED',
+        'RUN_STARTED',
+        'RUN_SUCCEEDED',
+        'JOB_UPDATED',
+        'RUN_STARTED',
+        'RUN_FAILED',
+        'JOB_UPDATED',
+        'RUN_STARTED',
+        'RUN_SKIPPED',
+        'RUN_SUCCEEDED',
+        'JOB_DELETED',
+        'JOB_CREATED',
+      ]);
+      const b = eventsOf(all.items, 'b');
+      assert.deepEqual(kinds(b), ['JOB_CREATED', ...Array(4).fill(['RUN_STARTED', 'RUN_SUCCEEDED']).flat()]);
+      assert.equal(all.items.length, a.length + b.length, 'no events of other jobs, none twice');
+
+      // The jobId filter: exactly a's events, in the same order, nothing of b.
+      assert.deepEqual(
+        onlyA.items.map((i) => i.jobEvents),
+        a,
+      );
+
+      // Fields resolved: each run event carries its run with the matching status; job events their job.
+      const statusOf: Record<string, string> = {
+        RUN_STARTED: 'RUNNING',
+        RUN_SUCCEEDED: 'SUCCEEDED',
+        RUN_FAILED: 'FAILED',
+        RUN_SKIPPED: 'SKIPPED',
+      };
+      for (const event of [...a, ...b]) {
+        if (event.kind.startsWith('RUN_')) {
+          assert.ok(event.run, `${event.kind} has its run`);
+          assert.equal(event.run.status, statusOf[event.kind]);
+          assert.equal(event.run.jobId, event.jobId);
+          assert.equal(event.run.trigger, 'SCHEDULE');
+          assert.deepEqual(event.job, { id: event.jobId });
+        } else {
+          assert.equal(event.run, null);
+          assert.deepEqual(event.job, event.kind === 'JOB_DELETED' ? null : { id: event.jobId });
+        }
+        assert.match(event.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       }
-    }
-    const skipped = a.find((e) => e.kind === 'RUN_SKIPPED')!.run!.id;
-    assert.equal(a.filter((e) => e.run?.id === skipped).length, 1, 'a skipped due time has one event and no RUN_STARTED');
 
-    // The events name the runs the database holds.
-    const rows = await sql<{ id: string; status: string }[]>`select id, status from job_runs where job_id = 'a' order by id`;
-    assert.deepEqual(
-      rows.map((r) => [r.id, r.status]),
-      a.filter((e) => e.kind === 'RUN_SKIPPED' || e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED').map((e) => [e.run!.id, e.run!.status]).sort((x, y) => Number(x[0]) - Number(y[0])),
-    );
+      // Each started run ends once, after it starts; the skipped due time never starts.
+      for (const events of [a, b]) {
+        const started = events.filter((e) => e.kind === 'RUN_STARTED').map((e) => e.run!.id);
+        const ended = events.filter((e) => e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED').map((e) => e.run!.id);
+        assert.deepEqual([...ended].sort(), [...started].sort());
+        assert.equal(new Set(started).size, started.length);
+        for (const id of started) {
+          const startAt = events.findIndex((e) => e.kind === 'RUN_STARTED' && e.run!.id === id);
+          const endAt = events.findIndex((e) => e.kind !== 'RUN_STARTED' && e.run?.id === id);
+          assert.ok(startAt < endAt, `run ${id} started before it ended`);
+        }
+      }
+      const skipped = a.find((e) => e.kind === 'RUN_SKIPPED')!.run!.id;
+      assert.equal(a.filter((e) => e.run?.id === skipped).length, 1, 'a skipped due time has one event and no RUN_STARTED');
 
-    all.dispose();
-    onlyA.dispose();
-    await waitFor(() => h.bus.subscriberCount === base, 'the disposed subscriptions to leave the bus');
-  });
+      // The events name the runs the database holds.
+      const rows = await sql<{ id: string; status: string }[]>`select id, status from job_runs where job_id = 'a' order by id`;
+      assert.deepEqual(
+        rows.map((r) => [r.id, r.status]),
+        a
+          .filter((e) => e.kind === 'RUN_SKIPPED' || e.kind === 'RUN_SUCCEEDED' || e.kind === 'RUN_FAILED')
+          .map((e) => [e.run!.id, e.run!.status])
+          .sort((x, y) => Number(x[0]) - Number(y[0])),
+      );
+
+      all.dispose();
+      onlyA.dispose();
+      await waitFor(() => h.bus.subscriberCount === base, 'the disposed subscriptions to leave the bus');
+    },
+  );
 
   it('should deliver logEntryAdded(jobId, minLevel: WARNING) entries of WARNING and ERROR only', { timeout: 30_000 }, async () => {
     const h = harness(sql);
@@ -203,7 +217,8 @@ describe('jobEvents over graphql-ws', () => {
     await warnings.until(isLast, 'the warning about the missing operation');
     await everything.until(isLast, 'the warning about the missing operation');
 
-    const seen = (c: Collected<Entry>) => c.items.map((i) => [i.logEntryAdded.level, i.logEntryAdded.message.replace(/^(.{0,40}).*$/s, '$1')]);
+    const seen = (c: Collected<Entry>) =>
+      c.items.map((i) => [i.logEntryAdded.level, i.logEntryAdded.message.replace(/^(.{0,40}).*$/s, '$1')]);
     assert.deepEqual(
       warnings.items.map((i) => i.logEntryAdded.level),
       ['WARNING', 'ERROR', 'ERROR', 'WARNING'],
@@ -212,7 +227,10 @@ describe('jobEvents over graphql-ws', () => {
     assert.match(warnings.items[0]!.logEntryAdded.message, /warning from the operation/);
     assert.match(warnings.items[1]!.logEntryAdded.message, /error from the operation/);
     assert.match(warnings.items[2]!.logEntryAdded.message, /failed calling Test:boom: remote said no/);
-    assert.ok(warnings.items.every((i) => i.logEntryAdded.jobId === 'a'), 'entries of b are filtered out');
+    assert.ok(
+      warnings.items.every((i) => i.logEntryAdded.jobId === 'a'),
+      'entries of b are filtered out',
+    );
     assert.ok(warnings.items.slice(0, 3).every((i) => i.logEntryAdded.runId !== null));
 
     // Without minLevel the same job's DEBUG and INFO entries do arrive: the filter is what keeps them out.
@@ -301,7 +319,10 @@ describe('jobEvents over SSE', () => {
     const frames: SseFrame[] = [];
     for await (const frame of sseFrames(response.body!)) frames.push(frame);
     // The stream says that it ended and ends: an error, then `complete`; no backlog is kept for it.
-    assert.deepEqual(frames.map((f) => f.event), ['next', 'complete']);
+    assert.deepEqual(
+      frames.map((f) => f.event),
+      ['next', 'complete'],
+    );
     const ending = JSON.parse(frames[0]!.data) as { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] };
     assert.equal(ending.data, undefined);
     assert.equal(ending.errors?.length, 1);
@@ -312,7 +333,10 @@ describe('jobEvents over SSE', () => {
 });
 
 describe('a slow subscriber', () => {
-  const created = (i: number): TopicEvent => ({ topic: 'job:created', payload: { at: new Date(T0 + i), job: { id: `job-${i}` } as JobRow } });
+  const created = (i: number): TopicEvent => ({
+    topic: 'job:created',
+    payload: { at: new Date(T0 + i), job: { id: `job-${i}` } as JobRow },
+  });
 
   it('should hold up to `limit` unread events and deliver them in order', async () => {
     const bus = new EventBus();

@@ -27,7 +27,15 @@ describe('event wire format', () => {
 
   it("should leave a log entry's details as the operation wrote them, date-like keys included", () => {
     const details = { at: 'soon', scheduledAt: '2026-01-31T08:00:00.000Z', nested: { startedAt: 'x' } };
-    const entry: LogRow = { id: '1', at: new Date('2026-01-31T08:00:01.000Z'), level: 'WARNING', message: 'm', jobId: 'j', runId: null, details };
+    const entry: LogRow = {
+      id: '1',
+      at: new Date('2026-01-31T08:00:01.000Z'),
+      level: 'WARNING',
+      message: 'm',
+      jobId: 'j',
+      runId: null,
+      details,
+    };
     const decoded = decode(encode('a', { topic: 'log:added', payload: { entry } }));
     assert.deepEqual(decoded, { origin: 'a', event: { topic: 'log:added', payload: { entry } } });
   });

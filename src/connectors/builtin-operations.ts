@@ -12,7 +12,8 @@ export function builtinOperations(options: {
   runRetentionDays: number;
   now: () => number;
 }): Record<string, Operation> {
-  const purge = (table: 'log_entries' | 'job_runs', column: 'at' | 'scheduled_at', days: number): Operation =>
+  const purge =
+    (table: 'log_entries' | 'job_runs', column: 'at' | 'scheduled_at', days: number): Operation =>
     async (ctx) => {
       const cutoff = new Date(options.now() - days * DAY_MS);
       let total = 0;

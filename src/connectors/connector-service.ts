@@ -37,7 +37,16 @@ export interface UpdateConnectorInput {
 const CONNECTOR_ID = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 /** Headers the connector sets itself; configuring them would be ignored or would leak auth. */
-const RESERVED_HEADERS = new Set(['authorization', 'x-job-id', 'x-run-id', 'x-scheduled-at', 'content-length', 'host', 'transfer-encoding', 'connection']);
+const RESERVED_HEADERS = new Set([
+  'authorization',
+  'x-job-id',
+  'x-run-id',
+  'x-scheduled-at',
+  'content-length',
+  'host',
+  'transfer-encoding',
+  'connection',
+]);
 
 function validateHeaders(headers: HeaderInput[]): HeaderInput[] {
   if (headers.length > 50) throw badInput('headers', 'At most 50 headers.');
@@ -83,7 +92,8 @@ export class ConnectorService {
 
   async create(input: CreateConnectorInput, actor: string = LOCAL_PRINCIPAL.name): Promise<ConnectorRow> {
     const id = nfc(input.id);
-    if (!CONNECTOR_ID.test(id)) throw badInput('id', 'A connector id starts with a letter or _ and has only letters, digits, _ . - (at most 128).');
+    if (!CONNECTOR_ID.test(id))
+      throw badInput('id', 'A connector id starts with a letter or _ and has only letters, digits, _ . - (at most 128).');
     if ((input.kind ?? 'HTTP') !== 'HTTP') throw badInput('kind', 'Only HTTP connectors can be created.');
     if (this.deps.registry.isBuiltIn(id)) throw conflict(`${id} is a built-in connector.`);
     const row = {
@@ -113,7 +123,10 @@ export class ConnectorService {
       if (!current) throw notFound(`No configured connector with id "${id}".`);
       // Clearing the scheme clears the secret with it.
       const authScheme = input.authScheme === undefined ? current.authScheme : input.authScheme;
-      const secret = input.secret === undefined && authScheme && current.secret ? this.#kept(current, current.secret, authScheme) : this.#given(id, authScheme, input.secret);
+      const secret =
+        input.secret === undefined && authScheme && current.secret
+          ? this.#kept(current, current.secret, authScheme)
+          : this.#given(id, authScheme, input.secret);
       return saveConnector(tx, {
         ...current,
         baseUrl: baseUrl ?? current.baseUrl,
@@ -156,7 +169,10 @@ export class ConnectorService {
     try {
       plain = this.#secrets.open(stored, current.id);
     } catch (error) {
-      throw badInput('secret', `The stored secret cannot be decrypted (${(error as Error).message}); give the secret with the new authScheme.`);
+      throw badInput(
+        'secret',
+        `The stored secret cannot be decrypted (${(error as Error).message}); give the secret with the new authScheme.`,
+      );
     }
     validateAuth(authScheme, plain);
     return stored;
@@ -172,7 +188,13 @@ export class ConnectorService {
     const now = new Date(this.deps.clock.now());
     const { row, entries } = await this.deps.sql.begin(async (tx) => {
       const saved = await change(tx, now);
-      const details = { baseUrl: saved.baseUrl, headers: saved.headers.map((h) => h.name), authScheme: saved.authScheme, hasSecret: saved.secret !== null, actor };
+      const details = {
+        baseUrl: saved.baseUrl,
+        headers: saved.headers.map((h) => h.name),
+        authScheme: saved.authScheme,
+        hasSecret: saved.secret !== null,
+        actor,
+      };
       const logged = await insertLogEntries(tx, [{ at: now, level: 'INFO', message: `Connector ${id} ${what}`, details }]);
       return { row: saved, entries: logged };
     });

@@ -15,7 +15,11 @@ export const EXCERPT_CHARS = 500;
 export const bound = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 /** One line of printable text: control characters and runs of white space become one space. */
-export const oneLine = (text: string): string => text.replace(/\p{Cc}+/gu, ' ').replace(/\s+/g, ' ').trim();
+export const oneLine = (text: string): string =>
+  text
+    .replace(/\p{Cc}+/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 
 /** `encodeURIComponent`, or the text itself when it cannot be encoded (a lone surrogate). */
 export function encodeURIComponentSafe(text: string): string {

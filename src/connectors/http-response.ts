@@ -62,7 +62,10 @@ export function describeNetworkError(thrown: unknown, host: string): string {
     const parts = [...new Set(error.errors.map((e) => describeNetworkError(e, host)))];
     return parts.join('; ');
   }
-  const where = error.address !== undefined ? `${error.address.includes(':') ? `[${error.address}]` : error.address}${error.port !== undefined ? `:${error.port}` : ''}` : host;
+  const where =
+    error.address !== undefined
+      ? `${error.address.includes(':') ? `[${error.address}]` : error.address}${error.port !== undefined ? `:${error.port}` : ''}`
+      : host;
   switch (error.code) {
     case 'ECONNREFUSED':
       return `connection refused by ${where}`;

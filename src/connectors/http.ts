@@ -259,7 +259,9 @@ export class HttpConnector implements Connector {
       try {
         http.validateHeaderValue(name, value);
       } catch {
-        throw new Error(`Connector ${this.id}: the value of header ${shown} has characters HTTP does not allow; change it with updateConnector`);
+        throw new Error(
+          `Connector ${this.id}: the value of header ${shown} has characters HTTP does not allow; change it with updateConnector`,
+        );
       }
       const key = name.toLowerCase();
       if (!IGNORED_HEADERS.has(key)) headers[key] = value;

@@ -230,7 +230,12 @@ export class OperationPool {
     if (state === UNCLAIMED) {
       // Never started: it may still run elsewhere.
       if (!this.#closing && !call.ctx.signal.aborted) this.#submit(call);
-      else this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: ${this.#closing ? 'its workers are stopping' : 'the run was stopped'}`) });
+      else
+        this.#finish(call, {
+          error: new Error(
+            `Server operation "${call.name}" not started: ${this.#closing ? 'its workers are stopping' : 'the run was stopped'}`,
+          ),
+        });
       return;
     }
     this.#finish(call, { error: new Error(lostCallMessage(call.name, this.#replaced.get(state), call.abandoned, error)) });
@@ -270,7 +275,10 @@ export class OperationPool {
       if (call.settled) return;
       call.abandoned = true;
       this.#retiring.add(state);
-      this.#log.warn({ thread: state, operation: call.name, runId: call.ctx.runId }, 'server operation ignored its abort; its worker will be replaced');
+      this.#log.warn(
+        { thread: state, operation: call.name, runId: call.ctx.runId },
+        'server operation ignored its abort; its worker will be replaced',
+      );
       this.#replaceRetired(`${why} did not stop when its run was aborted`);
     }, ABORT_GRACE_MS).unref();
   }
@@ -326,4 +334,3 @@ export class OperationPool {
     }
   }
 }
-

@@ -36,7 +36,10 @@ const port = channel.port1;
 port.unref();
 
 /** The calls running here: how to abort each, and its log entries awaiting their answer. */
-const running = new Map<number, { abort: AbortController; waiting: Map<number, { resolve: () => void; reject: (error: Error) => void }> }>();
+const running = new Map<
+  number,
+  { abort: AbortController; waiting: Map<number, { resolve: () => void; reject: (error: Error) => void }> }
+>();
 port.on('message', (message: ToWorker) => {
   const call = running.get(message.call);
   if (!call) return;
@@ -116,7 +119,14 @@ async function call(operation: Operation, task: Extract<Task, { kind: 'call' }>)
       state.waiting.set(request.seq, { resolve, reject });
       port.postMessage(request);
     });
-  const ctx: CallContext = { signal: abort.signal, log, jobId: task.jobId, runId: task.runId, scheduledAt: new Date(task.scheduledAt), sql };
+  const ctx: CallContext = {
+    signal: abort.signal,
+    log,
+    jobId: task.jobId,
+    runId: task.runId,
+    scheduledAt: new Date(task.scheduledAt),
+    sql,
+  };
   try {
     const value = await operation(ctx);
     // The scheduler ignores the value; it crosses back only when it can.

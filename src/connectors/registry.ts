@@ -36,19 +36,21 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
    * removed instances are closed.
    */
   reload(): Promise<void> {
-    this.#loading = this.#loading.catch(() => {}).then(async () => {
-      const rows = await listConnectorRows(this.sql);
-      const previous = this.#configured;
-      const next = new Map<string, ConnectorEntry>();
-      for (const row of rows) {
-        const kept = previous.get(row.id);
-        next.set(row.id, kept && sameRow(kept.row, row) ? kept : { connector: this.kinds[row.kind](this.#opened(row)), row });
-      }
-      this.#configured = next;
-      for (const [id, entry] of previous) {
-        if (next.get(id) !== entry) closeQuietly(entry.connector);
-      }
-    });
+    this.#loading = this.#loading
+      .catch(() => {})
+      .then(async () => {
+        const rows = await listConnectorRows(this.sql);
+        const previous = this.#configured;
+        const next = new Map<string, ConnectorEntry>();
+        for (const row of rows) {
+          const kept = previous.get(row.id);
+          next.set(row.id, kept && sameRow(kept.row, row) ? kept : { connector: this.kinds[row.kind](this.#opened(row)), row });
+        }
+        this.#configured = next;
+        for (const [id, entry] of previous) {
+          if (next.get(id) !== entry) closeQuietly(entry.connector);
+        }
+      });
     return this.#loading;
   }
 

@@ -14,10 +14,7 @@ export interface Database {
  * Queries are plain postgres.js SQL (drizzle defines the schema and migrations only: its
  * driver would replace this client's date serializers).
  */
-export function connect(
-  url: string,
-  options: { max?: number; applicationName?: string; idleInTransactionMs?: number } = {},
-): Database {
+export function connect(url: string, options: { max?: number; applicationName?: string; idleInTransactionMs?: number } = {}): Database {
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},

@@ -60,7 +60,10 @@ async function running(pid: number): Promise<boolean> {
 async function commandOf(pid: number): Promise<string | undefined> {
   const proc = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (proc !== undefined) return proc.replaceAll('\0', ' ');
-  return execFileP('ps', ['-o', 'command=', '-p', String(pid)]).then((r) => r.stdout, () => undefined);
+  return execFileP('ps', ['-o', 'command=', '-p', String(pid)]).then(
+    (r) => r.stdout,
+    () => undefined,
+  );
 }
 
 async function readPid(file: string): Promise<number | undefined> {
@@ -113,7 +116,11 @@ async function stopOrphan(pgDir: string, log: Log): Promise<void> {
   if (cmd !== undefined && !cmd.includes('postgres')) return fs.rm(pidFile); // pid reused: postgres would refuse
   log?.warn({ pid, dataDir: pgDir }, 'stopping the embedded PostgreSQL orphaned by a previous service');
   // SIGINT: fast shutdown; SIGQUIT: immediate; SIGKILL to its process group (backends included).
-  for (const [sig, target, waitMs] of [['SIGINT', pid, 10_000], ['SIGQUIT', pid, 5_000], ['SIGKILL', -pid, 5_000]] as const) {
+  for (const [sig, target, waitMs] of [
+    ['SIGINT', pid, 10_000],
+    ['SIGQUIT', pid, 5_000],
+    ['SIGKILL', -pid, 5_000],
+  ] as const) {
     signal(target, sig);
     for (const until = Date.now() + waitMs; Date.now() < until; await sleep(50)) if (!(await running(pid))) return;
   }
@@ -281,7 +288,10 @@ async function runServer(bin: string, pgDir: string, port: number, spawnOpts: ob
       if (!(await tcpOpen(port))) continue;
       const sql = adminSql(port);
       const row = await sql<{ dir: string }[]>`select current_setting('data_directory') as dir`
-        .then(([r]) => r, () => undefined) // not ready yet, e.g. "the database system is starting up"
+        .then(
+          ([r]) => r,
+          () => undefined,
+        ) // not ready yet, e.g. "the database system is starting up"
         .finally(() => sql.end({ timeout: 1 }));
       // Someone else's server on this port answers too.
       if (row && row.dir !== realDir && row.dir !== pgDir) throw new Error(`port ${port} is served by another PostgreSQL (${row.dir})`);

@@ -43,10 +43,7 @@ export async function listJobs(sql: Queryable, filter: { enabled?: boolean | nul
 }
 
 export type JobChanges = Partial<
-  Pick<
-    JobRow,
-    'name' | 'connectorId' | 'method' | 'periodSeconds' | 'enabled' | 'pausedNote' | 'timeoutSeconds' | 'anchorAt' | 'nextDueAt'
-  >
+  Pick<JobRow, 'name' | 'connectorId' | 'method' | 'periodSeconds' | 'enabled' | 'pausedNote' | 'timeoutSeconds' | 'anchorAt' | 'nextDueAt'>
 >;
 
 export async function updateJobRow(sql: Queryable, id: string, changes: JobChanges, now: Date): Promise<JobRow | null> {

@@ -1,18 +1,5 @@
 import { sql } from 'drizzle-orm';
-import {
-  bigint,
-  bigserial,
-  boolean,
-  check,
-  index,
-  integer,
-  jsonb,
-  pgTable,
-  text,
-  timestamp,
-  uniqueIndex,
-  uuid,
-} from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { AUTH_SCHEMES, type ConnectorHeader, LOG_LEVELS, RUN_STATUSES, RUN_TRIGGERS, STORED_CONNECTOR_KINDS } from './rows.ts';
 
 const at = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' });
@@ -38,7 +25,9 @@ export const jobs = pgTable(
   },
   (t) => [
     // The claim scans only enabled jobs by due time.
-    index('jobs_due_idx').on(t.nextDueAt).where(sql`${t.enabled}`),
+    index('jobs_due_idx')
+      .on(t.nextDueAt)
+      .where(sql`${t.enabled}`),
     check('jobs_period_positive', sql`${t.periodSeconds} > 0`),
   ],
 );
@@ -65,10 +54,16 @@ export const jobRuns = pgTable(
   },
   (t) => [
     // The atomic claim key: one scheduled run per job and due time, whatever instance claims it.
-    uniqueIndex('job_runs_due_key').on(t.jobId, t.scheduledAt).where(sql`${t.trigger} = 'SCHEDULE'`),
+    uniqueIndex('job_runs_due_key')
+      .on(t.jobId, t.scheduledAt)
+      .where(sql`${t.trigger} = 'SCHEDULE'`),
     // At most one run of a job in progress at a time.
-    uniqueIndex('job_runs_one_running').on(t.jobId).where(sql`${t.status} = 'RUNNING'`),
-    index('job_runs_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'RUNNING'`),
+    uniqueIndex('job_runs_one_running')
+      .on(t.jobId)
+      .where(sql`${t.status} = 'RUNNING'`),
+    index('job_runs_lease_idx')
+      .on(t.leaseExpiresAt)
+      .where(sql`${t.status} = 'RUNNING'`),
     index('job_runs_job_page_idx').on(t.jobId, t.scheduledAt.desc(), t.id.desc()),
     index('job_runs_page_idx').on(t.scheduledAt.desc(), t.id.desc()),
   ],

@@ -48,7 +48,10 @@ export const builder = new SchemaBuilder<Types>({
     }),
     // A role too low: FORBIDDEN for that field; its resolver never runs, so nothing changes.
     unauthorizedError: (_parent, ctx, info) =>
-      new DomainError('FORBIDDEN', `The ${ctx.principal.role} role of "${ctx.principal.name}" may not use ${info.parentType.name}.${info.fieldName}.`),
+      new DomainError(
+        'FORBIDDEN',
+        `The ${ctx.principal.role} role of "${ctx.principal.name}" may not use ${info.parentType.name}.${info.fieldName}.`,
+      ),
   },
 });
 

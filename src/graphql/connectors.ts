@@ -71,9 +71,7 @@ function entryOf(id: string, entries: ConnectorEntry[]): ConnectorEntry {
   return entry;
 }
 
-builder.queryField('connectors', (t) =>
-  t.field({ type: [ConnectorRef], resolve: (_, __, ctx) => ctx.registry.entries() }),
-);
+builder.queryField('connectors', (t) => t.field({ type: [ConnectorRef], resolve: (_, __, ctx) => ctx.registry.entries() }));
 
 builder.mutationFields((t) => ({
   createConnector: t.field({
@@ -86,7 +84,8 @@ builder.mutationFields((t) => ({
     type: ConnectorRef,
     authScopes: { admin: true },
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateConnectorInput, required: true }) },
-    resolve: async (_, { id, input }, ctx) => entryOf((await ctx.connectors.update(id, input, ctx.principal.name)).id, ctx.registry.entries()),
+    resolve: async (_, { id, input }, ctx) =>
+      entryOf((await ctx.connectors.update(id, input, ctx.principal.name)).id, ctx.registry.entries()),
   }),
   deleteConnector: t.field({
     type: 'ID',

@@ -18,7 +18,13 @@ export function decodeCursor(text: string | null | undefined): Cursor | null {
   const [iso, id] = Buffer.from(text, 'base64url').toString('utf8').split('|');
   // Only what encodeCursor writes of what PostgreSQL holds: years 0001 to 9999 (not +275760-09-13…, nor 0000).
   const at = new Date(iso ?? '');
-  if (!id || !/^\d{1,18}$/.test(id) || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(iso ?? '') || Number.isNaN(at.getTime()) || at.getUTCFullYear() < 1) {
+  if (
+    !id ||
+    !/^\d{1,18}$/.test(id) ||
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(iso ?? '') ||
+    Number.isNaN(at.getTime()) ||
+    at.getUTCFullYear() < 1
+  ) {
     throw badInput('after', 'The cursor is not one this API returned.');
   }
   return { at, id };

@@ -6,9 +6,12 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\
 function parseDateTime(value: unknown, extensions?: Record<string, unknown>): Date {
   const date = typeof value === 'string' && ISO_8601.test(value) && isCalendarDate(value) ? new Date(value) : null;
   if (!date || Number.isNaN(date.getTime()) || !storable(date)) {
-    throw new GraphQLError(`DateTime must be an ISO 8601 date and time with a zone, e.g. 2026-01-31T08:00:00Z; got ${JSON.stringify(value)}.`, {
-      extensions,
-    });
+    throw new GraphQLError(
+      `DateTime must be an ISO 8601 date and time with a zone, e.g. 2026-01-31T08:00:00Z; got ${JSON.stringify(value)}.`,
+      {
+        extensions,
+      },
+    );
   }
   return date;
 }

@@ -77,7 +77,14 @@ export function buildApp(deps: AppDeps): App {
     // CSRF prevention and the GraphQL limits (SPEC §8): web-guard.ts, limits.ts.
     // Text with a NUL is bad input (nul-text.ts); malformed requests (bad JSON parameters, documents
     // too deep to parse) are 400s (malformed.ts): last, to wrap the others' parsers.
-    plugins: [useVariableErrorFields(), useNoNulText(), ...useWebGuards(web), ...useGraphQLLimits(web.limits, web), auth.plugin(), useMalformedRequestErrors()],
+    plugins: [
+      useVariableErrorFields(),
+      useNoNulText(),
+      ...useWebGuards(web),
+      ...useGraphQLLimits(web.limits, web),
+      auth.plugin(),
+      useMalformedRequestErrors(),
+    ],
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;

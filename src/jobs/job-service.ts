@@ -113,7 +113,10 @@ export class JobService {
         enabled: row.enabled,
         actor,
       });
-      return { job: row, entries: await insertLogEntries(tx, [audit, ...targetWarnings(row, this.deps.registry.get(row.connectorId), now)]) };
+      return {
+        job: row,
+        entries: await insertLogEntries(tx, [audit, ...targetWarnings(row, this.deps.registry.get(row.connectorId), now)]),
+      };
     });
     this.#announce('job:created', job, now, entries);
     return job;
@@ -160,9 +163,7 @@ export class JobService {
 
   resume(rawId: string, actor: string = LOCAL): Promise<JobRow> {
     return this.#change(rawId, (job, now) =>
-      job.enabled
-        ? null
-        : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: { actor } },
+      job.enabled ? null : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: { actor } },
     );
   }
 
@@ -174,7 +175,15 @@ export class JobService {
       if (!job) throw notFound(`No job with id "${id}".`);
       // Its due times already due and not claimed are recorded before it goes.
       const account = accountChange(scheduleOf(job), null, await this.#databaseNow(tx));
-      const skipped = account.skipped && (await recordChangeSkipped(tx, { jobId: job.id, skipped: account.skipped, change: DELETED, now: now.getTime(), instance: this.#instance }));
+      const skipped =
+        account.skipped &&
+        (await recordChangeSkipped(tx, {
+          jobId: job.id,
+          skipped: account.skipped,
+          change: DELETED,
+          now: now.getTime(),
+          instance: this.#instance,
+        }));
       await deleteJobRow(tx, id);
       // Its run in flight ends with it, in this transaction: the holder's later writes are refused
       // by the lease fence, and a job re-created with this id does not inherit a running run.
@@ -204,16 +213,24 @@ export class JobService {
     const { scheduler } = this.deps;
     const now = new Date(this.deps.clock.now());
     // Tracked by the scheduler: if the reply is lost after the commit, it ends the run rather than leave it unlaunched.
-    const { job, run, entries } = await scheduler.claiming(this.deps.sql.begin(async (tx) => {
-      // The job row lock orders this against a concurrent claim of the same job.
-      const locked = await lockJob(tx, id);
-      if (!locked) throw notFound(`No job with id "${id}".`);
-      const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
-      if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
-      // The run's id goes in details: entries with a runId are what happened in the run itself.
-      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" run ${inserted.id} started by request`, jobId: id, details: { runId: inserted.id, actor } };
-      return { job: locked, run: inserted, entries: await insertLogEntries(tx, [audit]) };
-    }));
+    const { job, run, entries } = await scheduler.claiming(
+      this.deps.sql.begin(async (tx) => {
+        // The job row lock orders this against a concurrent claim of the same job.
+        const locked = await lockJob(tx, id);
+        if (!locked) throw notFound(`No job with id "${id}".`);
+        const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
+        if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
+        // The run's id goes in details: entries with a runId are what happened in the run itself.
+        const audit: NewLogEntry = {
+          at: now,
+          level: 'INFO',
+          message: `Job "${id}" run ${inserted.id} started by request`,
+          jobId: id,
+          details: { runId: inserted.id, actor },
+        };
+        return { job: locked, run: inserted, entries: await insertLogEntries(tx, [audit]) };
+      }),
+    );
     void scheduler.launch(run, job);
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     return run;
@@ -253,7 +270,9 @@ export class JobService {
   async #auditCancel(run: RunRow, actor: string): Promise<void> {
     const at = new Date(this.deps.clock.now());
     const message = `Job "${run.jobId}" run ${run.id} cancelled by request`;
-    const entries = await insertLogEntries(this.deps.sql, [{ at, level: 'INFO', message, jobId: run.jobId, details: { runId: run.id, actor } }]);
+    const entries = await insertLogEntries(this.deps.sql, [
+      { at, level: 'INFO', message, jobId: run.jobId, details: { runId: run.id, actor } },
+    ]);
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
   }
 
@@ -281,10 +300,7 @@ export class JobService {
    */
   async #change(
     rawId: string,
-    plan: (
-      job: JobRow,
-      now: number,
-    ) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string } | null,
+    plan: (job: JobRow, now: number) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string } | null,
   ): Promise<JobRow> {
     const id = validateJobId(rawId);
     const now = this.deps.clock.now();
@@ -300,11 +316,19 @@ export class JobService {
       if (!sameSchedule(before, after)) {
         const account = accountChange(before, after, await this.#databaseNow(tx), await lastScheduledAt(tx, id));
         if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = new Date(account.nextDueMs!);
-        if (account.skipped) skipped = await recordChangeSkipped(tx, { jobId: id, skipped: account.skipped, change: planned.change ?? 'the job changed', now, instance: this.#instance });
+        if (account.skipped)
+          skipped = await recordChangeSkipped(tx, {
+            jobId: id,
+            skipped: account.skipped,
+            change: planned.change ?? 'the job changed',
+            now,
+            instance: this.#instance,
+          });
       }
       const updated = (await updateJobRow(tx, id, changes, new Date(now)))!;
       const audit = auditEntry(updated, now, planned.message, planned.details);
-      const warnings = changes.connectorId || changes.method ? targetWarnings(updated, this.deps.registry.get(updated.connectorId), now) : [];
+      const warnings =
+        changes.connectorId || changes.method ? targetWarnings(updated, this.deps.registry.get(updated.connectorId), now) : [];
       const entries = await insertLogEntries(tx, [audit, ...(skipped ? [skipped.entry] : []), ...warnings]);
       return { job: updated, skipped: skipped?.run ?? null, entries };
     });

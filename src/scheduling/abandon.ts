@@ -12,7 +12,10 @@ export async function abandonAndPublish(deps: { sql: Sql; bus: EventBus }, args:
     const logged = await insertLogEntries(
       tx,
       marked.map((run) => {
-        const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: run.externalCall }, { status: 'ABANDONED', error: run.error });
+        const entry = endLogEntry(
+          { jobId: run.jobId, runId: run.id, externalCall: run.externalCall },
+          { status: 'ABANDONED', error: run.error },
+        );
         return { at: args.now, jobId: run.jobId, runId: run.id, ...entry! };
       }),
     );

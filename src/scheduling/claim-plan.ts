@@ -43,4 +43,3 @@ export function claimLogEntries(run: RunRow, nowMs: number): NewLogEntry[] {
   }
   return entries;
 }
-

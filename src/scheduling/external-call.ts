@@ -20,10 +20,7 @@ export function parseExternalCall(text: string, field = 'externalCall'): Externa
   const connectorId = text.slice(0, colon).trim();
   const method = text.slice(colon + 1).trim();
   if (!CONNECTOR_ID.test(connectorId)) {
-    throw badInput(
-      field,
-      `Connector id "${connectorId}" must start with a letter or _ and contain only letters, digits, _ . -.`,
-    );
+    throw badInput(field, `Connector id "${connectorId}" must start with a letter or _ and contain only letters, digits, _ . -.`);
   }
   if (method.length === 0) throw badInput(field, 'The method name after the colon must not be empty.');
   if (method.length > MAX_METHOD_LENGTH) {

@@ -15,11 +15,7 @@ export function firstGridPointAfter(anchorMs: number, periodMs: number, nowMs: n
  * and the first due time one period later; with `startAt` it is `startAt` itself, or the first
  * grid point after now when `startAt` is past.
  */
-export function initialSchedule(
-  periodMs: number,
-  nowMs: number,
-  startAtMs?: number | null,
-): { anchorMs: number; nextDueMs: number } {
+export function initialSchedule(periodMs: number, nowMs: number, startAtMs?: number | null): { anchorMs: number; nextDueMs: number } {
   if (startAtMs == null) return { anchorMs: nowMs, nextDueMs: nowMs + periodMs };
   if (startAtMs >= nowMs) return { anchorMs: startAtMs, nextDueMs: startAtMs };
   return { anchorMs: startAtMs, nextDueMs: firstGridPointAfter(startAtMs, periodMs, nowMs) };

@@ -75,7 +75,13 @@ async function callWithTimeout(deps: RunDeps, run: RunRow, job: RunJob, abort: A
 async function invoke(deps: RunDeps, run: RunRow, job: RunJob, signal: AbortSignal): Promise<Outcome> {
   const connector = deps.registry.get(job.connectorId);
   if (!connector) {
-    return { status: 'FAILED', error: `Unknown connector "${job.connectorId}" (known: ${deps.registry.list().map((c) => c.id).join(', ')})` };
+    return {
+      status: 'FAILED',
+      error: `Unknown connector "${job.connectorId}" (known: ${deps.registry
+        .list()
+        .map((c) => c.id)
+        .join(', ')})`,
+    };
   }
   const ctx: CallContext = {
     signal,
@@ -135,12 +141,16 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
       const result = await finishRun(deps.sql, run.id, deps.token, { ...outcome, now, log: entry });
       if (!result) {
         // Fenced out: another instance took the run over (marked it ABANDONED), or it was cancelled for us.
-        deps.log.warn({ runId: run.id, jobId: run.jobId, status: outcome.status }, 'run end refused: the run is no longer held by this process');
+        deps.log.warn(
+          { runId: run.id, jobId: run.jobId, status: outcome.status },
+          'run end refused: the run is no longer held by this process',
+        );
         return null;
       }
       // Also when an earlier try committed this end and its reply was lost (`repeated`): the
       // event was not published then, so it is now, from the stored row.
-      if (result.repeated) deps.log.info({ runId: run.id, status: outcome.status }, 'run end was recorded by an earlier try whose reply was lost');
+      if (result.repeated)
+        deps.log.info({ runId: run.id, status: outcome.status }, 'run end was recorded by an earlier try whose reply was lost');
       deps.bus.publish('run:finished', { at: now, run: result.run });
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
       return result.run;
@@ -149,11 +159,18 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
         // Left RUNNING, its lease lapses and any instance marks it ABANDONED (and says so) — unless
         // a try committed with its reply lost: then its end event would never come. This process
         // cannot tell which, so subscribers here and elsewhere are told that events were lost.
-        deps.log.error({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed; the instance is stopping');
+        deps.log.error(
+          { err: error, runId: run.id, status: outcome.status },
+          'recording the end of a run failed; the instance is stopping',
+        );
         deps.bus.lost(`the end of run ${run.id} may have been recorded without its event`);
         return null;
       }
-      if (attempt === 1) deps.log.warn({ err: error, runId: run.id, status: outcome.status }, 'recording the end of a run failed; retrying until the database is back');
+      if (attempt === 1)
+        deps.log.warn(
+          { err: error, runId: run.id, status: outcome.status },
+          'recording the end of a run failed; retrying until the database is back',
+        );
       await sleepFor(deps.clock, Math.min(MAX_END_RETRY_MS, 100 * 2 ** attempt), deps.halted);
     }
   }

@@ -114,13 +114,15 @@ export class Scheduler {
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
-      const { claimed, clashes } = await this.claiming(claimDueJobs(
-        this.#deps.sql,
-        { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
-        (job) => planDueClaim(job, now),
-        (run) => claimLogEntries(run, now),
-        (planned) => clashLogEntry(planned, now),
-      ));
+      const { claimed, clashes } = await this.claiming(
+        claimDueJobs(
+          this.#deps.sql,
+          { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
+          (job) => planDueClaim(job, now),
+          (run) => claimLogEntries(run, now),
+          (planned) => clashLogEntry(planned, now),
+        ),
+      );
       if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
       for (const claim of claimed) {
         this.#publishClaim(claim);
@@ -202,7 +204,11 @@ export class Scheduler {
       else if (held.get(runId)) flight.abort.abort(CANCELLED);
       else flight.leaseUntil = Math.max(flight.leaseUntil, until);
     }
-    const expired = await abandonAndPublish(this.#deps, { now: new Date(now), expiredBefore: new Date(now), error: 'lease expired: the instance running it stopped' });
+    const expired = await abandonAndPublish(this.#deps, {
+      now: new Date(now),
+      expiredBefore: new Date(now),
+      error: 'lease expired: the instance running it stopped',
+    });
     return [...expired, ...(await this.#recoverLostClaims())];
   }
 

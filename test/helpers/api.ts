@@ -44,11 +44,7 @@ export interface GraphQLResponse<T = Json> {
 }
 
 /** POSTs one GraphQL operation to the app's yoga (no port). */
-export async function gql<T = Json>(
-  app: App,
-  query: string,
-  variables?: Record<string, unknown>,
-): Promise<GraphQLResponse<T>> {
+export async function gql<T = Json>(app: App, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> {
   const response = await app.yoga.fetch('http://x/graphql', {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
@@ -100,10 +96,8 @@ export async function createJob(app: App, overrides: Json = {}): Promise<Json> {
   return (await gqlOk(app, CREATE, { input: input(overrides) }))['createJob'];
 }
 
-export const runsPage = async (app: App, vars: Json = {}): Promise<Connection> =>
-  (await gqlOk(app, RUNS, vars))['runs'];
-export const logPage = async (app: App, vars: Json = {}): Promise<Connection> =>
-  (await gqlOk(app, LOG, vars))['logEntries'];
+export const runsPage = async (app: App, vars: Json = {}): Promise<Connection> => (await gqlOk(app, RUNS, vars))['runs'];
+export const logPage = async (app: App, vars: Json = {}): Promise<Connection> => (await gqlOk(app, LOG, vars))['logEntries'];
 
 export function assertError(result: GraphQLResponse, code: string, field?: string): void {
   const error = result.errors?.[0];
@@ -136,4 +130,3 @@ export function rejections(sql: Sql) {
 
   return { snapshot, rejects };
 }
-

@@ -28,7 +28,12 @@ export function dueTimes(sql: Sql) {
 
   /** An instance on the database's clock for changes; its scheduler's clock is set from the database's before each tick. */
   function instance(db = sql, options: { name?: string; batchSize?: number } = {}): Harness {
-    const h = harness(db, { clock: new ManualClock(0), instance: options.name ?? 'one', changeClock: 'database', ...(options.batchSize ? { batchSize: options.batchSize } : {}) });
+    const h = harness(db, {
+      clock: new ManualClock(0),
+      instance: options.name ?? 'one',
+      changeClock: 'database',
+      ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+    });
     h.connector.define('ok', async () => {});
     return h;
   }
@@ -124,7 +129,10 @@ export function dueTimes(sql: Sql) {
     const result = await change(jobs);
     const after = await dbNowMs();
     assert.equal(decided.length, 1, `${jobId}: the change decided what was due by the database's clock, once`);
-    assert.ok(before <= decided[0]! && decided[0]! <= after, `${jobId}: it read the clock between its request (${before}) and its answer (${after}): ${decided[0]}`);
+    assert.ok(
+      before <= decided[0]! && decided[0]! <= after,
+      `${jobId}: it read the clock between its request (${before}) and its answer (${after}): ${decided[0]}`,
+    );
     spans.close(jobId, decided[0]!);
     return result;
   }

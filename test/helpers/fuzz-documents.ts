@@ -249,13 +249,11 @@ function deepDocument(): fc.Arbitrary<GeneratedOperation> {
       subscription: false,
       kind: 'deep selection',
     })),
-    fc
-      .integer({ min: 5, max: 3000 })
-      .map((d) => ({
-        query: `query { jobs(enabled: ${'['.repeat(d)}true${']'.repeat(d)}) { id } }`,
-        subscription: false,
-        kind: 'deep list literal',
-      })),
+    fc.integer({ min: 5, max: 3000 }).map((d) => ({
+      query: `query { jobs(enabled: ${'['.repeat(d)}true${']'.repeat(d)}) { id } }`,
+      subscription: false,
+      kind: 'deep list literal',
+    })),
     fc.integer({ min: 5, max: 3000 }).map((d) => ({
       query: `query($e: Boolean, $j: ID) { jobs(enabled: $e) { id } job(id: $j) { id } }`,
       variables: {

@@ -35,7 +35,13 @@ before(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      recorded.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), socket: req.socket });
+      recorded.push({
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+        socket: req.socket,
+      });
       const handler = routes.get(req.url ?? '') ?? ((_q: IncomingMessage, r: ServerResponse) => r.writeHead(204).end());
       handler(req, res);
     });

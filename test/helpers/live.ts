@@ -15,7 +15,12 @@ export interface Collected<T> {
  * Collects the `next` payloads of a subscription into an array, in arrival order. Waiting is
  * event-driven: each arrival re-checks the pending waits.
  */
-export function collector<T>(): Collected<T> & { push(item: T): void; fail(error: unknown): void; complete(): void; onDispose(fn: () => void): void } {
+export function collector<T>(): Collected<T> & {
+  push(item: T): void;
+  fail(error: unknown): void;
+  complete(): void;
+  onDispose(fn: () => void): void;
+} {
   const items: T[] = [];
   const errors: unknown[] = [];
   const waits = new Set<() => void>();

@@ -138,7 +138,9 @@ export class ServiceProcess {
         const found = this.records.find(match);
         if (found) return finish(() => resolve(found));
         if (this.#exit) {
-          return finish(() => reject(new Error(`the service exited (${describeExit(this.#exit!)}) before logging ${what}\n${this.output}`)));
+          return finish(() =>
+            reject(new Error(`the service exited (${describeExit(this.#exit!)}) before logging ${what}\n${this.output}`)),
+          );
         }
       };
       const timer = setTimeout(
@@ -166,7 +168,10 @@ export class ServiceProcess {
   async waitForExit(timeoutMs: number): Promise<Exit> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the service (pid ${this.pid}) did not exit within ${timeoutMs} ms\n${this.output}`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`the service (pid ${this.pid}) did not exit within ${timeoutMs} ms\n${this.output}`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([this.exited, timeout]);
@@ -369,7 +374,8 @@ export async function gql<T = Record<string, unknown>>(
   timeoutMs = 30_000,
 ): Promise<T> {
   const result = await gqlResult<T>(port, query, variables, timeoutMs);
-  if (result.errors?.length || !result.data) throw new Error(`GraphQL errors from port ${port}: ${JSON.stringify(result.errors ?? result).slice(0, 1000)}`);
+  if (result.errors?.length || !result.data)
+    throw new Error(`GraphQL errors from port ${port}: ${JSON.stringify(result.errors ?? result).slice(0, 1000)}`);
   return result.data;
 }
 
