@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import type { RunRow } from '../src/db/rows.ts';
+import { EventsInterruptedError } from '../src/events/bus.ts';
 import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { harness, T0 } from './helpers/harness.ts';
@@ -69,6 +70,39 @@ describe('leases and crash recovery', () => {
       [],
       'and it announced neither',
     );
+  });
+
+  it('should interrupt subscriptions when it abandons the runs of a holder that stopped: that holder’s last events may never have been sent', async () => {
+    const DUE = T0 + 3_600_000;
+    const clock = new ManualClock(DUE);
+    const dead = harness(sql, { clock: new ManualClock(T0), instance: 'killed', leaseSeconds: 5 });
+    const alive = harness(sql, { clock, instance: 'alive', leaseSeconds: 5 });
+    const hold = gate();
+    dead.connector.define('hang', () => hold.promise);
+    await dead.jobs.create({ id: 'orphaned', name: 'x', externalCall: 'Test:hang', period: '1:0:0' });
+    dead.clock.set(DUE);
+    await dead.scheduler.tick();
+    const subscription = alive.bus.subscribe((event) => event.topic);
+    const received = (async () => {
+      const topics: string[] = [];
+      try {
+        for await (const topic of subscription) topics.push(topic);
+      } catch (error) {
+        return { topics, error };
+      }
+      return { topics, error: null };
+    })();
+
+    clock.advance(5001);
+    assert.equal((await alive.scheduler.maintain()).length, 1);
+    // What the sweep published is delivered synchronously; then the subscription is let go.
+    await new Promise((resolve) => setImmediate(resolve));
+    await subscription.return?.();
+    const { topics, error } = await received;
+    assert.ok(topics.includes('run:finished'), 'the ABANDONED end is delivered first');
+    assert.ok(error instanceof EventsInterruptedError, 'then EVENTS_INTERRUPTED, not a silent gap');
+    assert.match(error.message, /killed stopped while running jobs/);
+    hold.open();
   });
 
   it('should mark every run of a crashed predecessor ABANDONED at start when it owns the database', async () => {

@@ -209,6 +209,12 @@ export class Scheduler {
       expiredBefore: new Date(now),
       error: 'lease expired: the instance running it stopped',
     });
+    if (expired.length > 0) {
+      // Their holder stopped (killed, frozen, cut off): events it recorded just before may never
+      // have been sent, and nobody can tell which. Subscriptions everywhere are told (SPEC §6).
+      const holders = [...new Set(expired.map((run) => run.instance ?? 'an instance'))].join(', ');
+      this.#deps.bus.lost(`${holders} stopped while running jobs; events it recorded last may not have been sent`);
+    }
     return [...expired, ...(await this.#recoverLostClaims())];
   }
 
