@@ -20,13 +20,12 @@ import {
   NAME_OF,
   overHttp,
   overWs,
-  snapshot,
   sseSubscribe,
   tokenStore,
   type Who,
   wsClient,
 } from './helpers/auth.ts';
-import { testDatabase } from './helpers/db.ts';
+import { snapshot, testDatabase } from './helpers/db.ts';
 import { harness, type Harness } from './helpers/harness.ts';
 import { subscribeWs } from './helpers/live.ts';
 import { waitFor } from './helpers/process.ts';

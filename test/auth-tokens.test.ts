@@ -19,19 +19,10 @@ import { sseFrames } from './helpers/live.ts';
 import { waitFor } from './helpers/process.ts';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { problemsOf } from './helpers/config.ts';
 
 const CANARY = 'canary-token-of-the-config-tests-42';
 const OTHER = 'canary-second-token-of-the-tests-77';
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-}
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'auth-tokens-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -6,17 +6,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { ConfigError, loadConfig, SETTINGS } from '../src/config.ts';
-
-/** The problems loadConfig lists for `env`, or [] when it accepts it. */
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-}
+import { problemsOf } from './helpers/config.ts';
 
 describe('configuration', () => {
   it('should apply the defaults and listen on loopback only when there are no tokens', () => {

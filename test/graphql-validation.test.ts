@@ -26,7 +26,7 @@ import {
   runsPage,
   UPDATE,
 } from './helpers/api.ts';
-import { createTestDatabase, testDatabase } from './helpers/db.ts';
+import { createTestDatabase, snapshot, testDatabase } from './helpers/db.ts';
 import { harness, T0 } from './helpers/harness.ts';
 
 const { sql, url } = await testDatabase();
@@ -38,7 +38,7 @@ beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-const { rejects, snapshot } = rejections(sql);
+const { rejects } = rejections(sql);
 
 describe('validation through the API', () => {
   const long = (n: number, char = 'x') => char.repeat(n);
@@ -198,9 +198,9 @@ describe('validation through the API', () => {
   });
 
   async function rejectsDocument(app: ReturnType<typeof appFor>, query: string) {
-    const before = await snapshot();
+    const before = await snapshot(sql);
     const result = await gql(app, query);
-    assert.equal(await snapshot(), before);
+    assert.equal(await snapshot(sql), before);
     return result;
   }
 

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { testDatabase } from './helpers/db.ts';
+import { snapshot, testDatabase } from './helpers/db.ts';
 import { ServiceProcess, stopAll } from './helpers/process.ts';
-import { corsHeaders, errorCode, rawRequest, type RawResponse, snapshot } from './helpers/web.ts';
+import { corsHeaders, errorCode, rawRequest, type RawResponse } from './helpers/web.ts';
 
 const db = await testDatabase();
 const LISTED = 'http://dashboard.example:8080';

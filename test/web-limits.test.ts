@@ -8,9 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import { getIntrospectionQuery } from 'graphql';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { testDatabase } from './helpers/db.ts';
+import { snapshot, testDatabase } from './helpers/db.ts';
 import { ServiceProcess, stopAll } from './helpers/process.ts';
-import { errorCode, rawRequest, type RawResponse, snapshot } from './helpers/web.ts';
+import { errorCode, rawRequest, type RawResponse } from './helpers/web.ts';
 
 const db = await testDatabase();
 const lockedDb = await testDatabase();
@@ -158,28 +158,21 @@ describe('GraphQL limits', () => {
   });
 
   it('should take a client that goes away in the middle of its body in its stride', async () => {
-    await new Promise<void>((resolve) => {
-      const req = http.request({
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/graphql',
-        headers: { 'content-type': 'application/json', 'content-length': '100000' },
+    /** Sends the start of a body, lets it reach the service, then drops the connection. */
+    const goAwayMidBody = (headers: Record<string, string>, start: string) =>
+      new Promise<void>((resolve) => {
+        const req = http.request({
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/graphql',
+          headers: { 'content-type': 'application/json', ...headers },
+        });
+        req.on('error', () => {});
+        req.write(start, () => setTimeout(() => (req.destroy(), resolve()), 100));
       });
-      req.on('error', () => {});
-      req.write('{"query": "{ jobs { id } }", "pad": "', () => setTimeout(() => (req.destroy(), resolve()), 100));
-    });
-    await new Promise<void>((resolve) => {
-      const req = http.request({
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/graphql',
-        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
-      });
-      req.on('error', () => {});
-      req.write('{"query": ', () => setTimeout(() => (req.destroy(), resolve()), 100));
-    });
+    await goAwayMidBody({ 'content-length': '100000' }, '{"query": "{ jobs { id } }", "pad": "');
+    await goAwayMidBody({ 'transfer-encoding': 'chunked' }, '{"query": ');
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal((await post('{ jobs { id } }')).status, 200);
     assert.ok(!service.records.some((r) => r.level !== undefined && r.level >= 50), `the service logged an error:\n${service.output}`);

@@ -14,9 +14,9 @@ import { ConfigError, loadConfig, SETTINGS } from '../src/config.ts';
 import { isHostAllowed, isSocketOriginAllowed } from '../src/http/web-guard.ts';
 import { parseAllowedHosts, parseCorsOrigins } from '../src/http/web-settings.ts';
 import { unknownSettingProblems } from '../src/setting-names.ts';
-import { testDatabase } from './helpers/db.ts';
+import { snapshot, testDatabase } from './helpers/db.ts';
 import { isListening, ServiceProcess, stopAll, waitFor } from './helpers/process.ts';
-import { rawRequest, snapshot } from './helpers/web.ts';
+import { rawRequest } from './helpers/web.ts';
 
 const db = await testDatabase();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'web-settings-'));

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Sql } from '../../src/db/client.ts';
 import { type App, buildApp } from '../../src/http/app.ts';
 import { type Harness, silentLog } from './harness.ts';
+import { snapshot } from './db.ts';
 
 /** A JSON answer from the wire, indexed freely by the tests. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -111,22 +112,14 @@ export function assertError(result: GraphQLResponse, code: string, field?: strin
 
 /** Assertions that a rejected operation changed nothing in the database `sql`. */
 export function rejections(sql: Sql) {
-  /** Everything a rejected operation must leave as it was. */
-  async function snapshot(): Promise<string> {
-    const jobs = await sql`select * from jobs order by id`;
-    const runs = await sql`select * from job_runs order by id`;
-    const log = await sql`select * from log_entries order by id`;
-    return JSON.stringify({ jobs, runs, log });
-  }
-
   /** Runs the operation, asserts it is rejected with `code` (and `field`) and changed nothing. */
   async function rejects(app: App, query: string, variables: Json, code: string, field?: string): Promise<GraphQLResponse> {
-    const before = await snapshot();
+    const before = await snapshot(sql);
     const result = await gql(app, query, variables);
     assertError(result, code, field);
-    assert.equal(await snapshot(), before, `${query} ${JSON.stringify(variables)} changed nothing`);
+    assert.equal(await snapshot(sql), before, `${query} ${JSON.stringify(variables)} changed nothing`);
     return result;
   }
 
-  return { snapshot, rejects };
+  return { rejects };
 }

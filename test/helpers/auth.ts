@@ -6,7 +6,6 @@ import pino from 'pino';
 import { Gauge, Registry } from 'prom-client';
 import WebSocket from 'ws';
 import { parseTokenLines, type Role, TokenStore } from '../../src/auth/tokens.ts';
-import type { Sql } from '../../src/db/client.ts';
 import { type App, buildApp } from '../../src/http/app.ts';
 import type { Json } from './api.ts';
 import type { Harness } from './harness.ts';
@@ -157,13 +156,4 @@ export async function sseSubscribe(url: string, who: Who, query: string, signal:
     signal,
   });
   return { response, frames: response.body && response.ok ? sseFrames(response.body) : null };
-}
-
-/** Everything a refused operation must leave as it was. */
-export async function snapshot(sql: Sql): Promise<string> {
-  const jobs = await sql`select * from jobs order by id`;
-  const runs = await sql`select * from job_runs order by id`;
-  const log = await sql`select * from log_entries order by id`;
-  const connectors = await sql`select * from connectors order by id`;
-  return JSON.stringify({ jobs, runs, log, connectors });
 }

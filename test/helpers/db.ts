@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { after } from 'node:test';
 import postgres from 'postgres';
-import { connect, type Database } from '../../src/db/client.ts';
+import { connect, type Database, type Sql } from '../../src/db/client.ts';
 import { MIGRATIONS_DIR, runMigrations } from '../../src/db/migrate.ts';
 
 /** The server the tests use: `npm test` starts a throwaway one and sets this. */
@@ -70,4 +70,13 @@ export async function testDatabase(): Promise<Database & { url: string }> {
   const db = connect(url, { max: 5 });
   closeFirst.push(() => db.close());
   return { ...db, url };
+}
+
+/** Everything a refused or rejected operation must leave as it was: every row of the service's tables, as text. */
+export async function snapshot(sql: Sql): Promise<string> {
+  const jobs = await sql`select * from jobs order by id`;
+  const runs = await sql`select * from job_runs order by id`;
+  const log = await sql`select * from log_entries order by id`;
+  const connectors = await sql`select * from connectors order by id`;
+  return JSON.stringify({ jobs, runs, log, connectors });
 }

@@ -2,7 +2,6 @@
 // test set (Host), and a snapshot of the service's tables to show that a refusal changed nothing.
 import http from 'node:http';
 import https from 'node:https';
-import type { Sql } from '../../src/db/client.ts';
 
 export interface RawResponse {
   status: number;
@@ -72,17 +71,6 @@ export function rawRequest({
 /** The `access-control-*` headers of an answer. */
 export const corsHeaders = (headers: http.IncomingHttpHeaders): Record<string, unknown> =>
   Object.fromEntries(Object.entries(headers).filter(([name]) => name.startsWith('access-control-')));
-
-/** How many rows each of the service's tables holds, and the newest change: equal before and after a refusal. */
-export async function snapshot(sql: Sql): Promise<Record<string, unknown>> {
-  const [row] = await sql`
-    select (select count(*)::int from jobs) as jobs,
-           (select count(*)::int from job_runs) as runs,
-           (select count(*)::int from log_entries) as log_entries,
-           (select count(*)::int from connectors) as connectors,
-           (select max(updated_at)::text from jobs) as jobs_updated`;
-  return { ...row };
-}
 
 /** The first GraphQL error code of a JSON answer. */
 export function errorCode(json: unknown): string | undefined {
