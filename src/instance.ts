@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type Clock, OffsetClock, type TimeSource } from './clock.ts';
+import { type Clock, OffsetClock, settledWithin, type TimeSource } from './clock.ts';
 import type { Config } from './config.ts';
 import { ServerOperationsConnector } from './connectors/server-operations.ts';
 import { HttpConnector } from './connectors/http.ts';
@@ -43,12 +43,6 @@ export interface InstanceOptions {
 
 /** /health answers within this even when the database does not. */
 const HEALTH_TIMEOUT_MS = 2000;
-
-function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), ms)));
-  return Promise.race([Promise.resolve(promise), expired]).finally(() => clearTimeout(timer));
-}
 
 /** How often the offset to the database's clock is measured again. */
 const CLOCK_SYNC_MS = 60_000;
@@ -192,10 +186,11 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
       web: webOptionsFrom(config),
       metrics: () => metrics.registry,
       health: async () => {
-        const database = await withTimeout(db.sql`select 1`, HEALTH_TIMEOUT_MS).then(
-          () => 'up',
-          () => 'down',
+        const answered = db.sql`select 1`.then(
+          () => true,
+          () => false,
         );
+        const database = (await settledWithin(clock, answered, HEALTH_TIMEOUT_MS)) ? 'up' : 'down';
         const ok = database === 'up' && scheduler.healthy;
         return { ok, body: { instance: config.INSTANCE_ID, database, scheduler: scheduler.healthy ? 'running' : 'stalled' } };
       },
