@@ -1,5 +1,19 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  date,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
 import { AUTH_SCHEMES, type ConnectorHeader, LOG_LEVELS, RUN_STATUSES, RUN_TRIGGERS, STORED_CONNECTOR_KINDS } from './rows.ts';
 
 const at = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' });
@@ -97,4 +111,17 @@ export const connectors = pgTable('connectors', {
   timeoutSeconds: integer('timeout_seconds'),
   createdAt: at('created_at').notNull(),
   updatedAt: at('updated_at').notNull(),
+});
+
+/**
+ * The daily housekeeping (SPEC §4), one row per day it was claimed: the primary key makes the
+ * claim (insert … on conflict do nothing) exactly once per day across every instance sharing
+ * the database. A row with no finished_at is a housekeeping that failed or whose instance died.
+ */
+export const housekeepingDays = pgTable('housekeeping_days', {
+  /** The UTC date of the HOUSEKEEPING_AT time it stands for. */
+  day: date('day', { mode: 'string' }).primaryKey(),
+  instance: text('instance').notNull(),
+  claimedAt: at('claimed_at').notNull(),
+  finishedAt: at('finished_at'),
 });
