@@ -8,6 +8,7 @@ import { type AllowList, EMPTY_ALLOW_LIST, parseAllowList } from './connectors/a
 import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES, parseAllowedHosts, parseCorsOrigins, tlsProblem } from './http/web-settings.ts';
 import { unknownSettingProblems } from './setting-names.ts';
 import { parseSecretKey } from './connectors/secret-box.ts';
+import { parseTimeOfDay } from './housekeeping/schedule.ts';
 
 /** pino's levels, for the service's own output (not the job log's levels). */
 const PINO_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -87,8 +88,19 @@ const schema = z.object({
   INSTANCE_ID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
   LEASE_SECONDS: int(2, 3600).default(15),
   SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(10),
-  LOG_RETENTION_DAYS: int(1, 36500).default(30),
-  RUN_RETENTION_DAYS: int(1, 36500).default(30),
+  // Days of history kept (SPEC §4); 0 keeps forever.
+  LOG_RETENTION_DAYS: int(0, 36500).default(30),
+  RUN_RETENTION_DAYS: int(0, 36500).default(30),
+  // When the daily housekeeping runs, in UTC (src/housekeeping/).
+  HOUSEKEEPING_AT: z
+    .string()
+    .default('02:30')
+    .transform((text, ctx) => {
+      const at = parseTimeOfDay(text);
+      if (at) return at;
+      ctx.addIssue({ code: 'custom', message: 'must be a time of day in UTC as HH:MM, from 00:00 to 23:59 (e.g. 02:30)' });
+      return z.NEVER;
+    }),
   LOG_LEVEL: z.enum(PINO_LEVELS).default('info'),
   AUTH_TOKENS: z.string().optional(),
   AUTH_TOKENS_FILE: z.string().optional(),
@@ -113,7 +125,7 @@ export type Setting = keyof typeof schema.shape;
  */
 export const SETTINGS = Object.keys(schema.shape) as readonly Setting[];
 
-/** The settings, typed; `HTTP_CONNECTOR_ALLOW_HOSTS` comes parsed, once, here. */
+/** The settings, typed; `HTTP_CONNECTOR_ALLOW_HOSTS` and `HOUSEKEEPING_AT` come parsed, once, here. */
 export type Config = Readonly<
   Omit<z.infer<typeof schema>, 'HOST' | 'AUTH_TOKENS' | 'AUTH_TOKENS_FILE' | 'HTTP_CONNECTOR_ALLOW_HOSTS'> & {
     HOST: string;

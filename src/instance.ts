@@ -19,6 +19,7 @@ import { buildApp } from './http/app.ts';
 import { webOptionsFrom } from './http/web-guard.ts';
 import { JobService } from './jobs/job-service.ts';
 import { builtinOperations } from './connectors/builtin-operations.ts';
+import { Housekeeper } from './housekeeping/housekeeper.ts';
 import { reactToChanges } from './reactions.ts';
 import { apiTokens } from './auth/start.ts';
 import { Scheduler } from './scheduling/scheduler.ts';
@@ -30,6 +31,8 @@ export interface Instance {
   scheduler: Scheduler;
   bus: EventBus;
   relay: PgEventRelay;
+  /** The daily housekeeping (HOUSEKEEPING_AT). */
+  housekeeper: Housekeeper;
   /** Graceful: stop claiming, let runs finish within the grace period, close everything. */
   stop(): Promise<void>;
 }
@@ -200,6 +203,18 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     const port = await app.listen(config.PORT, config.HOST);
     // HTTP closes first (no new work), then the scheduler drains, then the database goes.
     cleanup.push(() => app.close());
+    // On the operations' pool: a long purge never takes the scheduler's connections.
+    const housekeeper = new Housekeeper(
+      { sql: operationsDb.sql, clock, bus, log: log.child({ component: 'housekeeping' }) },
+      {
+        instance: config.INSTANCE_ID,
+        at: config.HOUSEKEEPING_AT,
+        logRetentionDays: config.LOG_RETENTION_DAYS,
+        runRetentionDays: config.RUN_RETENTION_DAYS,
+      },
+    );
+    housekeeper.start();
+    cleanup.push(() => housekeeper.stop());
 
     let stopping: Promise<void> | null = null;
     return {
@@ -208,6 +223,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
       scheduler,
       bus,
       relay,
+      housekeeper,
       stop: () => (stopping ??= unwind()),
     };
   } catch (error) {

@@ -17,6 +17,7 @@ export const SETTING_PREFIXES: readonly string[] = [
   'SHUTDOWN_',
   'LOG_',
   'RUN_',
+  'HOUSEKEEPING_',
   'EMBEDDED_PG_',
   'INSTANCE_',
 ];
