@@ -48,6 +48,8 @@ export interface ServiceProcessOptions {
   runtimeEnv?: Record<string, string>;
   /** Called with every line the process prints, stdout and stderr alike (a log file, say). */
   onLine?: (line: string) => void;
+  /** Options of node itself, before the script (e.g. `--cpu-prof` for the benchmark's profiles). */
+  nodeArgs?: string[];
 }
 
 /** One service process: what it printed, its readiness, its exit, and the signals it can be sent. */
@@ -75,7 +77,7 @@ export class ServiceProcess {
         ([key, value]) => value !== undefined && !SERVICE_VARS.includes(key) && !RUNTIME_VARS.includes(key),
       ),
     ) as Record<string, string>;
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
       cwd: repoRoot,
       env: { ...inherited, PORT: '0', LOG_LEVEL: 'info', ...env, ...options.runtimeEnv },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,177 @@
+// Scheduling at one second: N jobs at period 0:0:1 calling the no-op server operation (isolated on
+// worker threads, as by default), every run persisted and published. Measures, over a window
+// after the jobs exist: the share of due times that got a run of their own, lateness (start minus
+// due time, from the rows), CPU and RSS of the process, /health while loaded, and how long SIGTERM
+// takes to end it.
+import postgres from 'postgres';
+import {
+  type BenchContext,
+  cpuSeconds,
+  freshDatabase,
+  dropDatabase,
+  rssMb,
+  round,
+  type RunningService,
+  sleep,
+  startService,
+  summary,
+  type Summary,
+} from '../lib.ts';
+
+export interface LoadResult {
+  jobs: number;
+  windowSeconds: number;
+  /** Jobs created per second through the API (25 per request, 4 requests in flight). */
+  createdPerSecond: number;
+  dueTimes: number;
+  ownRuns: number;
+  /** Share of due times with a run of their own (not coalesced, not skipped). */
+  ownShare: number;
+  coalesced: number;
+  skipped: number;
+  notSucceeded: number;
+  runsPerSecond: number;
+  latenessMs: Summary;
+  /** CPU of the service process per run, in µs. */
+  cpuPerRunUs: number;
+  cpuShare: number;
+  rssIdleMb: number;
+  rssMaxMb: number;
+  healthMs: Summary;
+  healthFailures: number;
+  sigtermMs: number;
+  sigtermExit: string;
+  /** Per second of the window: runs started that second and their p99 lateness. */
+  perSecond?: { second: number; runs: number; p99: number }[];
+}
+
+const CREATE = (count: number) =>
+  `mutation Create(${Array.from({ length: count }, (_, i) => `$i${i}: CreateJobInput!`).join(', ')}) { ${Array.from(
+    { length: count },
+    (_, i) => `j${i}: createJob(input: $i${i}) { id }`,
+  ).join(' ')} }`;
+
+/** Creates `count` jobs at 0:0:1 through the API; resolves with the rate. */
+export async function createJobs(
+  service: RunningService,
+  count: number,
+  options: { prefix?: string; call?: string } = {},
+): Promise<number> {
+  const perRequest = 25;
+  const started = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const from = next;
+      const size = Math.min(perRequest, count - from);
+      next += size;
+      const variables: Record<string, unknown> = {};
+      for (let i = 0; i < size; i++)
+        variables[`i${i}`] = {
+          id: `${options.prefix ?? 'задача'}-${from + i}`,
+          name: `Выгрузка ${from + i}`,
+          externalCall: options.call ?? 'ServerOperationConnector:Noop',
+          period: '0:0:1',
+        };
+      await service.gql(CREATE(size), variables);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** Starts a service, gives it `jobs` jobs and measures a window of `windowSeconds`. */
+export async function measureLoad(
+  context: BenchContext,
+  jobs: number,
+  options: {
+    windowSeconds: number;
+    warmupSeconds?: number;
+    env?: Record<string, string>;
+    nodeArgs?: string[];
+    label?: string;
+    perSecond?: boolean;
+  },
+): Promise<LoadResult> {
+  const url = await freshDatabase(context, options.label ?? `load_${jobs}`);
+  const service = await startService(context, url, options.env, options.nodeArgs);
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sleep(2000);
+    const rssIdleMb = await rssMb(service.process.pid);
+    const createdPerSecond = await createJobs(service, jobs);
+    await sleep((options.warmupSeconds ?? 5) * 1000);
+    const [window] = await sql<{ from: Date }[]>`select date_trunc('second', clock_timestamp()) + interval '1 second' as from`;
+    const fromMs = window!.from.getTime();
+    const toMs = fromMs + options.windowSeconds * 1000;
+    await sleep(Math.max(0, fromMs - Date.now()));
+    const cpuBefore = await cpuSeconds(service.process.pid);
+    let rssMaxMb = 0;
+    const health: number[] = [];
+    let healthFailures = 0;
+    while (Date.now() < toMs) {
+      const asked = performance.now();
+      try {
+        const response = await fetch(`http://127.0.0.1:${service.port}/health`, { signal: AbortSignal.timeout(5000) });
+        await response.text();
+        if (!response.ok) healthFailures++;
+      } catch {
+        healthFailures++;
+      }
+      health.push(performance.now() - asked);
+      rssMaxMb = Math.max(rssMaxMb, await rssMb(service.process.pid));
+      await sleep(Math.min(1000, Math.max(0, toMs - Date.now())));
+    }
+    const cpu = (await cpuSeconds(service.process.pid)) - cpuBefore;
+    // Runs due in the window have started by a second after it (or were coalesced into later ones).
+    await sleep(1500);
+    const sigtermAt = performance.now();
+    service.process.child.kill('SIGTERM');
+    const exit = await service.process.waitForExit(60_000).catch(() => null);
+    const sigtermMs = performance.now() - sigtermAt;
+    if (!exit) service.process.child.kill('SIGKILL');
+    const runs = await sql<{ lateness: number | null; status: string; missed: number; second: number }[]>`
+      select extract(epoch from started_at - scheduled_at) * 1000 as lateness, status, missed,
+             floor(extract(epoch from scheduled_at) - ${fromMs / 1000})::int as second
+      from job_runs
+      where trigger = 'SCHEDULE' and scheduled_at >= ${new Date(fromMs)} and scheduled_at < ${new Date(toMs)}`;
+    const started = runs.filter((r) => r.lateness !== null);
+    const dueTimes = jobs * options.windowSeconds;
+    const ownRuns = started.length;
+    const lateness = started.map((r) => r.lateness!);
+    const perSecond = options.perSecond
+      ? Array.from({ length: options.windowSeconds }, (_, second) => {
+          const these = started.filter((r) => r.second === second).map((r) => r.lateness!);
+          return { second, runs: these.length, p99: round(summary(these).p99) };
+        })
+      : undefined;
+    return {
+      jobs,
+      windowSeconds: options.windowSeconds,
+      createdPerSecond: round(createdPerSecond, 0),
+      dueTimes,
+      ownRuns,
+      ownShare: round(ownRuns / dueTimes, 4),
+      coalesced: runs.reduce((sum, r) => sum + r.missed, 0),
+      skipped: runs.filter((r) => r.status === 'SKIPPED').length,
+      notSucceeded: runs.filter((r) => r.status !== 'SUCCEEDED' && r.status !== 'SKIPPED').length,
+      runsPerSecond: round(ownRuns / options.windowSeconds, 0),
+      latenessMs: roundSummary(summary(lateness)),
+      cpuPerRunUs: round((cpu * 1e6) / Math.max(1, ownRuns), 0),
+      cpuShare: round(cpu / options.windowSeconds, 2),
+      rssIdleMb,
+      rssMaxMb,
+      healthMs: roundSummary(summary(health)),
+      healthFailures,
+      sigtermMs: round(sigtermMs, 0),
+      sigtermExit: exit ? `code ${exit.code ?? exit.signal}` : 'did not exit within 60 s (killed)',
+      perSecond,
+    };
+  } finally {
+    await sql.end();
+    await service.stop(1000).catch(() => {});
+    await dropDatabase(context, url).catch(() => {});
+  }
+}
+
+export const roundSummary = (s: Summary): Summary => ({ n: s.n, p50: round(s.p50), p99: round(s.p99), max: round(s.max) });
