@@ -196,6 +196,39 @@ export async function finishRun(sql: Sql, runId: string, token: string, end: Run
 }
 
 /**
+ * Ends many runs held by one token in one transaction (one commit for all of them): the first
+ * try of each end, so none can have been committed before. Answers, in the order asked, each
+ * run's FinishedRun, or null where the fence refused it. A retry after a failure goes through
+ * `finishRun`, which recognises an end committed by a try whose reply was lost.
+ */
+export async function finishRuns(sql: Sql, token: string, ends: (RunEnd & { runId: string })[]): Promise<(FinishedRun | null)[]> {
+  if (ends.length === 0) return [];
+  const write = async (q: Queryable) => {
+    const runs = await q<RunRow[]>`
+      update job_runs r set status = v.status, error = v.error, finished_at = v.finished_at
+      from unnest(${q.array(ends.map((e) => e.runId))}::bigint[],
+                  ${q.array(ends.map((e) => e.status))}::text[],
+                  ${q.array(ends.map((e) => e.error) as string[])}::text[],
+                  ${q.array(ends.map((e) => e.now.toISOString()))}::timestamptz[]) as v(id, status, error, finished_at)
+      where r.id = v.id and r.lease_token = ${token} and r.status = 'RUNNING'
+      returning r.*`;
+    const byId = new Map(runs.map((run) => [run.id, run]));
+    const logged = ends.filter((e) => e.log && byId.has(e.runId));
+    const entries = await insertLogEntries(
+      q,
+      logged.map((e) => ({ at: e.now, ...e.log!, jobId: byId.get(e.runId)!.jobId, runId: e.runId })),
+    );
+    const entryOf = new Map(entries.map((entry) => [entry.runId, entry]));
+    return ends.map((e) => {
+      const run = byId.get(e.runId);
+      return run ? { run, entry: entryOf.get(e.runId) ?? null, repeated: false } : null;
+    });
+  };
+  // Successes write no entries: one statement, no transaction round trips.
+  return ends.some((e) => e.log) ? sql.begin(write) : write(sql);
+}
+
+/**
  * Renews the leases of the runs this process is executing. Returns, per run it still holds,
  * whether a cancel was requested; a run missing from the answer is no longer held.
  */
@@ -294,5 +327,68 @@ export async function pageRuns(sql: Queryable, args: RunPageArgs): Promise<RunRo
       ${args.status != null ? sql`and status = ${args.status}` : sql``}
       ${args.after ? sql`and (scheduled_at, id) < (${args.after.at}, ${args.after.id})` : sql``}
     order by scheduled_at desc, id desc
+    limit ${args.first + 1}`;
+}
+
+/**
+ * Each job's latest run (by due time, then id), for many jobs in one statement: one index probe of
+ * job_runs_job_page_idx per job, however long its history. Jobs without runs have no row.
+ */
+export async function lastRunsOf(sql: Queryable, jobIds: readonly string[]): Promise<RunRow[]> {
+  if (jobIds.length === 0) return [];
+  return sql<RunRow[]>`
+    select r.* from unnest(${sql.array([...jobIds])}::text[]) as k(job_id)
+    cross join lateral (
+      select * from job_runs where job_runs.job_id = k.job_id order by scheduled_at desc nulls last, id desc nulls last limit 1
+    ) r`;
+}
+
+/**
+ * One page of runs (newest first by due time, then id; one extra to tell whether a next page
+ * exists) for each of many jobs, in one statement: each job's page is an index range of
+ * job_runs_job_page_idx.
+ */
+export async function pageRunsOfJobs(
+  sql: Queryable,
+  jobIds: readonly string[],
+  args: { first: number; after?: { at: Date; id: string } | null },
+): Promise<RunRow[]> {
+  if (jobIds.length === 0) return [];
+  return sql<RunRow[]>`
+    select r.* from unnest(${sql.array([...jobIds])}::text[]) as k(job_id)
+    cross join lateral (
+      select * from job_runs
+      where job_runs.job_id = k.job_id
+        ${args.after ? sql`and (scheduled_at, id) < (${args.after.at}, ${args.after.id})` : sql``}
+      order by scheduled_at desc nulls last, id desc nulls last
+      limit ${args.first + 1}
+    ) r`;
+}
+
+/** The latest due time a SCHEDULE run stands for, per job id of many (epoch ms); ids without one are absent. */
+export async function lastScheduledAtOf(sql: Queryable, jobIds: readonly string[]): Promise<Map<string, number>> {
+  if (jobIds.length === 0) return new Map();
+  // A max() per id: one backward probe of job_runs_due_key each, however many runs the id has.
+  const rows = await sql<{ jobId: string; at: Date | null }[]>`
+    select k.job_id, (select max(scheduled_at) from job_runs r where r.job_id = k.job_id and r.trigger = 'SCHEDULE') as at
+    from unnest(${sql.array([...jobIds])}::text[]) as k(job_id)`;
+  return new Map(rows.filter((row) => row.at !== null).map((row) => [row.jobId, row.at!.getTime()]));
+}
+
+/**
+ * Runs newest first by due time, then id (one page, and one extra row to tell whether a next page
+ * exists), read in the order of job_runs_page_idx, or job_runs_job_page_idx for one job: a page
+ * costs its rows, not a sort of the whole table. The order says NULLS LAST because the indexes
+ * do: `desc` alone means NULLS FIRST, which no index has (the columns are never null, but the
+ * planner does not look at that), and that is how `pageRuns` sorts the whole table per page.
+ */
+export async function pageRunsByIndex(sql: Queryable, args: RunPageArgs): Promise<RunRow[]> {
+  return sql<RunRow[]>`
+    select * from job_runs
+    where true
+      ${args.jobId != null ? sql`and job_id = ${args.jobId}` : sql``}
+      ${args.status != null ? sql`and status = ${args.status}` : sql``}
+      ${args.after ? sql`and (scheduled_at, id) < (${args.after.at}, ${args.after.id})` : sql``}
+    order by scheduled_at desc nulls last, id desc nulls last
     limit ${args.first + 1}`;
 }

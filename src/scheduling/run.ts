@@ -4,7 +4,7 @@ import { CallTimeoutError, type CallContext, type ConnectorRegistry } from '../c
 import type { Sql } from '../db/client.ts';
 import { insertRunLogEntry } from '../db/log.ts';
 import { type JobRow, LOG_LEVELS, type LogLevel, type RunRow } from '../db/rows.ts';
-import { finishRun } from '../db/runs.ts';
+import { type FinishedRun, finishRun, type RunEnd } from '../db/runs.ts';
 import { toError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { type AbortReason, describeError, endLogEntry, type Outcome } from './outcome.ts';
@@ -22,6 +22,8 @@ export interface RunDeps {
   token: string;
   /** Aborted when the instance stops waiting for its runs: retries of their ends stop too. */
   halted?: AbortSignal;
+  /** Writes a run's end on its first try, with others' (the scheduler's group commit); else `finishRun` alone. */
+  endRun?: (runId: string, end: RunEnd) => Promise<FinishedRun | null>;
 }
 
 export type RunJob = Pick<JobRow, 'id' | 'connectorId' | 'method' | 'periodSeconds' | 'timeoutSeconds'>;
@@ -138,7 +140,9 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
   const now = new Date(deps.clock.now());
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await finishRun(deps.sql, run.id, deps.token, { ...outcome, now, log: entry });
+      const end: RunEnd = { ...outcome, now, log: entry };
+      // Only a first try goes with others: a retry must recognise an end its lost reply committed.
+      const result = attempt === 1 && deps.endRun ? await deps.endRun(run.id, end) : await finishRun(deps.sql, run.id, deps.token, end);
       if (!result) {
         // Fenced out: another instance took the run over (marked it ABANDONED), or it was cancelled for us.
         deps.log.warn(

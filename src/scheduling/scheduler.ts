@@ -2,7 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { settledWithin } from '../clock.ts';
 import { earliestDue } from '../db/jobs.ts';
 import type { RunRow } from '../db/rows.ts';
-import { claimDueJobs, type Claimed, type Holder, renewLeases, runningUnder } from '../db/runs.ts';
+import { GroupCommit } from '../db/group-commit.ts';
+import {
+  claimDueJobs,
+  type Claimed,
+  finishRuns,
+  type FinishedRun,
+  type Holder,
+  renewLeases,
+  type RunEnd,
+  runningUnder,
+} from '../db/runs.ts';
 import { DomainError, toError } from '../errors.ts';
 import { clashLogEntry } from './changes.ts';
 import { abandonAndPublish } from './abandon.ts';
@@ -50,6 +60,10 @@ const MAINTENANCE_RETRY_MS = 1000;
 export class Scheduler {
   readonly holder: Holder;
   #deps: Omit<RunDeps, 'token'>;
+  /** Run ends written together: one statement and one commit for the ends of a moment. */
+  #ends: GroupCommit<RunEnd & { runId: string }, FinishedRun | null>;
+  /** What every run of this process is performed with. */
+  #runDeps: RunDeps;
   #options: Required<SchedulerOptions>;
   #inFlight = new Map<string, InFlight>();
   #running = false;
@@ -76,6 +90,13 @@ export class Scheduler {
     this.#options = { batchSize: 500, maxIdleMs: 5000, observe: { claimed: () => {}, failed: () => {} }, ...options };
     // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
     this.holder = { instance: options.instance, token: randomUUID() };
+    this.#ends = new GroupCommit((ends) => finishRuns(deps.sql, this.holder.token, ends));
+    this.#runDeps = {
+      ...deps,
+      token: this.holder.token,
+      halted: this.#halted.signal,
+      endRun: (runId, end) => this.#ends.submit({ ...end, runId }),
+    };
   }
 
   get leaseMs(): number {
@@ -143,7 +164,7 @@ export class Scheduler {
     if (launched) return launched.done;
     if (this.#recovered.has(run.id)) return Promise.resolve(null);
     const abort = new AbortController();
-    const done = executeRun({ ...this.#deps, token: this.holder.token, halted: this.#halted.signal }, run, job, abort)
+    const done = executeRun(this.#runDeps, run, job, abort)
       .catch((error: unknown) => {
         this.#deps.log.error({ err: toError(error), runId: run.id }, 'run failed unexpectedly');
         return null;
