@@ -58,12 +58,16 @@ export class PgEventRelay {
   #stopped = false;
   /** Wakes a retry's pause at stop. */
   #halt = new AbortController();
+  /** How every notification this instance sends begins (`encode` writes the origin first). */
+  readonly #ownPrefix: string;
   /** Per other instance, the number of its last notification received. */
   #received = new Map<string, number>();
 
   constructor(
     private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; log: Logger; origin: string; onResync?: () => void; giveUpMs?: number },
-  ) {}
+  ) {
+    this.#ownPrefix = `${JSON.stringify({ origin: deps.origin }).slice(0, -1)},`;
+  }
 
   /** How many times LISTEN was (re-)established: 1 after start, more after reconnects. */
   get listens(): number {
@@ -173,6 +177,8 @@ export class PgEventRelay {
 
   #receive(payload: string): void {
     const { bus, log } = this.deps;
+    // This instance's own notifications come back too: recognised by their first key, unread.
+    if (payload.startsWith(this.#ownPrefix)) return;
     let message: WireMessage;
     try {
       message = decode(payload);
