@@ -1,0 +1,85 @@
+// Run ends are group-committed (issue 11): the ends of runs that finish together are written in
+// one statement, each run still fenced by its own lease, and each caller gets its own answer.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { beforeEach, describe, it } from 'node:test';
+import { GroupCommit } from '../src/db/group-commit.ts';
+import type { RunRow } from '../src/db/rows.ts';
+import { finishRuns, type FinishedRun, type RunEnd } from '../src/db/runs.ts';
+import { testDatabase } from './helpers/db.ts';
+
+const { sql } = await testDatabase();
+beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
+
+const token = randomUUID();
+const now = new Date('2027-03-28T00:59:59.000Z');
+
+async function runningRuns(count: number, holder: string, prefix = 'выгрузка'): Promise<RunRow[]> {
+  return sql<RunRow[]>`
+    insert into job_runs (job_id, trigger, scheduled_at, started_at, status, instance, lease_token, lease_expires_at)
+    select ${prefix} || '-' || i, 'SCHEDULE', ${now}, ${now}, 'RUNNING', 'a', ${holder}, ${new Date(now.getTime() + 15_000)}
+    from generate_series(1, ${count}) as i
+    returning *`;
+}
+
+describe('run ends written together', () => {
+  it('should write the ends of runs that finish at once in one statement, each run fenced by its own lease', async () => {
+    const ours = await runningRuns(40, token);
+    const [taken] = await runningRuns(1, randomUUID(), 'чужая'); // held by another instance: its end is refused
+    const batches: number[] = [];
+    const ends = new GroupCommit<RunEnd & { runId: string }, FinishedRun | null>((items) => {
+      batches.push(items.length);
+      return finishRuns(sql, token, items);
+    });
+    const later = new Date(now.getTime() + 30);
+    const answers = await Promise.all([
+      ...ours.map((run, i) =>
+        ends.submit({
+          runId: run.id,
+          status: i % 2 ? 'SUCCEEDED' : 'FAILED',
+          error: i % 2 ? null : `сбой ${i}`,
+          now: later,
+          log: i % 2 ? undefined : { level: 'ERROR', message: `Выгрузка ${i} failed`, details: { i } },
+        }),
+      ),
+      ends.submit({ runId: taken!.id, status: 'SUCCEEDED', error: null, now: later }),
+    ]);
+
+    assert.deepEqual(batches, [41], 'one statement for all of them');
+    assert.equal(answers.at(-1), null, 'the run another instance holds is refused');
+    for (const [i, answer] of answers.slice(0, -1).entries()) {
+      assert.equal(answer?.run.id, ours[i]!.id, 'each caller gets its own run');
+      assert.equal(answer.run.status, i % 2 ? 'SUCCEEDED' : 'FAILED');
+      assert.equal(answer.entry?.message ?? null, i % 2 ? null : `Выгрузка ${i} failed`);
+      assert.equal(answer.entry?.runId ?? null, i % 2 ? null : ours[i]!.id);
+    }
+    const [counts] = await sql<{ running: number; failed: number; entries: number }[]>`
+      select (select count(*)::int from job_runs where status = 'RUNNING') as running,
+             (select count(*)::int from job_runs where status = 'FAILED' and error like 'сбой %') as failed,
+             (select count(*)::int from log_entries where level = 'ERROR') as entries`;
+    assert.deepEqual(counts, { running: 1, failed: 20, entries: 20 });
+  });
+
+  it('should write an end that arrives while a batch is in flight with the next batch, and fail each caller of a batch that fails', async () => {
+    const [first, second, third] = await runningRuns(3, token);
+    const batches: string[][] = [];
+    let failNext = false;
+    const ends = new GroupCommit<RunEnd & { runId: string }, FinishedRun | null>(async (items) => {
+      batches.push(items.map((item) => item.runId));
+      if (failNext) throw new Error('the database went away');
+      return finishRuns(sql, token, items);
+    });
+    const end = (runId: string): RunEnd & { runId: string } => ({ runId, status: 'SUCCEEDED', error: null, now });
+    const one = ends.submit(end(first!.id));
+    await new Promise((resolve) => setImmediate(resolve)); // the first batch is on its way
+    const two = ends.submit(end(second!.id));
+    assert.equal((await one)?.run.status, 'SUCCEEDED');
+    assert.equal((await two)?.run.status, 'SUCCEEDED');
+    assert.deepEqual(batches, [[first!.id], [second!.id]]);
+
+    failNext = true;
+    await assert.rejects(ends.submit(end(third!.id)), /went away/);
+    const [row] = await sql<RunRow[]>`select * from job_runs where id = ${third!.id}`;
+    assert.equal(row!.status, 'RUNNING', 'a failed batch changed nothing');
+  });
+});
