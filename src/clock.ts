@@ -198,6 +198,6 @@ export async function settledWithin<T>(clock: Clock, promise: Promise<T>, ms: nu
   try {
     return await Promise.race([promise, sleepFor(clock, ms, stop.signal).then(() => undefined)]);
   } finally {
-    stop.abort();
+    stop.abort('settled');
   }
 }

@@ -47,6 +47,8 @@ export async function executeRun(deps: RunDeps, run: RunRow, job: RunJob, abort:
   return recordEnd(deps, run, job, outcome);
 }
 
+const CALL_SETTLED = 'call settled';
+
 async function callWithTimeout(deps: RunDeps, run: RunRow, job: RunJob, abort: AbortController): Promise<Outcome> {
   const { clock } = deps;
   const timeoutSeconds = job.timeoutSeconds ?? defaultTimeoutSeconds(job.periodSeconds);
@@ -70,7 +72,8 @@ async function callWithTimeout(deps: RunDeps, run: RunRow, job: RunJob, abort: A
     const call = abort.signal.aborted ? new Promise<never>(() => {}) : invoke(deps, run, job, abort.signal);
     return await Promise.race([call, aborted, timedOut]);
   } finally {
-    timerStop.abort();
+    // A reason of its own: abort() without one builds a DOMException, stack and all, per run.
+    timerStop.abort(CALL_SETTLED);
   }
 }
 
