@@ -82,6 +82,17 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     // (operations from SERVER_OPERATIONS_DIR run on worker threads, each with its own).
     const operationsDb = connect(databaseUrl, { max: 3, applicationName: `server-jobs operations ${config.INSTANCE_ID}` });
     cleanup.push(() => operationsDb.close());
+    // The API gets a pool of its own, for its reads and its job changes alike: a burst of
+    // dashboard queries or of createJob mutations waits for these connections, never for the
+    // scheduler's (claims, run ends, lease renewals), and takes none of them. Job changes still
+    // serialise with claims: through the job row's lock, whatever pool its transaction runs on;
+    // a change waiting for that lock holds one of these connections, not a scheduler's.
+    const apiDb = connect(databaseUrl, {
+      max: 4,
+      applicationName: `server-jobs api ${config.INSTANCE_ID}`,
+      idleInTransactionMs: Math.max(2000, (config.LEASE_SECONDS * 1000) / 3),
+    });
+    cleanup.push(() => apiDb.close());
 
     let clock = givenClock;
     if (!clock) {
@@ -179,10 +190,10 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     cleanup.push(() => relay.stop());
     cleanup.push(reactToChanges({ bus, scheduler, registry, log }));
 
-    const jobs = new JobService({ sql: db.sql, clock, bus, registry, scheduler });
+    const jobs = new JobService({ sql: apiDb.sql, clock, bus, registry, scheduler });
     const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry, secrets });
     const app = buildApp({
-      context: { sql: db.sql, jobs, connectors, registry, bus },
+      context: { sql: apiDb.sql, jobs, connectors, registry, bus },
       log,
       // API tokens (SPEC §8): AUTH_TOKENS, or AUTH_TOKENS_FILE watched until the instance stops.
       auth: apiTokens(config, log, cleanup),

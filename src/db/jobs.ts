@@ -4,21 +4,35 @@ import type { JobRow } from './rows.ts';
 /** A job to insert: its row less the pause note (a new job has none) and the time stamps, which are `now`. */
 export type NewJob = Omit<JobRow, 'pausedNote' | 'createdAt' | 'updatedAt'> & { now: Date };
 
-/** Inserts a job; returns null when the id is taken. */
-export async function insertJob(sql: Queryable, job: NewJob): Promise<JobRow | null> {
-  const rows = await sql<JobRow[]>`
+/** Inserts jobs (of distinct ids) in one statement; answers the rows inserted: a job whose id is taken is not. */
+export async function insertJobs(sql: Queryable, jobs: readonly NewJob[]): Promise<JobRow[]> {
+  if (jobs.length === 0) return [];
+  const column = <T>(value: (job: NewJob) => T) => sql.array(jobs.map(value) as never[]);
+  const iso = (date: Date) => date.toISOString();
+  return sql<JobRow[]>`
     insert into jobs (id, name, connector_id, method, period_seconds, enabled, timeout_seconds,
                       anchor_at, next_due_at, created_at, updated_at)
-    values (${job.id}, ${job.name}, ${job.connectorId}, ${job.method}, ${job.periodSeconds}, ${job.enabled},
-            ${job.timeoutSeconds}, ${job.anchorAt}, ${job.nextDueAt}, ${job.now}, ${job.now})
+    select v.id, v.name, v.connector_id, v.method, v.period_seconds, v.enabled, v.timeout_seconds,
+           v.anchor_at, v.next_due_at, v.now, v.now
+    from unnest(${column((j) => j.id)}::text[], ${column((j) => j.name)}::text[],
+                ${column((j) => j.connectorId)}::text[], ${column((j) => j.method)}::text[],
+                ${column((j) => j.periodSeconds)}::int[], ${column((j) => j.enabled)}::boolean[],
+                ${column((j) => j.timeoutSeconds)}::int[], ${column((j) => iso(j.anchorAt))}::timestamptz[],
+                ${column((j) => iso(j.nextDueAt))}::timestamptz[], ${column((j) => iso(j.now))}::timestamptz[])
+         as v(id, name, connector_id, method, period_seconds, enabled, timeout_seconds, anchor_at, next_due_at, now)
     on conflict (id) do nothing
     returning *`;
-  return rows[0] ?? null;
 }
 
 export async function findJob(sql: Queryable, id: string): Promise<JobRow | null> {
   const rows = await sql<JobRow[]>`select * from jobs where id = ${id}`;
   return rows[0] ?? null;
+}
+
+/** The jobs of these ids (those that exist), in one statement. */
+export async function findJobs(sql: Queryable, ids: readonly string[]): Promise<JobRow[]> {
+  if (ids.length === 0) return [];
+  return sql<JobRow[]>`select * from jobs where id = any(${sql.array([...ids])}::text[])`;
 }
 
 /**
@@ -58,6 +72,11 @@ export async function updateJobRow(sql: Queryable, id: string, changes: JobChang
 export async function deleteJobRow(sql: Queryable, id: string): Promise<JobRow | null> {
   const rows = await sql<JobRow[]>`delete from jobs where id = ${id} returning *`;
   return rows[0] ?? null;
+}
+
+/** Deletes the jobs of these ids (those that exist). */
+export async function deleteJobRows(sql: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length > 0) await sql`delete from jobs where id = any(${sql.array([...ids])}::text[])`;
 }
 
 /** The earliest due time among enabled jobs: when the scheduler must next look. */

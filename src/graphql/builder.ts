@@ -7,10 +7,14 @@ import type { Sql } from '../db/client.ts';
 import { DomainError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { JobService } from '../jobs/job-service.ts';
+import type { Loaders } from './loaders.ts';
 
 /** A fresh object per request; the services inside are shared. */
 export interface Context {
+  /** The API's own pool (instance.ts): reads never wait for, nor take, the scheduler's connections. */
   sql: Sql;
+  /** Batched per-row lookups (loaders.ts), shared by the app's requests. */
+  loaders: Loaders;
   jobs: JobService;
   connectors: ConnectorService;
   registry: ConnectorRegistry;

@@ -1,10 +1,11 @@
 import { findJob, listJobs } from '../db/jobs.ts';
-import { lastRunOf } from '../db/runs.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { defaultTimeoutSeconds, formatPeriod } from '../scheduling/period.ts';
 import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
-import { JobRunConnection, runsPage } from './runs.ts';
+import { createJobField } from './create-batch.ts';
+import { decodeCursor, pageSize } from './pagination.ts';
+import { JobRunConnection, toRunsPage } from './runs.ts';
 import { JobRef, JobRunRef } from './types.ts';
 
 JobRef.implement({
@@ -29,11 +30,15 @@ JobRef.implement({
       description: 'The next due time; null while paused.',
       resolve: (job) => (job.enabled ? job.nextDueAt : null),
     }),
-    lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => lastRunOf(ctx.sql, job.id) }),
+    lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => ctx.loaders.lastRun.load(job.id) }),
     runs: t.field({
       type: JobRunConnection,
       args: { first: t.arg.int(), after: t.arg.string() },
-      resolve: (job, args, ctx) => runsPage(ctx.sql, { ...args, jobId: job.id }),
+      resolve: async (job, args, ctx) => {
+        const first = pageSize(args.first);
+        const rows = await ctx.loaders.runsPage.load({ jobId: job.id, first, after: decodeCursor(args.after) });
+        return toRunsPage(rows, first);
+      },
     }),
     createdAt: t.field({ type: 'DateTime', resolve: (job) => job.createdAt }),
     updatedAt: t.field({ type: 'DateTime', resolve: (job) => job.updatedAt }),
@@ -89,7 +94,7 @@ builder.mutationType({
     createJob: t.field({
       type: JobRef,
       args: { input: t.arg({ type: CreateJobInput, required: true }) },
-      resolve: (_, { input }, ctx) => ctx.jobs.create(input, ctx.principal.name),
+      resolve: (_, { input }, ctx, info) => createJobField(input, ctx, info),
     }),
     updateJob: t.field({
       type: JobRef,

@@ -1,11 +1,10 @@
-import { findJob } from '../db/jobs.ts';
-import { pageRuns } from '../db/runs.ts';
+import { pageRunsByIndex } from '../db/runs.ts';
 import { builder } from './builder.ts';
 import { RunStatusEnum, RunTriggerEnum } from './enums.ts';
 import { connectionType, decodeCursor, pageSize, toPage } from './pagination.ts';
 import { JobRef, JobRunRef } from './types.ts';
 import type { Queryable } from '../db/client.ts';
-import type { RunStatus } from '../db/rows.ts';
+import type { RunRow, RunStatus } from '../db/rows.ts';
 import { validateJobId } from '../input.ts';
 
 JobRunRef.implement({
@@ -13,7 +12,7 @@ JobRunRef.implement({
   fields: (t) => ({
     id: t.exposeID('id', { description: 'The database id; the runId a connector receives.' }),
     jobId: t.exposeID('jobId'),
-    job: t.field({ type: JobRef, nullable: true, resolve: (run, _, ctx) => findJob(ctx.sql, run.jobId) }),
+    job: t.field({ type: JobRef, nullable: true, resolve: (run, _, ctx) => ctx.loaders.job.load(run.jobId) }),
     trigger: t.field({ type: RunTriggerEnum, resolve: (run) => run.trigger }),
     scheduledAt: t.field({ type: 'DateTime', description: 'The due time on the grid.', resolve: (run) => run.scheduledAt }),
     startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (run) => run.startedAt }),
@@ -36,14 +35,17 @@ export async function runsPage(
   args: { jobId?: string | null; status?: RunStatus | null; first?: number | null; after?: string | null },
 ) {
   const size = pageSize(args.first);
-  const rows = await pageRuns(sql, {
+  const rows = await pageRunsByIndex(sql, {
     jobId: args.jobId == null ? null : validateJobId(args.jobId, 'jobId'),
     status: args.status ?? null,
     first: size,
     after: decodeCursor(args.after),
   });
-  return toPage(rows, size, (run) => ({ at: run.scheduledAt, id: run.id }));
+  return toRunsPage(rows, size);
 }
+
+/** Runs fetched with one extra, as a connection. */
+export const toRunsPage = (rows: RunRow[], size: number) => toPage(rows, size, (run) => ({ at: run.scheduledAt, id: run.id }));
 
 builder.queryField('runs', (t) =>
   t.field({

@@ -1,4 +1,3 @@
-import { findJob } from '../db/jobs.ts';
 import { type LogLevel, levelRank, type JobRow, type RunRow } from '../db/rows.ts';
 import type { TopicEvent } from '../events/topics.ts';
 import { validateJobId } from '../input.ts';
@@ -47,7 +46,7 @@ const JobEventRef = builder.objectRef<JobEvent>('JobEvent').implement({
     job: t.field({
       type: JobRef,
       nullable: true,
-      resolve: (e, _, ctx) => (e.kind === 'JOB_DELETED' ? null : (e.job ?? findJob(ctx.sql, e.jobId))),
+      resolve: (e, _, ctx) => (e.kind === 'JOB_DELETED' ? null : (e.job ?? ctx.loaders.job.load(e.jobId))),
     }),
     run: t.field({ type: JobRunRef, nullable: true, resolve: (e) => e.run ?? null }),
   }),

@@ -11,6 +11,7 @@ import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import { TokenStore } from '../auth/tokens.ts';
 import type { Context } from '../graphql/builder.ts';
+import { createLoaders } from '../graphql/loaders.ts';
 import { schema } from '../graphql/schema.ts';
 import { useGraphQLLimits } from '../graphql/limits.ts';
 import { useVariableErrorFields } from '../graphql/variable-errors.ts';
@@ -35,7 +36,7 @@ import { renderGraphiQLWithToken } from './graphiql-token.ts';
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 export interface AppDeps {
-  context: Omit<Context, 'principal'>;
+  context: Omit<Context, 'principal' | 'loaders'>;
   log: Logger;
   /** The Prometheus registry served at /metrics, when there is one. */
   metrics?: () => Registry;
@@ -62,10 +63,11 @@ export interface App {
 export function buildApp(deps: AppDeps): App {
   const web = deps.web ?? DEFAULT_WEB;
   const auth = new ApiAuth(deps.auth ?? TokenStore.off());
+  const loaders = createLoaders(deps.context.sql);
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
     // A fresh context object per request around the shared services, with who asks (UNAUTHENTICATED without a known token).
-    context: (initial) => ({ ...deps.context, principal: auth.principalOf(initial) }),
+    context: (initial) => ({ ...deps.context, loaders, principal: auth.principalOf(initial) }),
     graphiql: web.graphiql ? { title: 'Server Jobs', subscriptionsProtocol: 'WS', defaultTabs: GRAPHIQL_TABS } : false,
     // No CORS headers unless CORS_ORIGINS lists the origin (yoga's default answers any origin).
     cors: corsFor(web.corsOrigins),

@@ -2,11 +2,11 @@ import { LOCAL_PRINCIPAL } from '../auth/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { ConnectorRegistry } from '../connectors/types.ts';
 import type { Queryable, Sql } from '../db/client.ts';
-import { databaseNow, deleteJobRow, insertJob, type JobChanges, lockJob, updateJobRow } from '../db/jobs.ts';
+import { databaseNow, deleteJobRow, deleteJobRows, insertJobs, type JobChanges, lockJob, type NewJob, updateJobRow } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, requestCancel } from '../db/runs.ts';
-import { conflict, notFound } from '../errors.ts';
+import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, lastScheduledAtOf, requestCancel } from '../db/runs.ts';
+import { conflict, DomainError, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { accountChange, nextDueAfter, sameSchedule } from '../scheduling/changes.ts';
@@ -69,6 +69,8 @@ export interface JobServiceDeps {
  */
 const LOCAL = LOCAL_PRINCIPAL.name;
 
+const taken = (id: string) => conflict(`A job with id "${id}" already exists.`);
+
 /** What a change does, for the WARNING about the due times it leaves behind. */
 const PAUSED = 'the job was paused';
 const DELETED = 'the job was deleted';
@@ -82,44 +84,91 @@ export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
   async create(input: CreateJobInput, actor: string = LOCAL): Promise<JobRow> {
+    const { created, refused } = await this.createMany([input], actor);
+    if (refused) throw refused;
+    return created[0]!;
+  }
+
+  /**
+   * Creates jobs in the order given up to the first one refused (bad input, or an id taken, also
+   * by an earlier job of the list), which is answered as `refused`: those after it are not
+   * created, as when creating them one by one stops at the first error. All in one transaction,
+   * one commit for all: many jobs cost a few round trips, not a few per job. Each created job has
+   * its audit entry and its events, as from `create`.
+   */
+  async createMany(inputs: readonly CreateJobInput[], actor: string = LOCAL): Promise<{ created: JobRow[]; refused: DomainError | null }> {
+    const now = this.deps.clock.now();
+    const planned: { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number }[] = [];
+    let refused: DomainError | null = null;
+    const ids = new Set<string>();
+    for (const input of inputs) {
+      try {
+        const plan = this.#planCreate(input, now);
+        if (ids.has(plan.job.id)) throw taken(plan.job.id);
+        ids.add(plan.job.id);
+        planned.push(plan);
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        refused = error;
+        break;
+      }
+    }
+    if (planned.length === 0) return { created: [], refused };
+    const { created, entries, takenId } = await this.deps.sql.begin(async (tx) => {
+      // Runs of a deleted job with one of these ids stay: its new grid starts after their due
+      // times, so no claim of it clashes with their (job, due time) key.
+      const recorded = await lastScheduledAtOf(tx, [...ids]);
+      const jobs = planned.map(({ job, nextDueMs }) => {
+        const schedule = { anchorMs: job.anchorAt.getTime(), periodMs: job.periodSeconds * 1000, nextDueMs };
+        return { ...job, nextDueAt: new Date(nextDueAfter(schedule, recorded.get(job.id) ?? null)) };
+      });
+      const rows = new Map((await insertJobs(tx, jobs)).map((row) => [row.id, row]));
+      // An id taken by a stored job refuses its job, and the jobs after it were not to be created:
+      // their rows go again, uncommitted, so no one ever saw them.
+      const takenAt = jobs.findIndex((job) => !rows.has(job.id));
+      if (takenAt >= 0)
+        await deleteJobRows(
+          tx,
+          jobs.slice(takenAt + 1).map((job) => job.id),
+        );
+      const created = (takenAt >= 0 ? jobs.slice(0, takenAt) : jobs).map((job) => rows.get(job.id)!);
+      const written = created.flatMap((row) => [
+        auditEntry(row, now, `Job "${row.id}" created`, {
+          externalCall: formatExternalCall(row),
+          period: formatPeriod(row.periodSeconds),
+          enabled: row.enabled,
+          actor,
+        }),
+        ...targetWarnings(row, this.deps.registry.get(row.connectorId), now),
+      ]);
+      return { created, entries: await insertLogEntries(tx, written), takenId: takenAt >= 0 ? jobs[takenAt]!.id : null };
+    });
+    const entriesOf = new Map<string, LogRow[]>(created.map((job) => [job.id, []]));
+    for (const entry of entries) entriesOf.get(entry.jobId!)!.push(entry);
+    for (const job of created) this.#announce('job:created', job, now, entriesOf.get(job.id)!);
+    return { created, refused: takenId === null ? refused : taken(takenId) };
+  }
+
+  /** A new job's row from its input (validated, all of it, before anything is written), and its first due time. */
+  #planCreate(input: CreateJobInput, now: number): { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number } {
     const id = validateJobId(input.id);
     const name = validateName(input.name);
     const call = validateExternalCall(input.externalCall);
     const periodSeconds = validatePeriod(input.period);
     const timeoutSeconds = input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds);
     const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
-    const now = this.deps.clock.now();
-    const { anchorMs, nextDueMs: planned } = initialSchedule(periodSeconds * 1000, now, startAt);
-    const { job, entries } = await this.deps.sql.begin(async (tx) => {
-      // Runs of a deleted job with this id stay: the new grid starts after their due times, so
-      // no claim of it clashes with their (job, due time) key.
-      const recorded = await lastScheduledAt(tx, id);
-      const nextDueMs = nextDueAfter({ anchorMs, periodMs: periodSeconds * 1000, nextDueMs: planned }, recorded);
-      const row = await insertJob(tx, {
-        id,
-        name,
-        ...call,
-        periodSeconds,
-        enabled: input.enabled ?? true,
-        timeoutSeconds,
-        anchorAt: new Date(anchorMs),
-        nextDueAt: new Date(nextDueMs),
-        now: new Date(now),
-      });
-      if (!row) throw conflict(`A job with id "${id}" already exists.`);
-      const audit = auditEntry(row, now, `Job "${id}" created`, {
-        externalCall: formatExternalCall(call),
-        period: formatPeriod(periodSeconds),
-        enabled: row.enabled,
-        actor,
-      });
-      return {
-        job: row,
-        entries: await insertLogEntries(tx, [audit, ...targetWarnings(row, this.deps.registry.get(row.connectorId), now)]),
-      };
-    });
-    this.#announce('job:created', job, now, entries);
-    return job;
+    const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
+    const job = {
+      id,
+      name,
+      ...call,
+      periodSeconds,
+      enabled: input.enabled ?? true,
+      timeoutSeconds,
+      anchorAt: new Date(anchorMs),
+      now: new Date(now),
+    };
+    return { job, nextDueMs };
   }
 
   async update(rawId: string, input: UpdateJobInput, actor: string = LOCAL): Promise<JobRow> {
