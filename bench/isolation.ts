@@ -10,12 +10,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
 import postgres from 'postgres';
-import { ServerOperationsConnector } from '../src/connectors/server-operations.ts';
-import type { CallContext } from '../src/connectors/types.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { gql as gqlPort, ServiceProcess } from '../test/helpers/process.ts';
+import { round, summary } from './lib.ts';
+import { callCost } from './sections/isolation.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'server-jobs-bench-'));
@@ -24,67 +23,7 @@ const opsDir = path.join(tmp, 'operations');
 await fs.mkdir(opsDir);
 await fs.writeFile(path.join(opsDir, 'bench.mjs'), `export default { async Noop() {}, async Spin() { for (;;) {} } };\n`);
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-const summary = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN };
-};
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-
 // --- 1. Per-call cost -------------------------------------------------------------------------
-async function callCost() {
-  const connector = new ServerOperationsConnector({
-    dir: opsDir,
-    builtins: { InProcessNoop: async () => {} },
-    databaseUrl: 'postgres://127.0.0.1:1/unused', // a no-op never queries: postgres.js connects lazily
-    instance: 'bench',
-    workers: 2,
-    log: pino({ level: 'silent' }),
-  });
-  await connector.start();
-  const ctx = (): CallContext => ({
-    signal: new AbortController().signal,
-    log: async () => {},
-    jobId: 'bench',
-    runId: '1',
-    scheduledAt: new Date(),
-    sql: undefined as never,
-  });
-  const sequential = async (name: string, n: number) => {
-    const micros: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const start = process.hrtime.bigint();
-      await connector.call(name, ctx());
-      micros.push(Number(process.hrtime.bigint() - start) / 1000);
-    }
-    return summary(micros);
-  };
-  const concurrent = async (name: string, batches: number, width: number) => {
-    const start = performance.now();
-    const cpu = process.cpuUsage();
-    for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: width }, () => connector.call(name, ctx())));
-    const seconds = (performance.now() - start) / 1000;
-    const used = process.cpuUsage(cpu);
-    return {
-      callsPerSecond: Math.round((batches * width) / seconds),
-      cpuMicrosPerCall: round((used.user + used.system) / (batches * width)),
-    };
-  };
-  const result: Record<string, unknown> = {};
-  for (const [label, name] of [
-    ['in-process', 'InProcessNoop'],
-    ['worker', 'Noop'],
-  ] as const) {
-    await sequential(name, 500); // warm-up
-    result[label] = { sequentialMicros: await sequential(name, 5000), concurrent50: await concurrent(name, 200, 50) };
-  }
-  await connector.stop();
-  return result as Record<
-    'in-process' | 'worker',
-    { sequentialMicros: ReturnType<typeof summary>; concurrent50: { callsPerSecond: number; cpuMicrosPerCall: number } }
-  >;
-}
-
 // --- 2. Lateness of the others while one spins ------------------------------------------------
 async function latenessWhileSpinning(databaseUrl: string) {
   // The same process helper the tests and the chaos harness use: it waits for the `listening` record.
@@ -142,7 +81,7 @@ async function latenessWhileSpinning(databaseUrl: string) {
 
 let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
 try {
-  const cost = await callCost();
+  const cost = await callCost(opsDir);
   let databaseUrl = process.env['BENCH_DATABASE_URL'];
   if (!databaseUrl) {
     embedded = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), database: 'postgres', log: { info() {}, warn() {} } });

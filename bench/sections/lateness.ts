@@ -55,10 +55,11 @@ const CREATE = (count: number) =>
 export async function createJobs(
   service: RunningService,
   count: number,
-  options: { prefix?: string; call?: string } = {},
+  options: { prefix?: string; call?: string; from?: number } = {},
 ): Promise<number> {
   const perRequest = 25;
   const started = performance.now();
+  const base = options.from ?? 0;
   let next = 0;
   const worker = async () => {
     while (next < count) {
@@ -68,8 +69,8 @@ export async function createJobs(
       const variables: Record<string, unknown> = {};
       for (let i = 0; i < size; i++)
         variables[`i${i}`] = {
-          id: `${options.prefix ?? 'задача'}-${from + i}`,
-          name: `Выгрузка ${from + i}`,
+          id: `${options.prefix ?? 'задача'}-${base + from + i}`,
+          name: `Выгрузка ${base + from + i}`,
           externalCall: options.call ?? 'ServerOperationConnector:Noop',
           period: '0:0:1',
         };
@@ -80,97 +81,144 @@ export async function createJobs(
   return count / ((performance.now() - started) / 1000);
 }
 
-/** Starts a service, gives it `jobs` jobs and measures a window of `windowSeconds`. */
-export async function measureLoad(
+/** What one window of a load measured. */
+export type WindowResult = Omit<LoadResult, 'createdPerSecond' | 'rssIdleMb' | 'sigtermMs' | 'sigtermExit'>;
+
+/** A service on a fresh database, to which jobs are added and whose windows are measured. */
+export interface Load {
+  service: RunningService;
+  rssIdleMb: number;
+  jobs: number;
+  /** Adds jobs until there are `total`; resolves with the creation rate. */
+  grow(total: number): Promise<number>;
+  measure(windowSeconds: number, options?: { perSecond?: boolean }): Promise<WindowResult>;
+  /** SIGTERM, and how long the process took to exit. */
+  terminate(): Promise<{ ms: number; exit: string }>;
+  close(): Promise<void>;
+}
+
+export async function openLoad(
   context: BenchContext,
-  jobs: number,
-  options: {
-    windowSeconds: number;
-    warmupSeconds?: number;
-    env?: Record<string, string>;
-    nodeArgs?: string[];
-    label?: string;
-    perSecond?: boolean;
-  },
-): Promise<LoadResult> {
-  const url = await freshDatabase(context, options.label ?? `load_${jobs}`);
+  label: string,
+  options: { env?: Record<string, string>; nodeArgs?: string[] } = {},
+): Promise<Load> {
+  const url = await freshDatabase(context, label);
   const service = await startService(context, url, options.env, options.nodeArgs);
   const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    await sleep(2000);
-    const rssIdleMb = await rssMb(service.process.pid);
-    const createdPerSecond = await createJobs(service, jobs);
-    await sleep((options.warmupSeconds ?? 5) * 1000);
-    const [window] = await sql<{ from: Date }[]>`select date_trunc('second', clock_timestamp()) + interval '1 second' as from`;
-    const fromMs = window!.from.getTime();
-    const toMs = fromMs + options.windowSeconds * 1000;
-    await sleep(Math.max(0, fromMs - Date.now()));
-    const cpuBefore = await cpuSeconds(service.process.pid);
-    let rssMaxMb = 0;
-    const health: number[] = [];
-    let healthFailures = 0;
-    while (Date.now() < toMs) {
-      const asked = performance.now();
-      try {
-        const response = await fetch(`http://127.0.0.1:${service.port}/health`, { signal: AbortSignal.timeout(5000) });
-        await response.text();
-        if (!response.ok) healthFailures++;
-      } catch {
-        healthFailures++;
-      }
-      health.push(performance.now() - asked);
-      rssMaxMb = Math.max(rssMaxMb, await rssMb(service.process.pid));
-      await sleep(Math.min(1000, Math.max(0, toMs - Date.now())));
+  await sleep(2000);
+  const load: Load = {
+    service,
+    rssIdleMb: await rssMb(service.process.pid),
+    jobs: 0,
+    async grow(total) {
+      const rate = total > load.jobs ? await createJobs(service, total - load.jobs, { from: load.jobs }) : 0;
+      load.jobs = Math.max(total, load.jobs);
+      return rate;
+    },
+    measure: (windowSeconds, measureOptions = {}) =>
+      measureWindow(service, sql, load.jobs, windowSeconds, measureOptions.perSecond ?? false),
+    async terminate() {
+      const at = performance.now();
+      service.process.child.kill('SIGTERM');
+      const exit = await service.process.waitForExit(60_000).catch(() => null);
+      const ms = round(performance.now() - at, 0);
+      if (!exit) service.process.child.kill('SIGKILL');
+      return { ms, exit: exit ? `code ${exit.code ?? exit.signal}` : 'did not exit within 60 s (killed)' };
+    },
+    async close() {
+      await sql.end();
+      await service.stop(1000).catch(() => {});
+      await dropDatabase(context, url).catch(() => {});
+    },
+  };
+  return load;
+}
+
+async function measureWindow(
+  service: RunningService,
+  sql: postgres.Sql,
+  jobs: number,
+  windowSeconds: number,
+  perSecond: boolean,
+): Promise<WindowResult> {
+  const [window] = await sql<{ from: Date }[]>`select date_trunc('second', clock_timestamp()) + interval '1 second' as from`;
+  const fromMs = window!.from.getTime();
+  const toMs = fromMs + windowSeconds * 1000;
+  await sleep(Math.max(0, fromMs - Date.now()));
+  const cpuBefore = await cpuSeconds(service.process.pid);
+  let rssMaxMb = 0;
+  const health: number[] = [];
+  let healthFailures = 0;
+  while (Date.now() < toMs) {
+    const asked = performance.now();
+    try {
+      const response = await fetch(`http://127.0.0.1:${service.port}/health`, { signal: AbortSignal.timeout(5000) });
+      await response.text();
+      if (!response.ok) healthFailures++;
+    } catch {
+      healthFailures++;
     }
-    const cpu = (await cpuSeconds(service.process.pid)) - cpuBefore;
-    // Runs due in the window have started by a second after it (or were coalesced into later ones).
-    await sleep(1500);
-    const sigtermAt = performance.now();
-    service.process.child.kill('SIGTERM');
-    const exit = await service.process.waitForExit(60_000).catch(() => null);
-    const sigtermMs = performance.now() - sigtermAt;
-    if (!exit) service.process.child.kill('SIGKILL');
-    const runs = await sql<{ lateness: number | null; status: string; missed: number; second: number }[]>`
-      select extract(epoch from started_at - scheduled_at) * 1000 as lateness, status, missed,
-             floor(extract(epoch from scheduled_at) - ${fromMs / 1000})::int as second
-      from job_runs
-      where trigger = 'SCHEDULE' and scheduled_at >= ${new Date(fromMs)} and scheduled_at < ${new Date(toMs)}`;
-    const started = runs.filter((r) => r.lateness !== null);
-    const dueTimes = jobs * options.windowSeconds;
-    const ownRuns = started.length;
-    const lateness = started.map((r) => r.lateness!);
-    const perSecond = options.perSecond
-      ? Array.from({ length: options.windowSeconds }, (_, second) => {
+    health.push(performance.now() - asked);
+    rssMaxMb = Math.max(rssMaxMb, await rssMb(service.process.pid));
+    await sleep(Math.min(1000, Math.max(0, toMs - Date.now())));
+  }
+  const cpu = (await cpuSeconds(service.process.pid)) - cpuBefore;
+  // Runs due in the window have started by a second after it (or were coalesced into later ones).
+  await sleep(1500);
+  const runs = await sql<{ lateness: number | null; status: string; missed: number; second: number }[]>`
+    select extract(epoch from started_at - scheduled_at) * 1000 as lateness, status, missed,
+           floor(extract(epoch from scheduled_at) - ${fromMs / 1000})::int as second
+    from job_runs
+    where trigger = 'SCHEDULE' and scheduled_at >= ${new Date(fromMs)} and scheduled_at < ${new Date(toMs)}`;
+  const started = runs.filter((r) => r.lateness !== null);
+  const dueTimes = jobs * windowSeconds;
+  const ownRuns = started.length;
+  return {
+    jobs,
+    windowSeconds,
+    dueTimes,
+    ownRuns,
+    ownShare: round(ownRuns / dueTimes, 4),
+    coalesced: runs.reduce((sum, r) => sum + r.missed, 0),
+    skipped: runs.filter((r) => r.status === 'SKIPPED').length,
+    notSucceeded: runs.filter((r) => r.status !== 'SUCCEEDED' && r.status !== 'SKIPPED').length,
+    runsPerSecond: round(ownRuns / windowSeconds, 0),
+    latenessMs: roundSummary(summary(started.map((r) => r.lateness!))),
+    cpuPerRunUs: round((cpu * 1e6) / Math.max(1, ownRuns), 0),
+    cpuShare: round(cpu / windowSeconds, 2),
+    rssMaxMb,
+    healthMs: roundSummary(summary(health)),
+    healthFailures,
+    perSecond: perSecond
+      ? Array.from({ length: windowSeconds }, (_, second) => {
           const these = started.filter((r) => r.second === second).map((r) => r.lateness!);
           return { second, runs: these.length, p99: round(summary(these).p99) };
         })
-      : undefined;
+      : undefined,
+  };
+}
+
+/** Starts a service, gives it `jobs` jobs, measures one window after a warm-up, then times SIGTERM. */
+export async function measureLoad(
+  context: BenchContext,
+  jobs: number,
+  options: { windowSeconds: number; warmupSeconds?: number; env?: Record<string, string>; nodeArgs?: string[]; label?: string },
+): Promise<LoadResult> {
+  const load = await openLoad(context, options.label ?? `load_${jobs}`, options);
+  try {
+    const createdPerSecond = await load.grow(jobs);
+    await sleep((options.warmupSeconds ?? 5) * 1000);
+    const window = await load.measure(options.windowSeconds);
+    const sigterm = await load.terminate();
     return {
-      jobs,
-      windowSeconds: options.windowSeconds,
+      ...window,
       createdPerSecond: round(createdPerSecond, 0),
-      dueTimes,
-      ownRuns,
-      ownShare: round(ownRuns / dueTimes, 4),
-      coalesced: runs.reduce((sum, r) => sum + r.missed, 0),
-      skipped: runs.filter((r) => r.status === 'SKIPPED').length,
-      notSucceeded: runs.filter((r) => r.status !== 'SUCCEEDED' && r.status !== 'SKIPPED').length,
-      runsPerSecond: round(ownRuns / options.windowSeconds, 0),
-      latenessMs: roundSummary(summary(lateness)),
-      cpuPerRunUs: round((cpu * 1e6) / Math.max(1, ownRuns), 0),
-      cpuShare: round(cpu / options.windowSeconds, 2),
-      rssIdleMb,
-      rssMaxMb,
-      healthMs: roundSummary(summary(health)),
-      healthFailures,
-      sigtermMs: round(sigtermMs, 0),
-      sigtermExit: exit ? `code ${exit.code ?? exit.signal}` : 'did not exit within 60 s (killed)',
-      perSecond,
+      rssIdleMb: load.rssIdleMb,
+      sigtermMs: sigterm.ms,
+      sigtermExit: sigterm.exit,
     };
   } finally {
-    await sql.end();
-    await service.stop(1000).catch(() => {});
-    await dropDatabase(context, url).catch(() => {});
+    await load.close();
   }
 }
 
