@@ -4,6 +4,7 @@ import { defaultTimeoutSeconds, formatPeriod } from '../scheduling/period.ts';
 import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { createJobField } from './create-batch.ts';
+import { lastRunFor, withLastRuns } from './loaders.ts';
 import { decodeCursor, pageSize } from './pagination.ts';
 import { JobRunConnection, toRunsPage } from './runs.ts';
 import { JobRef, JobRunRef } from './types.ts';
@@ -30,7 +31,7 @@ JobRef.implement({
       description: 'The next due time; null while paused.',
       resolve: (job) => (job.enabled ? job.nextDueAt : null),
     }),
-    lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => ctx.loaders.lastRun.load(job.id) }),
+    lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => lastRunFor(job, ctx.loaders) }),
     runs: t.field({
       type: JobRunConnection,
       args: { first: t.arg.int(), after: t.arg.string() },
@@ -53,7 +54,7 @@ builder.queryType({
       type: [JobRef],
       description: 'Jobs by id.',
       args: { enabled: t.arg.boolean() },
-      resolve: (_, args, ctx) => listJobs(ctx.sql, { enabled: args.enabled }),
+      resolve: async (_, args, ctx, info) => withLastRuns(ctx.sql, await listJobs(ctx.sql, { enabled: args.enabled }), info),
     }),
     job: t.field({
       type: JobRef,
