@@ -127,11 +127,22 @@ export class Scheduler {
 
   /**
    * Claims everything due at the clock's now and starts those runs without waiting for them.
-   * Returns the claims, each started run with the promise of its end. The loop calls it; tests
-   * call it directly with a controlled clock.
+   * Returns the claims, each started run with the promise of its end. Tests call it directly
+   * with a controlled clock; the loop claims through `#claimDue`, which keeps none of them.
    */
   async tick(): Promise<Started[]> {
     const all: Started[] = [];
+    await this.#claimDue((started) => all.push(started));
+    return all;
+  }
+
+  /**
+   * Claims due jobs batch after batch until a batch is not full, handing each claim to `onClaim`.
+   * Resolves with how many were claimed. Under overload a backlog keeps every batch full for as
+   * long as it lasts, so nothing of a claim is kept here: its run holds only what it needs.
+   */
+  async #claimDue(onClaim?: (started: Started) => void): Promise<number> {
+    let count = 0;
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
@@ -144,15 +155,17 @@ export class Scheduler {
           (planned) => clashLogEntry(planned, now),
         ),
       );
+      count += claimed.length;
       if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
       for (const claim of claimed) {
         this.#publishClaim(claim);
-        all.push({ ...claim, done: claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null });
+        const done = claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null;
+        onClaim?.({ ...claim, done });
       }
       for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
-      if (claimed.length + clashes.length < this.#options.batchSize) return all;
+      if (claimed.length + clashes.length < this.#options.batchSize) break;
     }
-    return all;
+    return count;
   }
 
   /**
@@ -307,7 +320,7 @@ export class Scheduler {
       // A fresh wake signal per round: a wake() during the round makes the next sleep return at once.
       const wake = this.#wake;
       try {
-        const claimed = await this.tick();
+        const claimed = await this.#claimDue();
         // After a failed round: runs whose claim reply was lost end at once, not at the lease sweep.
         await this.#recoverLostClaims();
         const next = await earliestDue(sql);
@@ -315,7 +328,7 @@ export class Scheduler {
         sleepUntil = next ? Math.min(next.getTime(), now + this.#options.maxIdleMs) : now + this.#options.maxIdleMs;
         // A due job that could not be claimed is locked by another instance's claim: look again
         // shortly rather than spin on it.
-        if (claimed.length === 0 && sleepUntil <= now) sleepUntil = now + LOCKED_RETRY_MS;
+        if (claimed === 0 && sleepUntil <= now) sleepUntil = now + LOCKED_RETRY_MS;
         failures = 0;
         this.#healthy = true;
       } catch (error) {
