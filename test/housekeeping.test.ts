@@ -2,8 +2,9 @@
 // retentions and says so; time moves only when the test moves it.
 import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
+import type { Clock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
-import { builtinOperations } from '../src/connectors/builtin-operations.ts';
+import { builtinOperations, purgeOlderThan } from '../src/connectors/builtin-operations.ts';
 import type { CallContext } from '../src/connectors/types.ts';
 import type { Sql } from '../src/db/client.ts';
 import type { LogRow } from '../src/db/rows.ts';
@@ -206,6 +207,20 @@ describe('the daily housekeeping', () => {
     await keeper.stop();
     // Stopped: a day that comes later finds nobody to do it.
     assert.equal((await sql`select * from housekeeping_days`).length, 1);
+  });
+});
+
+describe('purging in batches', () => {
+  it('should pause between batches as long as a batch took, and not after the last', async () => {
+    await sql`insert into log_entries (at, level, message)
+              select ${new Date(DUE - 40 * DAY)}, 'INFO', 'old ' || i from generate_series(1, 5001) i`;
+    // Every reading of this clock is 10 ms after the one before; its sleeps return at once.
+    let t = DUE;
+    const waits: number[] = [];
+    const clock: Clock = { now: () => (t += 10), sleepUntil: async (atMs) => void waits.push(atMs - t) };
+    const purged = await purgeOlderThan(sql, 'log_entries', 30, DUE, new AbortController().signal, { clock, pauseFactor: 1 });
+    assert.equal(purged.deleted, 5001);
+    assert.deepEqual(waits, [10], 'one pause, after the first batch of 5,000, as long as that batch took by the clock');
   });
 });
 

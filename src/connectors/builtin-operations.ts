@@ -1,3 +1,4 @@
+import { type Clock, sleepFor } from '../clock.ts';
 import type { Sql } from '../db/client.ts';
 import type { Operation } from './types.ts';
 
@@ -21,17 +22,35 @@ export interface Purged {
 }
 
 /**
+ * Pauses between batches, by `clock`, of `pauseFactor` times the time the batch took: with 1 a
+ * long purge takes at most half of one database connection's time, leaving the rest of the
+ * machine (PostgreSQL and the scheduler often share its cores) to the runs.
+ */
+export interface PurgePacing {
+  clock: Clock;
+  pauseFactor: number;
+}
+
+/**
  * Deletes the rows of `table` older than `days` before `nowMs` (never a RUNNING run), in batches
  * so a large backlog never holds long locks; stops between batches once `signal` aborts. A
  * retention of 0 keeps forever: nothing is deleted. The one way the service purges: the
  * built-in operations and the daily housekeeping both call it.
  */
-export async function purgeOlderThan(sql: Sql, table: RetainedTable, days: number, nowMs: number, signal: AbortSignal): Promise<Purged> {
+export async function purgeOlderThan(
+  sql: Sql,
+  table: RetainedTable,
+  days: number,
+  nowMs: number,
+  signal: AbortSignal,
+  pacing?: PurgePacing,
+): Promise<Purged> {
   if (days === 0) return { table, days, cutoff: null, deleted: 0 };
   const cutoff = new Date(nowMs - days * DAY_MS);
   const column = RETENTION[table].column;
   let deleted = 0;
   while (!signal.aborted) {
+    const batchStart = pacing?.clock.now() ?? 0;
     const [row] = await sql<{ count: number }[]>`
       with gone as (
         delete from ${sql(table)} where id in (
@@ -42,6 +61,7 @@ export async function purgeOlderThan(sql: Sql, table: RetainedTable, days: numbe
       select count(*)::int as count from gone`;
     deleted += row!.count;
     if (row!.count < BATCH) break;
+    if (pacing) await sleepFor(pacing.clock, (pacing.clock.now() - batchStart) * pacing.pauseFactor, signal);
   }
   return { table, days, cutoff, deleted };
 }
