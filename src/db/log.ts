@@ -41,26 +41,14 @@ export interface LogPageArgs {
   after?: { at: Date; id: string } | null;
 }
 
-export async function pageLogEntries(sql: Queryable, args: LogPageArgs): Promise<LogRow[]> {
-  return sql<LogRow[]>`
-    select * from log_entries
-    where true
-      ${args.jobId != null ? sql`and job_id = ${args.jobId}` : sql``}
-      ${args.level != null ? sql`and level = ${args.level}` : sql``}
-      ${args.since != null ? sql`and at >= ${args.since}` : sql``}
-      ${args.after ? sql`and (at, id) < (${args.after.at}, ${args.after.id})` : sql``}
-    order by at desc, id desc
-    limit ${args.first + 1}`;
-}
-
 /**
  * Log entries newest first (one page, and one extra row to tell whether a next page exists), read
  * in the order of log_entries_page_idx, or log_entries_job_page_idx for one job: a page costs its
  * rows, not a sort of the whole log. NULLS LAST as the indexes have it: `desc` alone means NULLS
  * FIRST, which no index has (the columns are never null, but the planner does not look at that),
- * and that is how `pageLogEntries` sorts the whole table per page.
+ * with which a page sorted the whole log.
  */
-export async function pageLogEntriesByIndex(sql: Queryable, args: LogPageArgs): Promise<LogRow[]> {
+export async function pageLogEntries(sql: Queryable, args: LogPageArgs): Promise<LogRow[]> {
   return sql<LogRow[]>`
     select * from log_entries
     where true

@@ -305,29 +305,11 @@ export async function findRuns(sql: Queryable, ids: string[]): Promise<RunRow[]>
   return sql<RunRow[]>`select * from job_runs where id = any(${sql.array(ids)}::bigint[])`;
 }
 
-export async function lastRunOf(sql: Queryable, jobId: string): Promise<RunRow | null> {
-  const rows = await sql<RunRow[]>`
-    select * from job_runs where job_id = ${jobId} order by scheduled_at desc, id desc limit 1`;
-  return rows[0] ?? null;
-}
-
 export interface RunPageArgs {
   jobId?: string | null;
   status?: RunStatus | null;
   first: number;
   after?: { at: Date; id: string } | null;
-}
-
-/** Newest first by due time, then id; fetches one extra row to tell whether a next page exists. */
-export async function pageRuns(sql: Queryable, args: RunPageArgs): Promise<RunRow[]> {
-  return sql<RunRow[]>`
-    select * from job_runs
-    where true
-      ${args.jobId != null ? sql`and job_id = ${args.jobId}` : sql``}
-      ${args.status != null ? sql`and status = ${args.status}` : sql``}
-      ${args.after ? sql`and (scheduled_at, id) < (${args.after.at}, ${args.after.id})` : sql``}
-    order by scheduled_at desc, id desc
-    limit ${args.first + 1}`;
 }
 
 /**
@@ -380,9 +362,9 @@ export async function lastScheduledAtOf(sql: Queryable, jobIds: readonly string[
  * exists), read in the order of job_runs_page_idx, or job_runs_job_page_idx for one job: a page
  * costs its rows, not a sort of the whole table. The order says NULLS LAST because the indexes
  * do: `desc` alone means NULLS FIRST, which no index has (the columns are never null, but the
- * planner does not look at that), and that is how `pageRuns` sorts the whole table per page.
+ * planner does not look at that), with which a page sorted the whole table.
  */
-export async function pageRunsByIndex(sql: Queryable, args: RunPageArgs): Promise<RunRow[]> {
+export async function pageRuns(sql: Queryable, args: RunPageArgs): Promise<RunRow[]> {
   return sql<RunRow[]>`
     select * from job_runs
     where true

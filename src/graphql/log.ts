@@ -1,4 +1,4 @@
-import { pageLogEntriesByIndex } from '../db/log.ts';
+import { pageLogEntries } from '../db/log.ts';
 import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { LogLevelEnum } from './enums.ts';
@@ -33,7 +33,7 @@ builder.queryField('logEntries', (t) =>
     },
     resolve: async (_, args, ctx) => {
       const size = pageSize(args.first);
-      const rows = await pageLogEntriesByIndex(ctx.sql, {
+      const rows = await pageLogEntries(ctx.sql, {
         jobId: args.jobId == null ? null : validateJobId(args.jobId, 'jobId'),
         level: args.level ?? null,
         since: args.since ?? null,

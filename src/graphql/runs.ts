@@ -1,4 +1,4 @@
-import { pageRunsByIndex } from '../db/runs.ts';
+import { pageRuns } from '../db/runs.ts';
 import { builder } from './builder.ts';
 import { RunStatusEnum, RunTriggerEnum } from './enums.ts';
 import { connectionType, decodeCursor, pageSize, toPage } from './pagination.ts';
@@ -35,7 +35,7 @@ export async function runsPage(
   args: { jobId?: string | null; status?: RunStatus | null; first?: number | null; after?: string | null },
 ) {
   const size = pageSize(args.first);
-  const rows = await pageRunsByIndex(sql, {
+  const rows = await pageRuns(sql, {
     jobId: args.jobId == null ? null : validateJobId(args.jobId, 'jobId'),
     status: args.status ?? null,
     first: size,
