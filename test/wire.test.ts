@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { LogRow, RunRow } from '../src/db/rows.ts';
-import { decode, encode } from '../src/events/wire.ts';
+import { decode, decodeAll, encode, encodeLost, pack } from '../src/events/wire.ts';
 import type { TopicEvent } from '../src/events/topics.ts';
 
 describe('event wire format', () => {
@@ -38,5 +38,29 @@ describe('event wire format', () => {
     };
     const decoded = decode(encode('a', { topic: 'log:added', payload: { entry } }));
     assert.deepEqual(decoded, { origin: 'a', event: { topic: 'log:added', payload: { entry } } });
+  });
+
+  it('should carry several notifications in one payload, in order, each decoded as a whole one', () => {
+    const entry = (id: string): LogRow => ({
+      id,
+      at: new Date('2027-10-31T00:30:00.000Z'),
+      level: 'ERROR',
+      message: `Выгрузка ${id} не удалась`,
+      jobId: 'выгрузка',
+      runId: '9',
+      details: { at: 'soon' },
+    });
+    const texts = [
+      encode('a', { topic: 'log:added', payload: { entry: entry('1') } }, 1),
+      encode('a', { topic: 'log:added', payload: { entry: entry('2') } }, 2),
+      encodeLost('a', 3, 'gave up'),
+    ];
+    assert.deepEqual(decodeAll(pack(texts)), [
+      { origin: 'a', seq: 1, event: { topic: 'log:added', payload: { entry: entry('1') } } },
+      { origin: 'a', seq: 2, event: { topic: 'log:added', payload: { entry: entry('2') } } },
+      { origin: 'a', seq: 3, lost: 'gave up' },
+    ]);
+    assert.equal(pack(texts.slice(0, 1)), texts[0], 'one notification travels as it is');
+    assert.deepEqual(decodeAll(texts[0]!), [decode(texts[0]!)]);
   });
 });

@@ -5,11 +5,11 @@ import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
 import { toError } from '../errors.ts';
 import type { EventBus } from './bus.ts';
 import type { TopicEvent } from './topics.ts';
-import { decode, encode, encodeLost, type WireMessage } from './wire.ts';
+import { decodeAll, encode, encodeLost, MAX_NOTIFY_BYTES, pack, type WireMessage } from './wire.ts';
 
 export const EVENTS_CHANNEL = 'server_jobs_events';
 
-/** Notifications per NOTIFY statement. */
+/** Notifications per NOTIFY statement (packed into as few payloads as fit). */
 const BATCH = 500;
 /** How long a batch that cannot be sent is retried before it is given up (and its loss announced). */
 const GIVE_UP_MS = 500;
@@ -21,6 +21,8 @@ const ORIGINS_KEPT = 1000;
 interface Outgoing {
   seq: number;
   text: string;
+  /** The text's length in UTF-8. */
+  bytes: number;
   /** How many events it carries (a loss notice: how many it stands for). */
   events: number;
   /** A loss notice in the place of what was given up. */
@@ -51,6 +53,8 @@ export class PgEventRelay {
   #seq = 0;
   #flushing: Promise<void> | null = null;
   #inbox: Promise<void> = Promise.resolve();
+  /** Events in the inbox not yet delivered. */
+  #waiting = 0;
   #unlisten: (() => Promise<void>) | null = null;
   #offPublish: (() => void) | null = null;
   #offLoss: (() => void) | null = null;
@@ -115,13 +119,14 @@ export class PgEventRelay {
       this.deps.log.error({ err: toError(error), topic: event.topic }, 'event cannot be sent to other instances');
       text = encodeLost(this.deps.origin, seq, `an event (${event.topic}) could not be sent`);
     }
-    this.#queue.push({ seq, text, events: 1, lost: false });
+    this.#queue.push({ seq, text, bytes: Buffer.byteLength(text), events: 1, lost: false });
     this.#flushing ??= this.#flush();
   }
 
   #enqueueLoss(reason: string): void {
     const seq = ++this.#seq;
-    this.#queue.push({ seq, text: encodeLost(this.deps.origin, seq, reason), events: 0, lost: true });
+    const text = encodeLost(this.deps.origin, seq, reason);
+    this.#queue.push({ seq, text, bytes: Buffer.byteLength(text), events: 0, lost: true });
     this.#flushing ??= this.#flush();
   }
 
@@ -134,7 +139,7 @@ export class PgEventRelay {
       const batch = this.#queue.slice(0, BATCH);
       try {
         await sql`select pg_notify(${EVENTS_CHANNEL}, payload)
-                  from unnest(${sql.array(batch.map((m) => m.text))}::text[]) with ordinality as t(payload, n) order by n`;
+                  from unnest(${sql.array(packed(batch))}::text[]) with ordinality as t(payload, n) order by n`;
         this.#queue.splice(0, batch.length);
         if (failures > 0) log.info({ failures }, 'sending events to other instances works again');
         failures = 0;
@@ -169,24 +174,28 @@ export class PgEventRelay {
   #collapse(): void {
     const last = this.#queue.at(-1)!;
     const events = this.#queue.reduce((sum, m) => sum + m.events, 0);
+    const text = encodeLost(this.deps.origin, last.seq, `${events} event(s) could not be sent`);
     this.deps.log.error({ events }, 'gave up sending events to other instances; their subscriptions will be interrupted');
-    this.#queue = [
-      { seq: last.seq, text: encodeLost(this.deps.origin, last.seq, `${events} event(s) could not be sent`), events, lost: true },
-    ];
+    this.#queue = [{ seq: last.seq, text, bytes: Buffer.byteLength(text), events, lost: true }];
   }
 
   #receive(payload: string): void {
     const { bus, log } = this.deps;
     // This instance's own notifications come back too: recognised by their first key, unread.
-    if (payload.startsWith(this.#ownPrefix)) return;
-    let message: WireMessage;
+    if (payload.startsWith(this.#ownPrefix) || payload.startsWith(`[${this.#ownPrefix}`)) return;
+    let messages: WireMessage[];
     try {
-      message = decode(payload);
+      messages = decodeAll(payload);
     } catch (error) {
       log.warn({ err: toError(error) }, 'undecodable event notification');
       bus.interrupt('an event notification could not be read');
       return;
     }
+    for (const message of messages) this.#accept(message);
+  }
+
+  #accept(message: WireMessage): void {
+    const { bus, log } = this.deps;
     if (message.origin === this.deps.origin) return;
     if (typeof message.seq === 'number') {
       const last = this.#received.get(message.origin);
@@ -206,7 +215,18 @@ export class PgEventRelay {
       }
     }
     if ('lost' in message) return;
+    // Nothing waits in the inbox: a whole event is delivered at once, without a promise of its own.
+    if ('event' in message && this.#waiting === 0) {
+      try {
+        bus.deliver(message.event);
+      } catch (error) {
+        log.error({ err: toError(error) }, 'handling an event from another instance failed; subscriptions interrupted');
+        bus.interrupt('an event from another instance could not be delivered');
+      }
+      return;
+    }
     // One at a time, so an event read back from its row is not overtaken by the next.
+    this.#waiting++;
     this.#inbox = this.#inbox.then(async () => {
       try {
         const event = 'event' in message ? message.event : await this.#readBack(message);
@@ -214,6 +234,8 @@ export class PgEventRelay {
       } catch (error) {
         log.error({ err: toError(error) }, 'handling an event from another instance failed; subscriptions interrupted');
         bus.interrupt('an event from another instance could not be read back');
+      } finally {
+        this.#waiting--;
       }
     });
   }
@@ -235,4 +257,22 @@ export class PgEventRelay {
     const topic = message.topic as 'job:created' | 'job:updated';
     return job ? ({ topic, payload: { at, job } } as TopicEvent) : null;
   }
+}
+
+/** The texts of a batch packed into as few payloads as fit under MAX_NOTIFY_BYTES, in order. */
+function packed(batch: readonly Outgoing[]): string[] {
+  const payloads: string[] = [];
+  let texts: string[] = [];
+  let bytes = 2;
+  for (const message of batch) {
+    if (texts.length > 0 && bytes + message.bytes + 1 > MAX_NOTIFY_BYTES) {
+      payloads.push(pack(texts));
+      texts = [];
+      bytes = 2;
+    }
+    texts.push(message.text);
+    bytes += message.bytes + 1;
+  }
+  if (texts.length > 0) payloads.push(pack(texts));
+  return payloads;
 }

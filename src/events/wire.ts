@@ -76,13 +76,28 @@ export function encodeLost(origin: string, seq: number, reason: string): string 
  * stays a string, as it is on the instance that wrote it).
  */
 export function decode(text: string): WireMessage {
-  const message = JSON.parse(text) as WireMessage;
+  return revive(JSON.parse(text) as WireMessage);
+}
+
+function revive(message: WireMessage): WireMessage {
   if ('event' in message) {
     const payload = message.event.payload as Record<string, unknown>;
     reviveDates(payload);
     for (const value of Object.values(payload)) if (isObject(value)) reviveDates(value);
   }
   return message;
+}
+
+/**
+ * Several notifications in one NOTIFY payload: a JSON array of their texts, in order. One NOTIFY
+ * per event cost the database and every listener a notification each; a payload carries as many
+ * as fit under MAX_NOTIFY_BYTES.
+ */
+export const pack = (texts: readonly string[]): string => (texts.length === 1 ? texts[0]! : `[${texts.join(',')}]`);
+
+/** The notifications of a payload, one or packed (see `pack`), each decoded as `decode` does. */
+export function decodeAll(text: string): WireMessage[] {
+  return text.startsWith('[') ? (JSON.parse(text) as WireMessage[]).map(revive) : [decode(text)];
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
