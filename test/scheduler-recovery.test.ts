@@ -8,6 +8,7 @@ import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
 import { harness, T0 } from './helpers/harness.ts';
 import { testDatabase } from './helpers/db.ts';
+import { waitFor } from './helpers/process.ts';
 import { awayDatabase as awayDatabaseAt } from './helpers/proxy.ts';
 
 const { sql, url } = await testDatabase();
@@ -238,5 +239,25 @@ describe('shutting down', () => {
     await stopped;
     const [row] = await sql<RunRow[]>`select * from job_runs where id = ${run.id}`;
     assert.equal(row!.status, 'SUCCEEDED');
+  });
+
+  it('should vacuum the jobs table every minute by its clock, whatever autovacuum does', async () => {
+    const clock = new ManualClock(T0);
+    const h = harness(sql, { clock, instance: 'janitor', leaseSeconds: 15 });
+    const vacuumedAt = async () => {
+      const [row] = await sql<{ at: Date | null }[]>`select last_vacuum as at from pg_stat_user_tables where relname = 'jobs'`;
+      return row?.at ?? null;
+    };
+    const before = await vacuumedAt();
+    h.scheduler.start();
+    try {
+      clock.advance(60_001);
+      await waitFor(async () => {
+        const at = await vacuumedAt();
+        return at !== null && (before === null || at > before);
+      }, 'the jobs table vacuumed');
+    } finally {
+      await h.scheduler.stop(0);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import type { Queryable } from './client.ts';
+import type { Queryable, Sql } from './client.ts';
 import type { JobRow } from './rows.ts';
 
 /** A job to insert: its row less the pause note (a new job has none) and the time stamps, which are `now`. */
@@ -83,4 +83,15 @@ export async function deleteJobRows(sql: Queryable, ids: readonly string[]): Pro
 export async function earliestDue(sql: Queryable): Promise<Date | null> {
   const [row] = await sql<{ due: Date | null }[]>`select min(next_due_at) as due from jobs where enabled`;
   return row?.due ?? null;
+}
+
+/**
+ * Vacuums the jobs table. Every claim rewrites the row of each job it claims; nearly all of those
+ * updates are HOT and pruned in place, but the few that find their page full leave a dead line
+ * pointer only VACUUM reclaims, and the table (which every claim reads whole) would grow for ever
+ * where autovacuum is off. A few hundred pages take milliseconds. SKIP_LOCKED: when another
+ * instance is vacuuming it, this one does not wait.
+ */
+export async function vacuumJobs(sql: Sql): Promise<void> {
+  await sql`vacuum (skip_locked) jobs`;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { settledWithin } from '../clock.ts';
-import { earliestDue } from '../db/jobs.ts';
+import { earliestDue, vacuumJobs } from '../db/jobs.ts';
 import type { RunRow } from '../db/rows.ts';
 import { GroupCommit } from '../db/group-commit.ts';
 import {
@@ -45,6 +45,9 @@ const LEASE_LOST: AbortReason = { status: 'ABANDONED', error: 'lease lost: anoth
 const CANCELLED: AbortReason = { status: 'CANCELLED', error: 'cancelled by request' };
 /** The error of a run whose claim committed but whose reply never reached this process. */
 export const REPLY_LOST = 'claim reply lost: the run was claimed but its holder never started it';
+
+/** How often the jobs table is vacuumed (see vacuumJobs): whatever the database's autovacuum does. */
+const VACUUM_JOBS_MS = 60_000;
 
 /** How soon a failed renewal round is tried again, at most: a lease must not lapse for want of a try. */
 const MAINTENANCE_RETRY_MS = 1000;
@@ -350,6 +353,8 @@ export class Scheduler {
     const { clock, log } = this.#deps;
     // Renewing three times per lease keeps a healthy holder's lease from lapsing on a slow round.
     const every = this.leaseMs / 3;
+    let lastVacuum = clock.now();
+    let vacuuming: Promise<void> | null = null;
     while (!this.#stopMaintenance.signal.aborted) {
       // The next round is timed from this one's start, so a slow round does not stretch the gap.
       const started = clock.now();
@@ -362,8 +367,16 @@ export class Scheduler {
         // Soon: every renewal missed brings the runs in flight closer to being aborted.
         next = Math.min(next, clock.now() + MAINTENANCE_RETRY_MS);
       }
+      // Beside the renewals, never in their way.
+      if (!vacuuming && started >= lastVacuum + VACUUM_JOBS_MS) {
+        lastVacuum = started;
+        vacuuming = vacuumJobs(this.#deps.sql)
+          .catch((error: unknown) => log.warn({ err: toError(error) }, 'vacuuming the jobs table failed; trying again later'))
+          .finally(() => (vacuuming = null));
+      }
       await clock.sleepUntil(next, this.#stopMaintenance.signal);
     }
+    await vacuuming;
   }
 
   #publishClaim({ run, entries }: Claimed): void {
