@@ -69,6 +69,9 @@ export class EventBus {
   #lossHandlers = new Set<(reason: string) => void>();
   #subscribers = new Set<Subscription>();
   #subscriptions = 0;
+  /** Subscriptions served from another one's events (graphql-ws subscribers sharing one execution). */
+  #shared = 0;
+  #cutoffs = 0;
   #order: RunOrder;
   #onListenerError: (error: unknown, event: TopicEvent) => void;
 
@@ -128,6 +131,7 @@ export class EventBus {
    * them. Subscriptions made afterwards are not affected.
    */
   interrupt(reason: string, jobId?: string): void {
+    this.#cutoffs++;
     const error = new EventsInterruptedError(reason);
     for (const subscriber of [...this.#subscribers]) {
       if (jobId === undefined || subscriber.jobId === null || subscriber.jobId === jobId) subscriber.interrupt(error);
@@ -148,14 +152,29 @@ export class EventBus {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Listeners and subscriptions attached to the bus. */
+  /** Listeners and subscriptions attached to the bus, shared ones included. */
   get subscriberCount(): number {
-    return this.#listeners.size + this.#subscribers.size;
+    return this.#listeners.size + this.#subscribers.size + this.#shared;
   }
 
-  /** Open `subscribe` iterators: the GraphQL subscriptions of this instance. */
+  /** Open `subscribe` iterators and shared subscriptions: the GraphQL subscriptions of this instance. */
   get subscriptionCount(): number {
-    return this.#subscriptions;
+    return this.#subscriptions + this.#shared;
+  }
+
+  /**
+   * How many times the bus has ended subscriptions itself so far (interrupted them, or cut off one
+   * that fell behind). Whoever serves several subscribers from one subscription
+   * (http/shared-subscriptions.ts) joins a newcomer to it only while this has not changed since it
+   * subscribed: the error may be on its way to it, and must not reach a subscriber that came after.
+   */
+  get cutoffs(): number {
+    return this.#cutoffs;
+  }
+
+  /** Counts (or, negative, uncounts) subscriptions served from another one's events. */
+  countShared(delta: number): void {
+    this.#shared += delta;
   }
 
   /**
@@ -212,6 +231,7 @@ export class EventBus {
           wake.resolve({ value, done: false });
         } else if (buffer.length >= limit) {
           buffer.length = 0;
+          this.#cutoffs++;
           fail(new SubscriberOverflowError(limit));
         } else {
           buffer.push(value);

@@ -15,6 +15,16 @@ interface JobEvent {
   run?: RunRow;
 }
 
+/** Each bus event's JobEvent, made once however many subscriptions take it. */
+const mapped = new WeakMap<TopicEvent, JobEvent | null>();
+
+/** The JobEvent of a bus event (the same object for every subscriber), or undefined when it is not one. */
+export function jobEventOf(event: TopicEvent): JobEvent | undefined {
+  let jobEvent = mapped.get(event);
+  if (jobEvent === undefined) mapped.set(event, (jobEvent = toJobEvent(event) ?? null));
+  return jobEvent ?? undefined;
+}
+
 /** Maps a bus event to the JobEvent a subscriber sees, or undefined when it is not one. */
 export function toJobEvent(event: TopicEvent): JobEvent | undefined {
   switch (event.topic) {
@@ -64,8 +74,8 @@ builder.subscriptionType({
         const jobId = args.jobId == null ? null : validateJobId(args.jobId, 'jobId');
         return ctx.bus.subscribe(
           (event) => {
-            const mapped = toJobEvent(event);
-            return mapped && (jobId === null || mapped.jobId === jobId) ? mapped : undefined;
+            const jobEvent = jobEventOf(event);
+            return jobEvent && (jobId === null || jobEvent.jobId === jobId) ? jobEvent : undefined;
           },
           undefined,
           undefined,

@@ -2,13 +2,14 @@ import fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import type { Writable } from 'node:stream';
+import { GraphQLError, getOperationAST, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { TokenStore } from '../auth/tokens.ts';
 import type { Context } from '../graphql/builder.ts';
 import { createLoaders } from '../graphql/loaders.ts';
@@ -32,6 +33,7 @@ import {
   type WebOptions,
 } from './web-guard.ts';
 import { renderGraphiQLWithToken } from './graphiql-token.ts';
+import { SharedSubscriptions } from './shared-subscriptions.ts';
 
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
 
@@ -153,6 +155,15 @@ export function buildApp(deps: AppDeps): App {
       done(true);
     },
   });
+  // Subscribers asking the same thing with the same principal share one execution per event.
+  const shared = new SharedSubscriptions({ bus: deps.context.bus, maxBacklogBytes: MAX_SOCKET_BACKLOG_BYTES });
+  const principalKeys = new WeakMap<object, number>();
+  let principals = 0;
+  const principalKey = (principal: object) => {
+    let key = principalKeys.get(principal);
+    if (key === undefined) principalKeys.set(principal, (key = ++principals));
+    return key;
+  };
   const wsServer = useServer(
     {
       // A client that does not read its socket is dropped before its backlog grows without bound;
@@ -163,14 +174,19 @@ export function buildApp(deps: AppDeps): App {
       // connectionParams.authorization: no known token closes the connection with 4401 (SPEC §8).
       onConnect: (ctx) => auth.connect(ctx.extra.socket, ctx.connectionParams),
       execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
-      onSubscribe: async (ctx, _id, payload) => {
+      subscribe: (args) => {
+        const root = args.rootValue as Enveloped;
+        if (!root.share) return root.subscribe(args);
+        return shared.subscribe(root.share.key, () => root.subscribe(args), root.share);
+      },
+      onSubscribe: async (ctx, id, payload) => {
+        const principal = auth.principalOfSocket(ctx.extra.socket);
         const enveloped = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params: payload,
-          [SOCKET_PRINCIPAL]: auth.principalOfSocket(ctx.extra.socket),
+          [SOCKET_PRINCIPAL]: principal,
         });
         let document;
         try {
@@ -180,17 +196,23 @@ export function buildApp(deps: AppDeps): App {
           const code = error instanceof GraphQLError && error.extensions['code'] ? error.extensions['code'] : 'GRAPHQL_PARSE_FAILED';
           return [new GraphQLError((error as Error).message, { extensions: { code } })];
         }
+        const root: Enveloped = { execute: enveloped.execute, subscribe: enveloped.subscribe };
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           operationName: payload.operationName ?? null,
           document,
           variableValues: payload.variables ?? null,
           contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          rootValue: root,
         };
         const errors: readonly GraphQLError[] = enveloped.validate(args.schema, args.document);
         if (errors.length > 0) {
           return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+        }
+        // The same document, operation and variables asked with the same principal: the same results, event by event.
+        if (principal && getOperationAST(document, args.operationName)?.operation === 'subscription') {
+          const key = JSON.stringify([payload.query, args.operationName, args.variableValues, principalKey(principal)]);
+          root.share = { key, socket: ctx.extra.socket, stream: ctx.extra.request.socket, id };
         }
         return args;
       },
@@ -217,6 +239,8 @@ export function buildApp(deps: AppDeps): App {
 type Enveloped = {
   execute: (args: ExecutionArgs) => OperationResult;
   subscribe: (args: ExecutionArgs) => OperationResult;
+  /** A subscription served from the one its equals share (shared-subscriptions.ts). */
+  share?: { key: string; socket: WebSocket; stream: Writable; id: string };
 };
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
