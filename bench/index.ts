@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BenchContext, openBench, root, type SectionResult } from './lib.ts';
-import { SECTIONS } from './sections/index.ts';
+import { comparisons, SECTIONS } from './sections/index.ts';
 
 const { values } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' } },
@@ -50,6 +50,12 @@ try {
     const seconds = Math.round((performance.now() - started) / 1000);
     results.push({ ...result, seconds });
     printSection(result);
+  }
+  const compared = comparisons(results);
+  if (compared) {
+    console.log('\n--- comparisons (same run)');
+    printSection(compared);
+    results.push({ ...compared, seconds: 0 });
   }
 } finally {
   await close();
