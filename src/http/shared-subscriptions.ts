@@ -186,7 +186,7 @@ class Group {
  */
 class Member implements AsyncIterableIterator<ExecutionResult> {
   readonly #socket: WebSocket;
-  /** The connection under the socket, which its frames are written to. */
+  /** The connection under the socket: corked while its messages are sent, so they leave in one write. */
   readonly #stream: Writable;
   /** `{"id":"<id>"`: the start of each of its messages. */
   readonly #head: Buffer;
@@ -229,14 +229,7 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
     if (this.#unwritten + messages.length > this.maxUnwritten) return this.end(new SubscriberOverflowError(this.maxUnwritten));
     const count = messages.length;
     this.#unwritten += count;
-    if (socket.extensions === '') {
-      // The frames ws would write, in one buffer and one write (ws writes each message's header and
-      // payload apart, with bookkeeping of its own: most of what a message cost, past the system
-      // call). Only with no extension negotiated: ws then writes every frame at once, in order, so
-      // these fall between its own frames (graphql-ws's error and complete, pings), never inside one.
-      this.#stream.write(textFrames(this.#head, messages), () => (this.#unwritten -= count));
-      return;
-    }
+    // One write for all of them: ws writes each frame synchronously, so corked they leave together.
     this.#stream.cork();
     for (const tail of messages) socket.send(Buffer.concat([this.#head, tail]), { binary: false }, this.#written);
     this.#stream.uncork();
@@ -255,7 +248,9 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
     else this.#failure = failure;
   }
 
+  /** The subscriber left (it completed, or its socket closed): nothing more is sent for it. */
   leave(): void {
+    this.#pending = [];
     this.end(null);
   }
 
@@ -277,33 +272,4 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
   [Symbol.asyncIterator](): this {
     return this;
   }
-}
-
-/**
- * WebSocket text frames (RFC 6455 §5.2: final, unmasked, as a server sends them) of the messages
- * `head` + each tail, in one buffer.
- */
-function textFrames(head: Buffer, tails: Buffer[]): Buffer {
-  let size = 0;
-  for (const tail of tails) {
-    const length = head.length + tail.length;
-    size += (length < 126 ? 2 : length < 65536 ? 4 : 10) + length;
-  }
-  const frames = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const tail of tails) {
-    const length = head.length + tail.length;
-    frames[at++] = 0x81;
-    if (length < 126) frames[at++] = length;
-    else if (length < 65536) {
-      frames[at++] = 126;
-      at = frames.writeUInt16BE(length, at);
-    } else {
-      frames[at++] = 127;
-      at = frames.writeBigUInt64BE(BigInt(length), at);
-    }
-    at += head.copy(frames, at);
-    at += tail.copy(frames, at);
-  }
-  return frames;
 }
