@@ -19,10 +19,17 @@ let port: number;
 /** A service with GRAPHIQL=false, INTROSPECTION=false and small limits of its own. */
 let lockedPort: number;
 
+/**
+ * No daily housekeeping: these services check that refused requests change nothing, and one
+ * started after HOUSEKEEPING_AT writes its housekeeping entry at any moment of its first seconds.
+ */
+const NO_HOUSEKEEPING = { LOG_RETENTION_DAYS: '0', RUN_RETENTION_DAYS: '0' };
+
 before(async () => {
-  service = new ServiceProcess({ DATABASE_URL: db.url });
+  service = new ServiceProcess({ DATABASE_URL: db.url, ...NO_HOUSEKEEPING });
   const locked = new ServiceProcess({
     DATABASE_URL: lockedDb.url,
+    ...NO_HOUSEKEEPING,
     GRAPHIQL: 'false',
     INTROSPECTION: 'false',
     GRAPHQL_MAX_DEPTH: '3',

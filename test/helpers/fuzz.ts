@@ -352,6 +352,9 @@ export async function startFuzzTarget(settings: Record<string, string>): Promise
     SERVER_OPERATIONS_DIR: dir,
     SERVER_OPERATIONS_WORKERS: '1',
     SHUTDOWN_GRACE_SECONDS: '1',
+    // No daily housekeeping: its entry would count as a row changed by a refused request.
+    LOG_RETENTION_DAYS: '0',
+    RUN_RETENTION_DAYS: '0',
     ...settings,
   });
   const instance = await startInstance({ config, log: pino({ level: 'warn' }, stream) });
