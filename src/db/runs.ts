@@ -164,35 +164,20 @@ export interface FinishedRun {
  */
 export async function finishRun(sql: Sql, runId: string, token: string, end: RunEnd): Promise<FinishedRun | null> {
   const { log } = end;
-  const markEnded = (q: Queryable) => q<RunRow[]>`
-    update job_runs set status = ${end.status}, error = ${end.error}, finished_at = ${end.now}
-    where id = ${runId} and lease_token = ${token} and status = 'RUNNING'
-    returning *`;
-  const endedEarlier = async (q: Queryable): Promise<FinishedRun | null> => {
-    const [run] = await q<RunRow[]>`
-      select * from job_runs
-      where id = ${runId} and lease_token = ${token} and status = ${end.status}
-        and finished_at = ${end.now} and error is not distinct from ${end.error}`;
-    if (!run) return null;
-    const [entry] = log
-      ? await q<LogRow[]>`
-          select * from log_entries
-          where run_id = ${runId} and at = ${end.now} and level = ${log.level} and message = ${log.message}
-          order by id limit 1`
-      : [];
-    return { run, entry: entry ?? null, repeated: true };
-  };
-  // A success writes no entry: one statement, no transaction round trips on the hot path.
-  if (!log) {
-    const [run] = await markEnded(sql);
-    return run ? { run, entry: null, repeated: false } : endedEarlier(sql);
-  }
-  return sql.begin(async (tx) => {
-    const [run] = await markEnded(tx);
-    if (!run) return endedEarlier(tx);
-    const [entry] = await insertLogEntries(tx, [{ at: end.now, ...log, jobId: run.jobId, runId: run.id }]);
-    return { run, entry: entry ?? null, repeated: false };
-  });
+  const [written] = await finishRuns(sql, token, [{ ...end, runId }]);
+  if (written) return written;
+  const [run] = await sql<RunRow[]>`
+    select * from job_runs
+    where id = ${runId} and lease_token = ${token} and status = ${end.status}
+      and finished_at = ${end.now} and error is not distinct from ${end.error}`;
+  if (!run) return null;
+  const [entry] = log
+    ? await sql<LogRow[]>`
+        select * from log_entries
+        where run_id = ${runId} and at = ${end.now} and level = ${log.level} and message = ${log.message}
+        order by id limit 1`
+    : [];
+  return { run, entry: entry ?? null, repeated: true };
 }
 
 /**
