@@ -64,6 +64,8 @@ export class PgEventRelay {
   #halt = new AbortController();
   /** How every notification this instance sends begins (`encode` writes the origin first). */
   readonly #ownPrefix: string;
+  /** And a payload of several of them (see `pack`). */
+  readonly #ownPackedPrefix: string;
   /** Per other instance, the number of its last notification received. */
   #received = new Map<string, number>();
 
@@ -71,6 +73,7 @@ export class PgEventRelay {
     private readonly deps: { sql: Sql; clock: Clock; bus: EventBus; log: Logger; origin: string; onResync?: () => void; giveUpMs?: number },
   ) {
     this.#ownPrefix = `${JSON.stringify({ origin: deps.origin }).slice(0, -1)},`;
+    this.#ownPackedPrefix = `[${this.#ownPrefix}`;
   }
 
   /** How many times LISTEN was (re-)established: 1 after start, more after reconnects. */
@@ -182,7 +185,7 @@ export class PgEventRelay {
   #receive(payload: string): void {
     const { bus, log } = this.deps;
     // This instance's own notifications come back too: recognised by their first key, unread.
-    if (payload.startsWith(this.#ownPrefix) || payload.startsWith(`[${this.#ownPrefix}`)) return;
+    if (payload.startsWith(this.#ownPrefix) || payload.startsWith(this.#ownPackedPrefix)) return;
     let messages: WireMessage[];
     try {
       messages = decodeAll(payload);
