@@ -56,6 +56,12 @@ export function summary(values: number[]): Summary {
 }
 
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** `summary`, each figure rounded to a tenth. */
+export function roundedSummary(values: number[]): Summary {
+  const s = summary(values);
+  return { n: s.n, p50: round(s.p50), p99: round(s.p99), max: round(s.max) };
+}
 export const median = (values: number[]): number =>
   percentile(
     [...values].sort((a, b) => a - b),
@@ -157,4 +163,60 @@ export async function cpuSeconds(pid: number): Promise<number> {
   // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
   // In clock ticks, 100 a second on Linux.
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** createJob fields per request: within the service's GRAPHQL_MAX_ALIASES (30 by default). */
+export const CREATE_PER_REQUEST = 25;
+/** createJob requests in flight at a time. */
+export const CREATE_IN_FLIGHT = 4;
+
+export interface Created {
+  perSecond: number;
+  seconds: number;
+  /** How long each request took, in ms. */
+  requestMs: Summary;
+}
+
+/**
+ * Creates `count` jobs at 0:0:1 through the API, CREATE_PER_REQUEST aliased createJob fields a
+ * request, CREATE_IN_FLIGHT requests at a time. Ids are `<prefix>-<n>` from `from` on (Cyrillic
+ * by default, names too); `input(n)` adds to or overrides each job's input.
+ */
+export async function createJobs(
+  service: RunningService,
+  count: number,
+  options: { prefix?: string; from?: number; input?: (n: number) => Record<string, unknown> } = {},
+): Promise<Created> {
+  const prefix = options.prefix ?? 'задача';
+  const base = options.from ?? 0;
+  const requestMs: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const from = next;
+      const size = Math.min(CREATE_PER_REQUEST, count - from);
+      next += size;
+      const variables: Record<string, unknown> = {};
+      for (let i = 0; i < size; i++) {
+        const n = base + from + i;
+        variables[`i${i}`] = {
+          id: `${prefix}-${n}`,
+          name: `Выгрузка ${n}`,
+          externalCall: 'ServerOperationConnector:Noop',
+          period: '0:0:1',
+          ...options.input?.(n),
+        };
+      }
+      const declared = Array.from({ length: size }, (_, i) => `$i${i}: CreateJobInput!`).join(', ');
+      const fields = Array.from({ length: size }, (_, i) => `j${i}: createJob(input: $i${i}) { id }`).join(' ');
+      const asked = performance.now();
+      const answer = await service.gql<Record<string, { id: string }>>(`mutation Create(${declared}) { ${fields} }`, variables);
+      requestMs.push(performance.now() - asked);
+      if (Object.keys(answer).length !== size) throw new Error(`created ${Object.keys(answer).length} of ${size} jobs`);
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CREATE_IN_FLIGHT }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  return { perSecond: count / seconds, seconds, requestMs: roundedSummary(requestMs) };
 }

@@ -26,6 +26,7 @@ import {
   startService,
   summary,
   type Summary,
+  createJobs,
 } from '../lib.ts';
 
 export interface EventsOptions {
@@ -267,27 +268,6 @@ class Subscribers {
   }
 }
 
-/** Creates `count` jobs at 0:0:1 whose due times are spread evenly over each second. */
-async function createJobs(service: RunningService, count: number, firstDueMs: number): Promise<void> {
-  const perRequest = 25;
-  for (let from = 0; from < count; from += perRequest) {
-    const size = Math.min(perRequest, count - from);
-    const variables: Record<string, unknown> = {};
-    for (let i = 0; i < size; i++) {
-      variables[`i${i}`] = {
-        id: `events-${from + i}`,
-        name: `Events ${from + i}`,
-        externalCall: 'ServerOperationConnector:Noop',
-        period: '0:0:1',
-        startAt: new Date(firstDueMs + Math.floor(((from + i) * 1000) / count)).toISOString(),
-      };
-    }
-    const declared = Array.from({ length: size }, (_, i) => `$i${i}: CreateJobInput!`).join(', ');
-    const fields = Array.from({ length: size }, (_, i) => `j${i}: createJob(input: $i${i}) { id }`).join(' ');
-    await service.gql(`mutation Create(${declared}) { ${fields} }`, variables);
-  }
-}
-
 /** The subscriptions open on an instance, from its /metrics (0 when it does not answer in time). */
 async function openSubscriptions(port: number): Promise<number> {
   try {
@@ -360,7 +340,11 @@ export default async function events(context: BenchContext, options: EventsOptio
 
     // Then the jobs, and a few seconds for the load to settle.
     const firstDueMs = Math.ceil((Date.now() + 2000) / 1000) * 1000;
-    await createJobs(a, jobs, firstDueMs);
+    // Their due times spread evenly over each second.
+    await createJobs(a, jobs, {
+      prefix: 'события',
+      input: (n) => ({ startAt: new Date(firstDueMs + Math.floor((n * 1000) / jobs)).toISOString() }),
+    });
     await sleep(Math.max(0, firstDueMs - Date.now()) + 3000);
 
     const from = Math.ceil((Date.now() + 1000) / 1000) * 1000;

@@ -16,6 +16,8 @@ import {
   startService,
   summary,
   type Summary,
+  createJobs,
+  roundedSummary,
 } from '../lib.ts';
 
 export interface LoadResult {
@@ -43,42 +45,6 @@ export interface LoadResult {
   sigtermExit: string;
   /** Per second of the window: runs started that second and their p99 lateness. */
   perSecond?: { second: number; runs: number; p99: number }[];
-}
-
-const CREATE = (count: number) =>
-  `mutation Create(${Array.from({ length: count }, (_, i) => `$i${i}: CreateJobInput!`).join(', ')}) { ${Array.from(
-    { length: count },
-    (_, i) => `j${i}: createJob(input: $i${i}) { id }`,
-  ).join(' ')} }`;
-
-/** Creates `count` jobs at 0:0:1 through the API; resolves with the rate. */
-export async function createJobs(
-  service: RunningService,
-  count: number,
-  options: { prefix?: string; call?: string; from?: number } = {},
-): Promise<number> {
-  const perRequest = 25;
-  const started = performance.now();
-  const base = options.from ?? 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const from = next;
-      const size = Math.min(perRequest, count - from);
-      next += size;
-      const variables: Record<string, unknown> = {};
-      for (let i = 0; i < size; i++)
-        variables[`i${i}`] = {
-          id: `${options.prefix ?? 'задача'}-${base + from + i}`,
-          name: `Выгрузка ${base + from + i}`,
-          externalCall: options.call ?? 'ServerOperationConnector:Noop',
-          period: '0:0:1',
-        };
-      await service.gql(CREATE(size), variables);
-    }
-  };
-  await Promise.all(Array.from({ length: 4 }, worker));
-  return count / ((performance.now() - started) / 1000);
 }
 
 /** What one window of a load measured. */
@@ -111,7 +77,7 @@ export async function openLoad(
     rssIdleMb: await rssMb(service.process.pid),
     jobs: 0,
     async grow(total) {
-      const rate = total > load.jobs ? await createJobs(service, total - load.jobs, { from: load.jobs }) : 0;
+      const rate = total > load.jobs ? (await createJobs(service, total - load.jobs, { from: load.jobs })).perSecond : 0;
       load.jobs = Math.max(total, load.jobs);
       return rate;
     },
@@ -183,11 +149,11 @@ async function measureWindow(
     skipped: runs.filter((r) => r.status === 'SKIPPED').length,
     notSucceeded: runs.filter((r) => r.status !== 'SUCCEEDED' && r.status !== 'SKIPPED').length,
     runsPerSecond: round(ownRuns / windowSeconds, 0),
-    latenessMs: roundSummary(summary(started.map((r) => r.lateness!))),
+    latenessMs: roundedSummary(started.map((r) => r.lateness!)),
     cpuPerRunUs: round((cpu * 1e6) / Math.max(1, ownRuns), 0),
     cpuShare: round(cpu / windowSeconds, 2),
     rssMaxMb,
-    healthMs: roundSummary(summary(health)),
+    healthMs: roundedSummary(health),
     healthFailures,
     perSecond: perSecond
       ? Array.from({ length: windowSeconds }, (_, second) => {
@@ -221,5 +187,3 @@ export async function measureLoad(
     await load.close();
   }
 }
-
-export const roundSummary = (s: Summary): Summary => ({ n: s.n, p50: round(s.p50), p99: round(s.p99), max: round(s.max) });

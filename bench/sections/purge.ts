@@ -14,10 +14,10 @@ import {
   type SectionResult,
   sleep,
   startService,
-  summary,
   type Summary,
+  createJobs,
+  roundedSummary,
 } from '../lib.ts';
-import { createJobs } from './lateness.ts';
 
 const MINUTE = 60_000;
 const JOB_PREFIX = 'purge-bench';
@@ -66,13 +66,12 @@ async function windowFigures(sql: postgres.Sql, window: Window, jobs: number): P
       and scheduled_at >= ${new Date(window.fromMs)} and scheduled_at < ${new Date(window.toMs)}`;
   const started = rows.filter((r) => r.lateness !== null).map((r) => r.lateness!);
   const seconds = (window.toMs - window.fromMs) / 1000;
-  const s = summary(started);
   return {
     seconds: round(seconds, 1),
     dueTimes: Math.round(jobs * seconds),
     ownRuns: started.length,
     coalesced: rows.reduce((sum, r) => sum + r.missed, 0),
-    latenessMs: { n: s.n, p50: round(s.p50), p99: round(s.p99), max: round(s.max) },
+    latenessMs: roundedSummary(started),
   };
 }
 

@@ -14,14 +14,13 @@ import {
   type SectionResult,
   sleep,
   startService,
-  summary,
   type Summary,
+  createJobs,
+  CREATE_IN_FLIGHT,
+  CREATE_PER_REQUEST,
+  roundedSummary,
 } from '../lib.ts';
 
-/** Jobs per createJob request: within the service's GRAPHQL_MAX_ALIASES (30 by default). */
-const ALIASES = 25;
-/** createJob requests in flight at a time. */
-const CREATE_IN_FLIGHT = 4;
 /** Every this many jobs, one calls an operation that does not exist, so its runs fail with ERROR entries. */
 const FAILING_EVERY = 100;
 const CLIENTS = 16;
@@ -45,13 +44,17 @@ export default async function queries(context: BenchContext): Promise<SectionRes
     // info: the process helper waits for the `listening` record, logged at info.
     const service = await startService(context, url, { LOG_LEVEL: 'info' });
     try {
-      const created = await createJobs(service, count);
+      const created = await createJobs(service, count, {
+        prefix: 'bench',
+        // Every FAILING_EVERY-th job calls an operation that does not exist: its runs fail with ERROR entries.
+        input: (n) => (n % FAILING_EVERY === 0 ? { externalCall: 'ServerOperationConnector:NoSuchOperation' } : {}),
+      });
       const rate = round(count / created.seconds, 0);
       rows.push({
         metric: `create ${count.toLocaleString('en')} jobs (0:0:1)`,
         value: rate,
         unit: 'jobs/s',
-        note: `${round(created.seconds, 1)} s, ${ALIASES} per request, ${CREATE_IN_FLIGHT} requests in flight`,
+        note: `${round(created.seconds, 1)} s, ${CREATE_PER_REQUEST} per request, ${CREATE_IN_FLIGHT} requests in flight`,
       });
       data[`create${count}`] = { seconds: round(created.seconds, 2), jobsPerSecond: rate, requestMs: created.requestMs };
       if (count !== 1_000) continue;
@@ -80,43 +83,6 @@ export default async function queries(context: BenchContext): Promise<SectionRes
   data['runsCpuPercent'] = measured!.runsCpuPercent;
   data['rows'] = { jobs: measured!.jobs, runs: measured!.runs, logEntries: measured!.logEntries };
   return { name: 'queries', rows, data };
-}
-
-/** Creates `count` jobs at 0:0:1 in aliased createJob requests, several in flight; every FAILING_EVERY-th one fails its runs. */
-async function createJobs(service: RunningService, count: number): Promise<{ seconds: number; requestMs: Summary }> {
-  const width = String(count).length;
-  const batches: string[][] = [];
-  for (let start = 0; start < count; start += ALIASES) {
-    batches.push(Array.from({ length: Math.min(ALIASES, count - start) }, (_, i) => `bench-${String(start + i + 1).padStart(width, '0')}`));
-  }
-  const requestMs: number[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < batches.length) {
-      const batch = batches[next++]!;
-      const params = batch.map((_, i) => `$i${i}: CreateJobInput!`).join(', ');
-      const fields = batch.map((_, i) => `j${i}: createJob(input: $i${i}) { id }`).join(' ');
-      const variables = Object.fromEntries(
-        batch.map((id, i) => [
-          `i${i}`,
-          {
-            id,
-            name: `Bench job ${id}`,
-            externalCall:
-              Number(id.slice(6)) % FAILING_EVERY === 0 ? 'ServerOperationConnector:NoSuchOperation' : 'ServerOperationConnector:Noop',
-            period: '0:0:1',
-          },
-        ]),
-      );
-      const started = performance.now();
-      const answer = await service.gql<Record<string, { id: string }>>(`mutation (${params}) { ${fields} }`, variables);
-      requestMs.push(performance.now() - started);
-      if (Object.keys(answer).length !== batch.length) throw new Error(`created ${Object.keys(answer).length} of ${batch.length} jobs`);
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: CREATE_IN_FLIGHT }, worker));
-  return { seconds: (performance.now() - started) / 1000, requestMs: summarise(requestMs) };
 }
 
 interface Throughput {
@@ -162,7 +128,7 @@ async function measureQueries(
     throughput[label] = {
       rounds: results.map((x) => round(x, 0)),
       median: median(results),
-      latencyMs: summarise(latencies),
+      latencyMs: roundedSummary(latencies),
       serviceCpuPercent: round((100 * ((await cpuSeconds(pid)) - before.cpu)) / seconds, 0),
     };
   }
@@ -193,11 +159,6 @@ async function hammer(port: number, query: string, ms: number): Promise<{ perSec
   };
   await Promise.all(Array.from({ length: CLIENTS }, client));
   return { perSecond: done / ((performance.now() - started) / 1000), latencyMs };
-}
-
-function summarise(values: number[]): Summary {
-  const s = summary(values);
-  return { n: s.n, p50: round(s.p50), p99: round(s.p99), max: round(s.max) };
 }
 
 /** How many runs and log entries the measured pages were read from. */
