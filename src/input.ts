@@ -44,3 +44,31 @@ export function validateStartAt(value: Date, field = 'startAt'): Date {
   if (Number.isNaN(value.getTime())) throw badInput(field, 'startAt is not a valid date and time.');
   return value;
 }
+
+export function validateEndAt(value: Date, field = 'endAt'): Date {
+  if (Number.isNaN(value.getTime())) throw badInput(field, 'endAt is not a valid date and time.');
+  return value;
+}
+
+export function validateAutoPause(value: number, field = 'autoPauseAfterFailures'): number {
+  if (!Number.isInteger(value) || value < 1 || value > 1000) {
+    throw badInput(field, 'autoPauseAfterFailures must be a whole number from 1 to 1000 (null turns it off).');
+  }
+  return value;
+}
+
+/** A retry policy (SPEC §3b), every field given: whole seconds, a factor of at least 1. */
+export function validateRetry<T extends { maxAttempts: number; backoffSeconds: number; backoffFactor: number; maxBackoffSeconds: number }>(
+  policy: T,
+  field = 'retry',
+): T {
+  const whole = (value: number, min: number, max: number) => Number.isInteger(value) && value >= min && value <= max;
+  if (!whole(policy.maxAttempts, 1, 10)) throw badInput(`${field}.maxAttempts`, 'retry.maxAttempts must be a whole number from 1 to 10.');
+  if (!whole(policy.backoffSeconds, 0, 86_400))
+    throw badInput(`${field}.backoffSeconds`, 'retry.backoffSeconds must be a whole number of seconds from 0 to 86400.');
+  if (!Number.isFinite(policy.backoffFactor) || policy.backoffFactor < 1 || policy.backoffFactor > 10)
+    throw badInput(`${field}.backoffFactor`, 'retry.backoffFactor must be a number from 1 to 10.');
+  if (!whole(policy.maxBackoffSeconds, 1, 86_400))
+    throw badInput(`${field}.maxBackoffSeconds`, 'retry.maxBackoffSeconds must be a whole number of seconds from 1 to 86400.');
+  return policy;
+}

@@ -159,12 +159,16 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     await registry.reload();
     cleanup.push(() => registry.close());
 
+    // eslint-disable-next-line prefer-const -- assigned once the scheduler it needs exists
+    let jobs: JobService;
     const scheduler = new Scheduler(
       { sql: db.sql, operationsSql: operationsDb.sql, clock, bus, registry, log: log.child({ component: 'scheduler' }) },
       {
         instance: config.INSTANCE_ID,
         leaseSeconds: config.LEASE_SECONDS,
         observe: { claimed: (count) => metrics.claims.inc(count), failed: () => metrics.databaseErrors.inc() },
+        // The job service is made below, with the scheduler it needs; by the first run's end it exists.
+        autoPause: (jobId, note) => jobs.autoPause(jobId, note),
       },
     );
     // An embedded database belongs to this process alone: any run still RUNNING was left by a crashed predecessor.
@@ -190,7 +194,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     cleanup.push(() => relay.stop());
     cleanup.push(reactToChanges({ bus, scheduler, registry, log }));
 
-    const jobs = new JobService({ sql: apiDb.sql, clock, bus, registry, scheduler });
+    jobs = new JobService({ sql: apiDb.sql, clock, bus, registry, scheduler });
     const connectors = new ConnectorService({ sql: db.sql, clock, bus, registry, secrets });
     const app = buildApp({
       context: { sql: apiDb.sql, jobs, connectors, registry, bus },

@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { accountChange, changeSkippedMessage, clashLogEntry, nextDueAfter, type Schedule } from '../src/scheduling/changes.ts';
 
+/** A period job's schedule: the grid anchor + k·period, its oldest unclaimed due time. */
+const grid = (anchorMs: number, periodMs: number, nextDueMs: number, enabled = true): Schedule => ({
+  enabled,
+  rule: { periodMs, cron: null, timeZone: null, anchorMs, endMs: null },
+  nextDueMs,
+});
+
 // A job on the grid 10 000 + k·1000 whose oldest unclaimed due time is 13 000.
-const enabled: Schedule = { enabled: true, anchorMs: 10_000, periodMs: 1000, nextDueMs: 13_000 };
+const enabled: Schedule = grid(10_000, 1000, 13_000, true);
 const paused = (s: Schedule): Schedule => ({ ...s, enabled: false });
 
 describe('what a change leaves behind (SPEC §3: a change never loses a due time)', () => {
@@ -24,12 +31,12 @@ describe('what a change leaves behind (SPEC §3: a change never loses a due time
 
   it('records the backlog on the old grid when the period changes, and keeps the new grid', () => {
     // Re-anchored at 13 500 (the instance's clock) with a 4 s period: first due 17 500.
-    const faster: Schedule = { enabled: true, anchorMs: 13_500, periodMs: 4000, nextDueMs: 17_500 };
+    const faster: Schedule = grid(13_500, 4000, 17_500, true);
     assert.deepEqual(accountChange(enabled, faster, 14_002), { skipped: { scheduledMs: 14_000, missed: 1 }, nextDueMs: 17_500 });
   });
 
   it('records the backlog when the start moves, also onto the same grid', () => {
-    const later: Schedule = { enabled: true, anchorMs: 60_000, periodMs: 1000, nextDueMs: 60_000 };
+    const later: Schedule = grid(60_000, 1000, 60_000, true);
     assert.deepEqual(accountChange(enabled, later, 13_010), { skipped: { scheduledMs: 13_000, missed: 0 }, nextDueMs: 60_000 });
     // startAt set to the current anchor: same grid, but the next due time jumps past now (15 000 by
     // an instance clock behind the database's), so 13 000..15 000 are accounted.
@@ -49,7 +56,7 @@ describe('what a change leaves behind (SPEC §3: a change never loses a due time
   it('records nothing for a paused job: its due times are not due, also when it resumes', () => {
     const resumed: Schedule = { ...enabled, nextDueMs: 17_000 };
     assert.deepEqual(accountChange(paused(enabled), resumed, 16_400), { skipped: null, nextDueMs: 17_000 });
-    const rescheduled: Schedule = { enabled: false, anchorMs: 16_000, periodMs: 5000, nextDueMs: 21_000 };
+    const rescheduled: Schedule = grid(16_000, 5000, 21_000, false);
     assert.deepEqual(accountChange(paused(enabled), rescheduled, 16_400), { skipped: null, nextDueMs: 21_000 });
   });
 
@@ -59,11 +66,11 @@ describe('what a change leaves behind (SPEC §3: a change never loses a due time
     const resumedEarly: Schedule = { ...enabled, nextDueMs: 13_000 };
     assert.deepEqual(accountChange(paused(enabled), resumedEarly, 13_010, 13_000), { skipped: null, nextDueMs: 14_000 });
     // A new start exactly on the due time this change records.
-    const onIt: Schedule = { enabled: true, anchorMs: 13_000, periodMs: 2000, nextDueMs: 13_000 };
+    const onIt: Schedule = grid(13_000, 2000, 13_000, true);
     assert.deepEqual(accountChange(enabled, onIt, 13_000), { skipped: { scheduledMs: 13_000, missed: 0 }, nextDueMs: 15_000 });
     // A re-created id whose old runs go up to 20 000.
-    assert.equal(nextDueAfter({ anchorMs: 10_000, periodMs: 3000, nextDueMs: 13_000 }, 20_000), 22_000);
-    assert.equal(nextDueAfter({ anchorMs: 10_000, periodMs: 3000, nextDueMs: 13_000 }, null), 13_000);
+    assert.equal(nextDueAfter(grid(10_000, 3000, 13_000), 20_000), 22_000);
+    assert.equal(nextDueAfter(grid(10_000, 3000, 13_000), null), 13_000);
   });
 
   it('names the change and counts the due times in its WARNING', () => {

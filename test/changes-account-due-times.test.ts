@@ -40,7 +40,7 @@ describe('a change never loses a due time', () => {
     const ids = ['c-pause', 'c-period', 'c-start', 'c-delete', 'c-rename'];
     for (const id of ids) {
       const job = await h.jobs.create({ id, name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-      assert.equal(job.nextDueAt.getTime(), start + 1000);
+      assert.equal(job.nextDueAt!.getTime(), start + 1000);
       spans.open(id, start + 1000, 1000);
     }
     await untilDb(start + 1003);
@@ -90,13 +90,13 @@ describe('a change never loses a due time', () => {
     assert.deepEqual(await Promise.all(seenOnEvent), ['SKIPPED', 'SKIPPED', 'SKIPPED', 'SKIPPED']);
 
     // The pause moved the job past what it recorded; the new grids start after the change.
-    assert.equal(paused.nextDueAt.getTime(), start + 3000);
-    assert.deepEqual([faster.anchorAt.getTime(), faster.nextDueAt.getTime()], [changedAt, changedAt + 2000]);
-    assert.equal(moved.nextDueAt.getTime(), startAt.getTime());
+    assert.equal(paused.nextDueAt!.getTime(), start + 3000);
+    assert.deepEqual([faster.anchorAt.getTime(), faster.nextDueAt!.getTime()], [changedAt, changedAt + 2000]);
+    assert.equal(moved.nextDueAt!.getTime(), startAt.getTime());
     spans.open('c-period', changedAt + 2000, 2000);
     spans.open('c-start', startAt.getTime(), 1000);
     // A rename neither records nor moves anything: the due time is still the scheduler's to run.
-    assert.equal(renamed.nextDueAt.getTime(), start + 2000);
+    assert.equal(renamed.nextDueAt!.getTime(), start + 2000);
     assert.equal((await skippedOf('c-rename')).length, 0);
     const [late] = await tickNow(h);
     assert.deepEqual(
@@ -172,7 +172,7 @@ describe('a change never loses a due time', () => {
     await untilDb(start + 2100);
     h.clock.set(start + 2100);
     const resumed = await h.jobs.resume('r');
-    assert.equal(resumed.nextDueAt.getTime(), start + 2900);
+    assert.equal(resumed.nextDueAt!.getTime(), start + 2900);
     assert.equal((await skippedOf('r')).length, 1, 'the resume recorded nothing');
     spans.open('r', start + 2900, 1000);
     await untilDb(start + 3000);

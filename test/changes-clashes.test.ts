@@ -19,7 +19,7 @@ describe('no silent clash', () => {
     const h = harness(sql, { clock: new ManualClock(Date.parse('2026-01-01T00:00:00.000Z')) });
     h.connector.define('ok', async () => {});
     const job = await h.jobs.create({ id: 'clash', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    const due = job.nextDueAt;
+    const due = job.nextDueAt!;
     // A row for the due time the claim will take, made by no claim of this job (nothing in the
     // service makes one any more): planted.
     const taken = new Date(due.getTime() + 2000);
@@ -29,7 +29,7 @@ describe('no silent clash', () => {
     h.clock.set(due.getTime() + 2500);
     assert.equal((await tickAndSettle(h)).length, 0, 'no second run for that due time');
     const [after] = await sql<JobRow[]>`select * from jobs where id = 'clash'`;
-    assert.equal(after?.nextDueAt.getTime(), due.getTime() + 3000);
+    assert.equal(after?.nextDueAt?.getTime(), due.getTime() + 3000);
     const { entry } = await logged;
     assert.equal(
       entry.message,
@@ -56,7 +56,7 @@ describe('no silent clash', () => {
     // grid would begin on it; it begins one period later instead, so no claim can clash.
     h.clock.set(now - 1500);
     const again = await h.jobs.create({ id: 'again', name: 'x', externalCall: 'Test:ok', period: '0:0:2', startAt: new Date(now - 500) });
-    assert.equal(again.nextDueAt.getTime(), now + 1500);
+    assert.equal(again.nextDueAt!.getTime(), now + 1500);
   });
 
   it('moves a resume that an instance behind the database makes right after a pause past the due time the pause recorded', async () => {
@@ -64,7 +64,7 @@ describe('no silent clash', () => {
     const now = await dbNowMs();
     h.clock.set(now - 2200);
     const job: JobRow = await h.jobs.create({ id: 'flip', name: 'x', externalCall: 'Test:ok', period: '0:0:1' });
-    assert.equal(job.nextDueAt.getTime(), now - 1200);
+    assert.equal(job.nextDueAt!.getTime(), now - 1200);
     h.clock.set(now);
     await h.jobs.pause('flip');
     const [skipped] = await skippedOf('flip');
@@ -72,7 +72,7 @@ describe('no silent clash', () => {
     // Its clock 300 ms behind: the first grid point after it is the due time just recorded.
     h.clock.set(now - 300);
     const resumed = await h.jobs.resume('flip');
-    assert.equal(resumed.nextDueAt.getTime(), now + 800);
+    assert.equal(resumed.nextDueAt!.getTime(), now + 800);
     assert.equal(firstGridPointAfter(job.anchorAt.getTime(), 1000, now - 300), now - 200);
   });
 });

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { DomainError } from '../src/errors.ts';
 import { validateJobId, validateName, validateNote, validateTimeout } from '../src/input.ts';
 import { parseExternalCall } from '../src/scheduling/external-call.ts';
-import { defaultTimeoutSeconds, formatPeriod, parsePeriod } from '../src/scheduling/period.ts';
+import { formatPeriod, parsePeriod } from '../src/scheduling/period.ts';
+import { defaultTimeoutMs } from '../src/scheduling/schedule.ts';
 
 function rejects(fn: () => unknown, field: string) {
   assert.throws(fn, (error: unknown) => {
@@ -36,8 +37,8 @@ describe('period', () => {
   });
 
   it('should default the timeout to the smaller of the period and one hour', () => {
-    assert.equal(defaultTimeoutSeconds(30), 30);
-    assert.equal(defaultTimeoutSeconds(86_400), 3600);
+    assert.equal(defaultTimeoutMs({ periodMs: 30_000, cron: null, timeZone: null, anchorMs: 0, endMs: null }, 0), 30_000);
+    assert.equal(defaultTimeoutMs({ periodMs: 86_400_000, cron: null, timeZone: null, anchorMs: 0, endMs: null }, 0), 3_600_000);
   });
 });
 

@@ -52,7 +52,7 @@ describe('scheduling on the grid', () => {
       [2000, 4000, 6000, 8000],
     );
     const job = await h.jobs.update('slow', {});
-    assert.equal(job.nextDueAt.getTime() - T0, 10_000);
+    assert.equal(job.nextDueAt!.getTime() - T0, 10_000);
   });
 
   it('should start at startAt and continue on its grid', async () => {
@@ -150,7 +150,7 @@ describe('pause, resume and changes', () => {
     assert.equal((await h.scheduler.tick()).length, 0);
     const resumed = await h.jobs.resume('pausable');
     assert.equal(resumed.pausedNote, null);
-    assert.equal(resumed.nextDueAt.getTime() - T0, 50_000, 'first grid point after the resume');
+    assert.equal(resumed.nextDueAt!.getTime() - T0, 50_000, 'first grid point after the resume');
     h.clock.set(T0 + 50_000);
     await tickAndSettle(h);
     const runs = await runsOf('pausable');
@@ -173,11 +173,11 @@ describe('pause, resume and changes', () => {
     await h.jobs.create({ id: 'changing', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
     h.clock.set(T0 + 3000);
     const renamed = await h.jobs.update('changing', { name: 'y', externalCall: 'Test:other' });
-    assert.equal(renamed.nextDueAt.getTime() - T0, 10_000);
+    assert.equal(renamed.nextDueAt!.getTime() - T0, 10_000);
     assert.equal(renamed.method, 'other');
     const faster = await h.jobs.update('changing', { period: '0:0:4' });
     assert.equal(faster.anchorAt.getTime() - T0, 3000);
-    assert.equal(faster.nextDueAt.getTime() - T0, 7000);
+    assert.equal(faster.nextDueAt!.getTime() - T0, 7000);
   });
 
   it('should stop a deleted job and keep its runs', async () => {
@@ -222,6 +222,6 @@ describe('resending', () => {
     h.clock.set(T0 + 3000);
     const updated = await h.jobs.update('same-period', { name: 'renamed', period: '0:00:10' });
     assert.equal(updated.anchorAt.getTime(), T0);
-    assert.equal(updated.nextDueAt.getTime() - T0, 10_000);
+    assert.equal(updated.nextDueAt!.getTime() - T0, 10_000);
   });
 });

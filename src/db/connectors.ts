@@ -1,7 +1,8 @@
 import type { Queryable } from './client.ts';
 import type { ConnectorRow } from './rows.ts';
 
-export type NewConnector = Omit<ConnectorRow, 'createdAt' | 'updatedAt'>;
+/** A connector's definition as createConnector gives it; its circuit starts CLOSED. */
+export type NewConnector = Pick<ConnectorRow, 'id' | 'kind' | 'baseUrl' | 'headers' | 'authScheme' | 'secret' | 'timeoutSeconds'>;
 
 /** Inserts a connector; null when the id is taken. */
 export async function insertConnector(sql: Queryable, row: NewConnector, now: Date): Promise<ConnectorRow | null> {

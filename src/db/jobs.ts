@@ -1,25 +1,35 @@
 import type { Queryable, Sql } from './client.ts';
+import type { Definition } from '../jobs/job-definition.ts';
 import type { JobRow } from './rows.ts';
 
-/** A job to insert: its row less the pause note (a new job has none) and the time stamps, which are `now`. */
-export type NewJob = Omit<JobRow, 'pausedNote' | 'createdAt' | 'updatedAt'> & { now: Date };
+/** A job to insert: its definition, state and schedule; the time stamps are `now`, the rest starts at its defaults. */
+export type NewJob = Definition & Pick<JobRow, 'id' | 'enabled' | 'anchorAt' | 'nextDueAt'> & { now: Date };
 
 /** Inserts jobs (of distinct ids) in one statement; answers the rows inserted: a job whose id is taken is not. */
 export async function insertJobs(sql: Queryable, jobs: readonly NewJob[]): Promise<JobRow[]> {
   if (jobs.length === 0) return [];
   const column = <T>(value: (job: NewJob) => T) => sql.array(jobs.map(value) as never[]);
-  const iso = (date: Date) => date.toISOString();
+  const iso = (date: Date | null) => date?.toISOString() ?? null;
   return sql<JobRow[]>`
-    insert into jobs (id, name, connector_id, method, period_seconds, enabled, timeout_seconds,
-                      anchor_at, next_due_at, created_at, updated_at)
-    select v.id, v.name, v.connector_id, v.method, v.period_seconds, v.enabled, v.timeout_seconds,
-           v.anchor_at, v.next_due_at, v.now, v.now
+    insert into jobs (id, name, connector_id, method, period_seconds, cron, time_zone, end_at, enabled, timeout_seconds,
+                      overlap, misfire, retry_max_attempts, retry_backoff_seconds, retry_backoff_factor,
+                      retry_max_backoff_seconds, auto_pause_after_failures, anchor_at, next_due_at, created_at, updated_at)
+    select v.id, v.name, v.connector_id, v.method, v.period_seconds, v.cron, v.time_zone, v.end_at, v.enabled, v.timeout_seconds,
+           v.overlap, v.misfire, v.retry_max_attempts, v.retry_backoff_seconds, v.retry_backoff_factor,
+           v.retry_max_backoff_seconds, v.auto_pause_after_failures, v.anchor_at, v.next_due_at, v.now, v.now
     from unnest(${column((j) => j.id)}::text[], ${column((j) => j.name)}::text[],
                 ${column((j) => j.connectorId)}::text[], ${column((j) => j.method)}::text[],
-                ${column((j) => j.periodSeconds)}::int[], ${column((j) => j.enabled)}::boolean[],
-                ${column((j) => j.timeoutSeconds)}::int[], ${column((j) => iso(j.anchorAt))}::timestamptz[],
+                ${column((j) => j.periodSeconds)}::int[], ${column((j) => j.cron)}::text[],
+                ${column((j) => j.timeZone)}::text[], ${column((j) => iso(j.endAt))}::timestamptz[],
+                ${column((j) => j.enabled)}::boolean[], ${column((j) => j.timeoutSeconds)}::int[],
+                ${column((j) => j.overlap)}::text[], ${column((j) => j.misfire)}::text[],
+                ${column((j) => j.retryMaxAttempts)}::int[], ${column((j) => j.retryBackoffSeconds)}::int[],
+                ${column((j) => j.retryBackoffFactor)}::float8[], ${column((j) => j.retryMaxBackoffSeconds)}::int[],
+                ${column((j) => j.autoPauseAfterFailures)}::int[], ${column((j) => iso(j.anchorAt))}::timestamptz[],
                 ${column((j) => iso(j.nextDueAt))}::timestamptz[], ${column((j) => iso(j.now))}::timestamptz[])
-         as v(id, name, connector_id, method, period_seconds, enabled, timeout_seconds, anchor_at, next_due_at, now)
+         as v(id, name, connector_id, method, period_seconds, cron, time_zone, end_at, enabled, timeout_seconds,
+              overlap, misfire, retry_max_attempts, retry_backoff_seconds, retry_backoff_factor,
+              retry_max_backoff_seconds, auto_pause_after_failures, anchor_at, next_due_at, now)
     on conflict (id) do nothing
     returning *`;
 }
@@ -56,9 +66,7 @@ export async function listJobs(sql: Queryable, filter: { enabled?: boolean | nul
     : sql<JobRow[]>`select * from jobs where enabled = ${filter.enabled} order by id`;
 }
 
-export type JobChanges = Partial<
-  Pick<JobRow, 'name' | 'connectorId' | 'method' | 'periodSeconds' | 'enabled' | 'pausedNote' | 'timeoutSeconds' | 'anchorAt' | 'nextDueAt'>
->;
+export type JobChanges = Partial<Omit<JobRow, 'id' | 'createdAt' | 'updatedAt'>>;
 
 export async function updateJobRow(sql: Queryable, id: string, changes: JobChanges, now: Date): Promise<JobRow | null> {
   // Keys are camelCase; the client's transform maps them to the snake_case columns.

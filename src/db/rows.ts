@@ -12,8 +12,19 @@ export type ClaimStatus = Extract<RunStatus, 'RUNNING' | 'SKIPPED'>;
 /** The statuses a run ends with (a SKIPPED run never started, so it does not end). */
 export type EndStatus = Exclude<RunStatus, ClaimStatus>;
 
-export const RUN_TRIGGERS = ['SCHEDULE', 'MANUAL'] as const;
+export const RUN_TRIGGERS = ['SCHEDULE', 'MANUAL', 'RETRY'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
+
+/** What a due time does while a run of its job is in progress (SPEC §3b). */
+export const OVERLAP_POLICIES = ['SKIP', 'QUEUE_ONE', 'ALLOW'] as const;
+export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
+
+/** What due times claimed late (coalesced) become (SPEC §3b). */
+export const MISFIRE_POLICIES = ['RUN_ONCE', 'SKIP'] as const;
+export type MisfirePolicy = (typeof MISFIRE_POLICIES)[number];
+
+export const CIRCUIT_STATES = ['CLOSED', 'OPEN', 'HALF_OPEN'] as const;
+export type CircuitState = (typeof CIRCUIT_STATES)[number];
 
 /** In increasing severity: `levelRank` and `minLevel` filters rely on the order. */
 export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR'] as const;
@@ -38,11 +49,16 @@ export type ConnectorHeader = { name: string; value: string };
 // under the schema's property names, but int8 and bigserial values come back as strings (they may
 // exceed 2^53), where drizzle's `mode: 'number'` infers number. Those columns are overridden here.
 
-export type JobRow = typeof jobs.$inferSelect;
+export interface JobRow extends Omit<typeof jobs.$inferSelect, 'retryOf'> {
+  /** int8: a string from postgres.js. */
+  retryOf: string | null;
+}
 
-export interface RunRow extends Omit<typeof jobRuns.$inferSelect, 'id'> {
+export interface RunRow extends Omit<typeof jobRuns.$inferSelect, 'id' | 'retryOf'> {
   /** bigserial: a string from postgres.js. */
   id: string;
+  /** int8: a string from postgres.js. */
+  retryOf: string | null;
 }
 
 export interface LogRow extends Omit<typeof logEntries.$inferSelect, 'id' | 'runId'> {
@@ -52,7 +68,10 @@ export interface LogRow extends Omit<typeof logEntries.$inferSelect, 'id' | 'run
   runId: string | null;
 }
 
-export type ConnectorRow = typeof connectors.$inferSelect;
+export interface ConnectorRow extends Omit<typeof connectors.$inferSelect, 'circuitProbeRunId'> {
+  /** int8: a string from postgres.js. */
+  circuitProbeRunId: string | null;
+}
 
 /** Levels in increasing severity, for `minLevel` filters. */
 export const levelRank = (level: LogLevel): number => LOG_LEVELS.indexOf(level);

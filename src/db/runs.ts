@@ -1,19 +1,8 @@
 import type { Queryable, Sql } from './client.ts';
 import { insertLogEntries, type NewLogEntry } from './log.ts';
-import type { ClaimStatus, EndStatus, JobRow, LogRow, RunRow, RunStatus } from './rows.ts';
-
-/** A job as the claim sees it: the job and whether a run of it is in progress. */
-export interface DueJob extends JobRow {
-  busy: boolean;
-}
-
-export interface NewScheduledRun {
-  jobId: string;
-  scheduledAt: Date;
-  missed: number;
-  status: ClaimStatus;
-  nextDueAt: Date;
-}
+import type { ClaimJob, JobClaimPlan, PlannedRun } from '../scheduling/claim-plan.ts';
+import type { EndEffects } from '../scheduling/run-end-plan.ts';
+import type { EndStatus, JobRow, LogRow, RunRow, RunStatus } from './rows.ts';
 
 export interface Holder {
   instance: string;
@@ -29,75 +18,132 @@ export interface Claimed {
 
 export interface ClaimResult {
   claimed: Claimed[];
-  /** WARNING entries of due times whose run was not inserted: a run for that due time existed already. */
+  /**
+   * Entries about jobs rather than a run inserted: a retry dropped, or a due time whose run was
+   * not inserted because a run for that due time existed already.
+   */
   clashes: LogRow[];
 }
 
 /**
- * Claims due jobs in one transaction: locks up to `limit` due, enabled jobs (skipping rows
- * another instance holds), lets `decide` turn each into a run, advances each job's next due
- * time, inserts the runs and the log entries `describe` gives for them. The job row lock plus
- * the unique (job, due time) key make the claim exactly-once across instances; the decisions
- * are the caller's pure functions. A planned run whose key is taken already is not inserted,
- * and `describeClash` says so in the log.
+ * What may stand between a planned run and its call (a connector's circuit breaker or its limit
+ * of concurrent calls): called in the claim transaction before the runs are inserted, it may drop
+ * a job's plan (the job stays due, untouched, and is looked at again) or turn planned RUNNING runs
+ * into SKIPPED ones with an error; `inserted` then sees the runs as inserted.
+ */
+export interface ClaimGate {
+  admit(
+    tx: Queryable,
+    plans: JobClaimPlan[],
+    now: Date,
+  ): Promise<{ plans: JobClaimPlan[]; inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void> }>;
+}
+
+/**
+ * Claims due jobs in one transaction: locks up to `limit` enabled jobs with something to do —
+ * a due time reached, or a QUEUE_ONE due time or retry that can start (skipping rows another
+ * instance holds) — lets `plan` decide each one's runs and bookkeeping, writes them, and the log
+ * entries `describe` gives for the runs. The job row lock plus the unique (job, due time) and
+ * (job, due time, attempt) keys make the claim exactly-once across instances; the decisions are
+ * the caller's pure functions. A planned run whose key is taken already is not inserted, and
+ * `describeClash` says so in the log.
  */
 export async function claimDueJobs(
   sql: Sql,
   args: { now: Date; limit: number; holder: Holder; leaseMs: number },
-  decide: (job: DueJob) => NewScheduledRun,
-  describe: (run: RunRow, job: JobRow) => NewLogEntry[],
-  describeClash: (planned: NewScheduledRun) => NewLogEntry,
+  plan: (job: ClaimJob) => JobClaimPlan | null,
+  describe: (run: RunRow, planned: PlannedRun) => NewLogEntry[],
+  describeClash: (planned: PlannedRun) => NewLogEntry,
+  gate?: ClaimGate,
 ): Promise<ClaimResult> {
   return sql.begin(async (tx) => {
     const locked = await tx<JobRow[]>`
-      select * from jobs
-      where enabled and next_due_at <= ${args.now}
-      order by next_due_at
+      select * from jobs j
+      where j.enabled and (
+        j.next_due_at <= ${args.now}
+        or ((j.queued_due_at is not null or j.retry_at <= ${args.now}) and ${startable(tx)}))
+      order by least(j.next_due_at, j.queued_due_at, j.retry_at)
       limit ${args.limit}
       for update skip locked`;
     if (locked.length === 0) return { claimed: [], clashes: [] };
     // Read after the locks are held (a fresh snapshot): a manual run committed while this claim
-    // waited is seen, so the due time becomes SKIPPED instead of clashing with it.
-    const running = await tx<{ jobId: string }[]>`
-      select job_id from job_runs where status = 'RUNNING' and job_id = any(${tx.array(locked.map((j) => j.id))}::text[])`;
-    const busy = new Set(running.map((r) => r.jobId));
-    const due: DueJob[] = locked.map((job) => ({ ...job, busy: busy.has(job.id) }));
-    const planned = due.map(decide);
+    // waited is seen, so the due time becomes SKIPPED instead of running beside it.
+    const running = await tx<{ jobId: string; count: number }[]>`
+      select job_id, count(*)::int as count from job_runs
+      where status = 'RUNNING' and job_id = any(${tx.array(locked.map((j) => j.id))}::text[])
+      group by job_id`;
+    const counts = new Map(running.map((r) => [r.jobId, r.count]));
+    let plans = locked.map((job) => plan({ ...job, running: counts.get(job.id) ?? 0 })).filter((p) => p !== null);
+    const admitted = gate ? await gate.admit(tx, plans, args.now) : null;
+    if (admitted) plans = admitted.plans;
+    if (plans.length === 0) return { claimed: [], clashes: [] };
+    const after = plans.map((p) => p.after);
+    const iso = (date: Date | null) => date?.toISOString() ?? null;
     await tx`
-      update jobs set next_due_at = v.next_due_at
-      from unnest(${tx.array(planned.map((r) => r.jobId))}::text[],
-                  ${tx.array(planned.map((r) => r.nextDueAt.toISOString()))}::timestamptz[]) as v(id, next_due_at)
+      update jobs set next_due_at = v.next_due_at, queued_due_at = v.queued_due_at, queued_missed = v.queued_missed,
+             retry_at = case when v.retry_cleared then null else retry_at end,
+             retry_attempt = case when v.retry_cleared then null else retry_attempt end,
+             retry_of = case when v.retry_cleared then null else retry_of end,
+             retry_scheduled_at = case when v.retry_cleared then null else retry_scheduled_at end
+      from unnest(${tx.array(after.map((a) => a.id))}::text[],
+                  ${tx.array(after.map((a) => iso(a.nextDueAt)) as string[])}::timestamptz[],
+                  ${tx.array(after.map((a) => iso(a.queuedDueAt)) as string[])}::timestamptz[],
+                  ${tx.array(after.map((a) => a.queuedMissed))}::int[],
+                  ${tx.array(after.map((a) => a.retryCleared))}::boolean[])
+           as v(id, next_due_at, queued_due_at, queued_missed, retry_cleared)
       where jobs.id = v.id`;
+    const planned = plans.flatMap((p) => p.runs);
     const leaseUntil = new Date(args.now.getTime() + args.leaseMs);
-    const runs = await tx<RunRow[]>`
-      insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed,
-                            lease_token, lease_expires_at)
+    const runs =
+      planned.length === 0
+        ? []
+        : await tx<RunRow[]>`
+      insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, error, instance, missed,
+                            attempt, retry_of, lease_token, lease_expires_at)
       -- A SKIPPED due time never started (SPEC §2): no started_at, so it shows no lateness and
       -- no duration; its finished_at is when it was recorded.
-      select v.job_id, 'SCHEDULE', v.scheduled_at,
+      select v.job_id, v.trigger, v.scheduled_at,
              case when v.status = 'RUNNING' then ${args.now}::timestamptz end,
              case when v.status = 'SKIPPED' then ${args.now}::timestamptz end,
-             v.status, ${args.holder.instance}, v.missed,
+             v.status, v.error, ${args.holder.instance}, v.missed, v.attempt, v.retry_of,
              case when v.status = 'RUNNING' then ${args.holder.token}::uuid end,
              case when v.status = 'RUNNING' then ${leaseUntil}::timestamptz end
       from unnest(${tx.array(planned.map((r) => r.jobId))}::text[],
+                  ${tx.array(planned.map((r) => r.trigger))}::text[],
                   ${tx.array(planned.map((r) => r.scheduledAt.toISOString()))}::timestamptz[],
                   ${tx.array(planned.map((r) => r.status))}::text[],
-                  ${tx.array(planned.map((r) => r.missed))}::int[]) as v(job_id, scheduled_at, status, missed)
-      -- Only a repeat of the same due time is ignored (and logged below); any other clash (a
-      -- second RUNNING run) fails the claim and rolls back the advance of next_due_at, so no due
-      -- time is lost. A job's next_due_at lies after every due time recorded for its id (the
-      -- claim and every change keep it so), so a repeat is not expected: it is never silent.
-      on conflict (job_id, scheduled_at) where trigger = 'SCHEDULE' do nothing
+                  ${tx.array(planned.map((r) => r.error) as string[])}::text[],
+                  ${tx.array(planned.map((r) => r.missed))}::int[],
+                  ${tx.array(planned.map((r) => r.attempt))}::int[],
+                  ${tx.array(planned.map((r) => r.retryOf) as string[])}::bigint[])
+           as v(job_id, trigger, scheduled_at, status, error, missed, attempt, retry_of)
+      -- Only a repeat of the same due time (or attempt) is ignored, and logged below. A job's
+      -- next_due_at lies after every due time recorded for its id (the claim and every change
+      -- keep it so), so a repeat is not expected: it is never silent.
+      on conflict do nothing
       returning *`;
-    const jobsById = new Map<string, JobRow>(due.map((j) => [j.id, j]));
+    await admitted?.inserted?.(tx, runs);
+    const jobsById = new Map<string, JobRow>(plans.map((p) => [p.job.id, p.job]));
+    const key = (r: { jobId: string; trigger: string; scheduledAt: Date; attempt: number }) =>
+      `${r.jobId}\u0000${r.trigger}\u0000${r.scheduledAt.getTime()}\u0000${r.attempt}`;
+    const plannedByKey = new Map(planned.map((p) => [key(p), p]));
     const claimed = runs.map((run) => ({ run, job: jobsById.get(run.jobId)!, entries: [] as LogRow[] }));
-    const inserted = new Set(runs.map((run) => run.jobId));
-    const clashed = planned.filter((p) => !inserted.has(p.jobId)).map(describeClash);
-    const entries = await insertLogEntries(tx, [...claimed.flatMap((c) => describe(c.run, c.job)), ...clashed]);
-    for (const entry of entries) claimed.find((c) => c.run.id === entry.runId)?.entries.push(entry);
+    const inserted = new Set(runs.map(key));
+    const clashed = planned.filter((p) => !inserted.has(key(p))).map(describeClash);
+    const entries = await insertLogEntries(tx, [
+      ...plans.flatMap((p) => p.entries),
+      ...claimed.flatMap((c) => describe(c.run, plannedByKey.get(key(c.run))!)),
+      ...clashed,
+    ]);
+    const byRun = new Map(claimed.map((c) => [c.run.id, c]));
+    for (const entry of entries) if (entry.runId !== null) byRun.get(entry.runId)?.entries.push(entry);
     return { claimed, clashes: entries.filter((entry) => entry.runId === null) };
   });
+}
+
+/** A waiting QUEUE_ONE due time or retry can start: no run of its job is in progress, or its overlap policy is ALLOW. */
+function startable(sql: Queryable) {
+  return sql`(j.overlap = 'ALLOW' or not exists (select 1 from job_runs r where r.job_id = j.id and r.status = 'RUNNING'))`;
 }
 
 /**
@@ -123,18 +169,23 @@ export async function lastScheduledAt(sql: Queryable, jobId: string): Promise<nu
   return row?.at ? row.at.getTime() : null;
 }
 
-/** Starts a manual run unless one of the job is in progress. Returns null on conflict. */
+/** How many runs of a job are in progress: read with the job row locked, it holds until the commit. */
+export async function runningCount(sql: Queryable, jobId: string): Promise<number> {
+  const [row] = await sql<{ count: number }[]>`select count(*)::int as count from job_runs where job_id = ${jobId} and status = 'RUNNING'`;
+  return row!.count;
+}
+
+/** Starts a manual run (the caller holds the job row lock and has checked the overlap policy). */
 export async function insertManualRun(
   sql: Queryable,
   args: { jobId: string; now: Date; holder: Holder; leaseMs: number },
-): Promise<RunRow | null> {
+): Promise<RunRow> {
   const rows = await sql<RunRow[]>`
     insert into job_runs (job_id, trigger, scheduled_at, started_at, status, instance, lease_token, lease_expires_at)
     values (${args.jobId}, 'MANUAL', ${args.now}, ${args.now}, 'RUNNING', ${args.holder.instance},
             ${args.holder.token}, ${new Date(args.now.getTime() + args.leaseMs)})
-    on conflict do nothing
     returning *`;
-  return rows[0] ?? null;
+  return rows[0]!;
 }
 
 export interface RunEnd {
@@ -142,6 +193,15 @@ export interface RunEnd {
   error: string | null;
   now: Date;
   log?: Pick<LogRow, 'level' | 'message' | 'details'> | undefined;
+  /** What the end does to its job: a retry to wait for, a final outcome to count (SPEC §3b). */
+  effects?: EndEffects | undefined;
+}
+
+/** A job's failure count as a run's end left it. */
+export interface JobAfterEnd {
+  consecutiveFailures: number;
+  autoPauseAfterFailures: number | null;
+  enabled: boolean;
 }
 
 export interface FinishedRun {
@@ -149,6 +209,8 @@ export interface FinishedRun {
   entry: LogRow | null;
   /** This end was committed already, by an earlier try whose reply was lost: the stored row is returned. */
   repeated: boolean;
+  /** The job after the end's effects, when it had any (and the job still exists). */
+  job?: JobAfterEnd | undefined;
 }
 
 /**
@@ -204,13 +266,47 @@ export async function finishRuns(sql: Sql, token: string, ends: (RunEnd & { runI
       logged.map((e) => ({ at: e.now, ...e.log!, jobId: byId.get(e.runId)!.jobId, runId: e.runId })),
     );
     const entryOf = new Map(entries.map((entry) => [entry.runId, entry]));
+    const jobs = await applyEndEffects(
+      q,
+      ends.filter((e) => e.effects && byId.has(e.runId)).map((e) => ({ jobId: byId.get(e.runId)!.jobId, effects: e.effects! })),
+    );
     return ends.map((e) => {
       const run = byId.get(e.runId);
-      return run ? { run, entry: entryOf.get(e.runId) ?? null, repeated: false } : null;
+      return run ? { run, entry: entryOf.get(e.runId) ?? null, repeated: false, job: e.effects ? jobs.get(run.jobId) : undefined } : null;
     });
   };
   // Successes write no entries: one statement, no transaction round trips.
-  return ends.some((e) => e.log) ? sql.begin(write) : write(sql);
+  return ends.some((e) => e.log || e.effects) ? sql.begin(write) : write(sql);
+}
+
+/**
+ * Writes what run ends do to their jobs: the retry each failed attempt leaves waiting, and the
+ * count of consecutive failures (a final failure adds one, a final success resets it). Answers
+ * each job's count as it now stands; a deleted job has no row.
+ */
+async function applyEndEffects(q: Queryable, ends: { jobId: string; effects: EndEffects }[]): Promise<Map<string, JobAfterEnd>> {
+  const changing = ends.filter((e) => e.effects.retry || e.effects.final);
+  if (changing.length === 0) return new Map();
+  const iso = (date: Date | undefined) => date?.toISOString() ?? null;
+  const rows = await q<(JobAfterEnd & { id: string })[]>`
+    update jobs j set
+      consecutive_failures = case v.final when 'failure' then j.consecutive_failures + 1 when 'success' then 0 else j.consecutive_failures end,
+      retry_at = coalesce(v.retry_at, j.retry_at),
+      retry_attempt = coalesce(v.retry_attempt, j.retry_attempt),
+      retry_of = coalesce(v.retry_of, j.retry_of),
+      retry_scheduled_at = coalesce(v.retry_scheduled_at, j.retry_scheduled_at)
+    from unnest(${q.array(changing.map((e) => e.jobId))}::text[],
+                ${q.array(changing.map((e) => e.effects.final) as string[])}::text[],
+                ${q.array(changing.map((e) => iso(e.effects.retry?.at)) as string[])}::timestamptz[],
+                ${q.array(changing.map((e) => e.effects.retry?.attempt ?? null) as number[])}::int[],
+                ${q.array(changing.map((e) => e.effects.retry?.retryOf ?? null) as string[])}::bigint[],
+                ${q.array(changing.map((e) => iso(e.effects.retry?.scheduledAt)) as string[])}::timestamptz[])
+         as v(id, final, retry_at, retry_attempt, retry_of, retry_scheduled_at)
+    where j.id = v.id
+      -- A success of a job with no failures counted changes nothing: no row version is written.
+      and (v.final is distinct from 'success' or j.consecutive_failures <> 0 or v.retry_at is not null)
+    returning j.id, j.consecutive_failures, j.auto_pause_after_failures, j.enabled`;
+  return new Map(rows.map((row) => [row.id, row]));
 }
 
 /**

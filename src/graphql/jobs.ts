@@ -1,6 +1,7 @@
 import { findJob, listJobs } from '../db/jobs.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
-import { defaultTimeoutSeconds, formatPeriod } from '../scheduling/period.ts';
+import { formatPeriod } from '../scheduling/period.ts';
+import { defaultTimeoutMs, ruleOf } from '../scheduling/schedule.ts';
 import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { createJobField } from './create-batch.ts';
@@ -17,13 +18,17 @@ JobRef.implement({
     externalCall: t.string({ description: 'ConnectorId:MethodName', resolve: (job) => formatExternalCall(job) }),
     connectorId: t.exposeString('connectorId'),
     method: t.exposeString('method'),
-    period: t.string({ nullable: true, description: 'Normalised H:MM:SS.', resolve: (job) => formatPeriod(job.periodSeconds) }),
+    period: t.string({
+      nullable: true,
+      description: 'Normalised H:MM:SS; null on a cron job.',
+      resolve: (job) => (job.periodSeconds === null ? null : formatPeriod(job.periodSeconds)),
+    }),
     periodSeconds: t.exposeInt('periodSeconds', { nullable: true }),
     enabled: t.exposeBoolean('enabled'),
     pausedNote: t.exposeString('pausedNote', { nullable: true }),
     timeoutSeconds: t.int({
       description: 'The run timeout; when not set, the smaller of the period and one hour.',
-      resolve: (job) => job.timeoutSeconds ?? defaultTimeoutSeconds(job.periodSeconds),
+      resolve: (job) => job.timeoutSeconds ?? defaultTimeoutMs(ruleOf(job), (job.nextDueAt ?? job.updatedAt).getTime()) / 1000,
     }),
     nextRunAt: t.field({
       type: 'DateTime',

@@ -5,6 +5,7 @@ import type { JobRow, RunRow } from '../db/rows.ts';
 import { insertSkippedRun } from '../db/runs.ts';
 import { changeSkippedMessage, clashLogEntry, type Schedule } from '../scheduling/changes.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
+import { ruleOf } from '../scheduling/schedule.ts';
 
 /** What the job-change use cases write beside the change: audit entries, warnings, SKIPPED runs. */
 
@@ -56,8 +57,15 @@ export async function recordChangeSkipped(
 }
 
 /** A job row's schedule, as the change accounting reads it. */
-export function scheduleOf(job: Pick<JobRow, 'enabled' | 'anchorAt' | 'periodSeconds' | 'nextDueAt'>): Schedule {
-  return { enabled: job.enabled, anchorMs: job.anchorAt.getTime(), periodMs: job.periodSeconds * 1000, nextDueMs: job.nextDueAt.getTime() };
+export function scheduleOf(
+  job: Pick<JobRow, 'enabled' | 'anchorAt' | 'periodSeconds' | 'cron' | 'timeZone' | 'endAt' | 'nextDueAt' | 'queuedDueAt' | 'queuedMissed'>,
+): Schedule {
+  return {
+    enabled: job.enabled,
+    rule: ruleOf(job),
+    nextDueMs: job.nextDueAt?.getTime() ?? null,
+    queued: job.queuedDueAt ? { scheduledMs: job.queuedDueAt.getTime(), missed: job.queuedMissed } : null,
+  };
 }
 
 /** An update's input as its audit entry records it: the fields given, dates as ISO text. */

@@ -5,48 +5,24 @@ import type { Queryable, Sql } from '../db/client.ts';
 import { databaseNow, deleteJobRow, deleteJobRows, insertJobs, type JobChanges, lockJob, type NewJob, updateJobRow } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, lastScheduledAtOf, requestCancel } from '../db/runs.ts';
+import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, lastScheduledAtOf, requestCancel, runningCount } from '../db/runs.ts';
 import { conflict, DomainError, notFound } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { accountChange, nextDueAfter, sameSchedule } from '../scheduling/changes.ts';
-import { firstGridPointAfter, initialSchedule } from '../scheduling/grid.ts';
 import { endLogEntry } from '../scheduling/outcome.ts';
 import { formatPeriod } from '../scheduling/period.ts';
+import { firstDueAfter, initialDue, ruleOf } from '../scheduling/schedule.ts';
+import { createDefinition, type CreateJobInput, type Definition, updateDefinition, type UpdateJobInput } from './job-definition.ts';
 import type { Scheduler } from '../scheduling/scheduler.ts';
 import { auditEntry, describeChanges, recordChangeSkipped, scheduleOf, targetWarnings } from './job-entries.ts';
 import { watchRunEnd } from './run-end-watch.ts';
-import {
-  validateExternalCall,
-  validateJobId,
-  validateName,
-  validateNote,
-  validatePeriod,
-  validateStartAt,
-  validateTimeout,
-} from '../input.ts';
+import { validateJobId, validateNote, validateStartAt } from '../input.ts';
 
 /** The error of a run ended because its job was deleted. */
 export const JOB_DELETED = 'job deleted';
 
-export interface CreateJobInput {
-  id: string;
-  name: string;
-  externalCall: string;
-  period: string;
-  enabled?: boolean | null;
-  startAt?: Date | null;
-  timeoutSeconds?: number | null;
-}
-
-export interface UpdateJobInput {
-  name?: string | null;
-  externalCall?: string | null;
-  period?: string | null;
-  enabled?: boolean | null;
-  startAt?: Date | null;
-  timeoutSeconds?: number | null;
-}
+export type { CreateJobInput, UpdateJobInput } from './job-definition.ts';
 
 export interface JobServiceDeps {
   sql: Sql;
@@ -70,6 +46,15 @@ export interface JobServiceDeps {
 const LOCAL = LOCAL_PRINCIPAL.name;
 
 const taken = (id: string) => conflict(`A job with id "${id}" already exists.`);
+
+/** The pending-retry columns of a job with none waiting. */
+const NO_RETRY = { retryAt: null, retryAttempt: null, retryOf: null, retryScheduledAt: null } as const;
+
+/** The fields of `changes` whose value differs from the row's: resending a value is no change. */
+function onlyChanged(job: JobRow, changes: Partial<Definition>): JobChanges {
+  const same = (a: unknown, b: unknown) => (a instanceof Date && b instanceof Date ? a.getTime() === b.getTime() : a === b);
+  return Object.fromEntries(Object.entries(changes).filter(([key, value]) => !same(value, job[key as keyof JobRow])));
+}
 
 /** What a change does, for the WARNING about the due times it leaves behind. */
 const PAUSED = 'the job was paused';
@@ -98,7 +83,7 @@ export class JobService {
    */
   async createMany(inputs: readonly CreateJobInput[], actor: string = LOCAL): Promise<{ created: JobRow[]; refused: DomainError | null }> {
     const now = this.deps.clock.now();
-    const planned: { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number }[] = [];
+    const planned: { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number | null }[] = [];
     let refused: DomainError | null = null;
     const ids = new Set<string>();
     for (const input of inputs) {
@@ -119,8 +104,8 @@ export class JobService {
       // times, so no claim of it clashes with their (job, due time) key.
       const recorded = await lastScheduledAtOf(tx, [...ids]);
       const jobs = planned.map(({ job, nextDueMs }) => {
-        const schedule = { anchorMs: job.anchorAt.getTime(), periodMs: job.periodSeconds * 1000, nextDueMs };
-        return { ...job, nextDueAt: new Date(nextDueAfter(schedule, recorded.get(job.id) ?? null)) };
+        const next = nextDueAfter({ rule: ruleOf(job), nextDueMs }, recorded.get(job.id) ?? null);
+        return { ...job, nextDueAt: next === null ? null : new Date(next) };
       });
       const rows = new Map((await insertJobs(tx, jobs)).map((row) => [row.id, row]));
       // An id taken by a stored job refuses its job, and the jobs after it were not to be created:
@@ -135,7 +120,7 @@ export class JobService {
       const written = created.flatMap((row) => [
         auditEntry(row, now, `Job "${row.id}" created`, {
           externalCall: formatExternalCall(row),
-          period: formatPeriod(row.periodSeconds),
+          ...(row.periodSeconds !== null ? { period: formatPeriod(row.periodSeconds) } : { cron: row.cron, timeZone: row.timeZone }),
           enabled: row.enabled,
           actor,
         }),
@@ -150,51 +135,38 @@ export class JobService {
   }
 
   /** A new job's row from its input (validated, all of it, before anything is written), and its first due time. */
-  #planCreate(input: CreateJobInput, now: number): { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number } {
-    const id = validateJobId(input.id);
-    const name = validateName(input.name);
-    const call = validateExternalCall(input.externalCall);
-    const periodSeconds = validatePeriod(input.period);
-    const timeoutSeconds = input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds);
-    const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
-    const { anchorMs, nextDueMs } = initialSchedule(periodSeconds * 1000, now, startAt);
-    const job = {
-      id,
-      name,
-      ...call,
-      periodSeconds,
-      enabled: input.enabled ?? true,
-      timeoutSeconds,
-      anchorAt: new Date(anchorMs),
-      now: new Date(now),
-    };
-    return { job, nextDueMs };
+  #planCreate(input: CreateJobInput, now: number): { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number | null } {
+    const { id, enabled, startAt, definition } = createDefinition(input);
+    const { anchorMs, nextDueMs } = initialDue(ruleOf({ ...definition, anchorAt: new Date(now) }), now, startAt?.getTime() ?? null);
+    return { job: { id, ...definition, enabled, anchorAt: new Date(anchorMs), now: new Date(now) }, nextDueMs };
   }
 
   async update(rawId: string, input: UpdateJobInput, actor: string = LOCAL): Promise<JobRow> {
-    const changes: JobChanges = {};
-    if (input.name != null) changes.name = validateName(input.name);
-    if (input.externalCall != null) Object.assign(changes, validateExternalCall(input.externalCall));
-    const periodSeconds = input.period == null ? undefined : validatePeriod(input.period);
-    if (input.timeoutSeconds !== undefined) {
-      changes.timeoutSeconds = input.timeoutSeconds === null ? null : validateTimeout(input.timeoutSeconds);
-    }
     const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
     return this.#change(rawId, (job, now) => {
-      // Resending the current period is no change and keeps the grid.
-      if (periodSeconds !== undefined && periodSeconds !== job.periodSeconds) changes.periodSeconds = periodSeconds;
-      // The grid moves only when the period or the start changes; name and call keep it.
-      if (changes.periodSeconds !== undefined || startAt !== null) {
-        const { anchorMs, nextDueMs } = initialSchedule((changes.periodSeconds ?? job.periodSeconds) * 1000, now, startAt);
+      const changes: JobChanges = onlyChanged(job, updateDefinition(job, input));
+      const rule = ruleOf({ ...job, ...changes });
+      // The grid moves when the schedule itself or the start changes; name, call and policies keep it.
+      const moved = ['periodSeconds', 'cron', 'timeZone'].filter((key) => key in changes);
+      if (moved.length > 0 || startAt !== null) {
+        const { anchorMs, nextDueMs } = initialDue(rule, now, startAt);
         changes.anchorAt = new Date(anchorMs);
-        changes.nextDueAt = new Date(nextDueMs);
+        changes.nextDueAt = nextDueMs === null ? null : new Date(nextDueMs);
+      } else if ('endAt' in changes) {
+        // A new end keeps the grid: the next due time stays while it lies within it; a job that
+        // had ended goes on from now when the end moves later.
+        const kept = job.nextDueAt && (rule.endMs === null || job.nextDueAt.getTime() <= rule.endMs) ? job.nextDueAt : null;
+        const next = job.nextDueAt === null ? firstDueAfter({ ...rule, anchorMs: job.anchorAt.getTime() }, now) : null;
+        changes.nextDueAt = kept ?? (next === null ? null : new Date(next));
       }
       if (input.enabled === false && job.enabled) changes.enabled = false;
       if (input.enabled === true && !job.enabled) Object.assign(changes, this.#resumeChanges(job, changes, now));
       const change = [
         changes.enabled === false ? PAUSED : null,
-        changes.periodSeconds !== undefined ? "the job's period changed" : null,
+        'periodSeconds' in changes ? "the job's period changed" : null,
+        'cron' in changes || 'timeZone' in changes ? "the job's cron schedule changed" : null,
         startAt !== null ? "the job's start time changed" : null,
+        'endAt' in changes ? "the job's end time changed" : null,
       ].filter((c) => c !== null);
       return { changes, message: `Job "${job.id}" updated`, details: { ...describeChanges(input), actor }, change: change.join(' and ') };
     });
@@ -208,6 +180,20 @@ export class JobService {
       details: { note: pausedNote, actor },
       change: PAUSED,
     }));
+  }
+
+  /**
+   * Pauses a job whose consecutive failures reached its `autoPauseAfterFailures` (SPEC §3b): a
+   * WARNING entry, a JOB_UPDATED event. A job paused or deleted meanwhile is left as it is.
+   */
+  async autoPause(id: string, note: string): Promise<void> {
+    await this.#change(id, (job) =>
+      job.enabled
+        ? { changes: { enabled: false, pausedNote: note }, message: `Job "${job.id}" ${note}`, details: { note, actor: 'auto-pause' }, change: PAUSED, level: 'WARNING' as const }
+        : null,
+    ).catch((error: unknown) => {
+      if (!(error instanceof DomainError && error.code === 'NOT_FOUND')) throw error;
+    });
   }
 
   resume(rawId: string, actor: string = LOCAL): Promise<JobRow> {
@@ -267,8 +253,9 @@ export class JobService {
         // The job row lock orders this against a concurrent claim of the same job.
         const locked = await lockJob(tx, id);
         if (!locked) throw notFound(`No job with id "${id}".`);
+        // Under SKIP and QUEUE_ONE one run at a time (SPEC §3b); ALLOW lets a manual run start beside others.
+        if (locked.overlap !== 'ALLOW' && (await runningCount(tx, id)) > 0) throw conflict(`A run of job "${id}" is already in progress.`);
         const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
-        if (!inserted) throw conflict(`A run of job "${id}" is already in progress.`);
         // The run's id goes in details: entries with a runId are what happened in the run itself.
         const audit: NewLogEntry = {
           at: now,
@@ -334,11 +321,11 @@ export class JobService {
   }
 
   #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
-    const periodMs = (changes.periodSeconds ?? job.periodSeconds) * 1000;
-    const anchorMs = (changes.anchorAt ?? job.anchorAt).getTime();
     // Due times while paused are not due; the grid stays, and the next due time is the first after now.
-    const nextDueAt = changes.nextDueAt ?? new Date(firstGridPointAfter(anchorMs, periodMs, now));
-    return { enabled: true, pausedNote: null, nextDueAt };
+    const next = firstDueAfter(ruleOf({ ...job, ...changes }), now);
+    const nextDueAt = changes.nextDueAt !== undefined ? changes.nextDueAt : next === null ? null : new Date(next);
+    // A resume starts the count of failures afresh (SPEC §3b).
+    return { enabled: true, pausedNote: null, nextDueAt, consecutiveFailures: 0 };
   }
 
   /**
@@ -349,7 +336,10 @@ export class JobService {
    */
   async #change(
     rawId: string,
-    plan: (job: JobRow, now: number) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string } | null,
+    plan: (
+      job: JobRow,
+      now: number,
+    ) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string; level?: 'WARNING' } | null,
   ): Promise<JobRow> {
     const id = validateJobId(rawId);
     const now = this.deps.clock.now();
@@ -364,7 +354,11 @@ export class JobService {
       let skipped: { run: RunRow | null; entry: NewLogEntry } | null = null;
       if (!sameSchedule(before, after)) {
         const account = accountChange(before, after, await this.#databaseNow(tx), await lastScheduledAt(tx, id));
-        if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = new Date(account.nextDueMs!);
+        if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = account.nextDueMs === null ? null : new Date(account.nextDueMs);
+        // A due time waiting under QUEUE_ONE is accounted with the others (in `account.skipped`).
+        Object.assign(changes, { queuedDueAt: null, queuedMissed: 0 });
+        // A retry waiting for its backoff does not outlive a pause.
+        if (changes.enabled === false) Object.assign(changes, NO_RETRY);
         if (account.skipped)
           skipped = await recordChangeSkipped(tx, {
             jobId: id,
@@ -375,7 +369,7 @@ export class JobService {
           });
       }
       const updated = (await updateJobRow(tx, id, changes, new Date(now)))!;
-      const audit = auditEntry(updated, now, planned.message, planned.details);
+      const audit: NewLogEntry = { ...auditEntry(updated, now, planned.message, planned.details), level: planned.level ?? 'INFO' };
       const warnings =
         changes.connectorId || changes.method ? targetWarnings(updated, this.deps.registry.get(updated.connectorId), now) : [];
       const entries = await insertLogEntries(tx, [audit, ...(skipped ? [skipped.entry] : []), ...warnings]);

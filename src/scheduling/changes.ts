@@ -3,15 +3,16 @@
  * pure functions over epoch milliseconds, so they can be tested with literal instants.
  */
 import type { NewLogEntry } from '../db/log.ts';
-import { planClaim, firstGridPointAfter } from './grid.ts';
+import { type DueRule, firstDueAfter, planClaim, sameRule } from './schedule.ts';
 
 /** A job's schedule as the jobs row holds it. */
 export interface Schedule {
   enabled: boolean;
-  anchorMs: number;
-  periodMs: number;
-  /** The oldest due time not yet claimed. */
-  nextDueMs: number;
+  rule: DueRule;
+  /** The oldest due time not yet claimed; null when none is left (past `endAt`). */
+  nextDueMs: number | null;
+  /** QUEUE_ONE: a due time waiting for the run in progress, and the due times coalesced into it. */
+  queued?: { scheduledMs: number; missed: number } | null;
 }
 
 export interface ChangeAccounting {
@@ -44,21 +45,36 @@ export function accountChange(
   dbNowMs: number,
   lastRecordedMs: number | null = null,
 ): ChangeAccounting {
-  const due = before.enabled && !(after && sameSchedule(before, after)) ? planClaim(before.nextDueMs, before.periodMs, dbNowMs) : null;
-  const skipped = due && { scheduledMs: due.scheduledMs, missed: due.missed };
+  const changed = !(after && sameSchedule(before, after));
+  const due =
+    before.enabled && changed && before.nextDueMs !== null ? planClaim(before.rule, before.nextDueMs, dbNowMs) : null;
+  const skipped = withQueued(due && { scheduledMs: due.scheduledMs, missed: due.missed }, changed ? before.queued : null);
   if (!after) return { skipped, nextDueMs: null };
   return { skipped, nextDueMs: nextDueAfter(after, Math.max(skipped?.scheduledMs ?? -Infinity, lastRecordedMs ?? -Infinity)) };
 }
 
-/** True when a change leaves the schedule as it was (it renames, changes the call or the timeout). */
-export function sameSchedule(a: Schedule, b: Schedule): boolean {
-  return a.enabled === b.enabled && a.anchorMs === b.anchorMs && a.periodMs === b.periodMs && a.nextDueMs === b.nextDueMs;
+/**
+ * A due time waiting under QUEUE_ONE has not run either: a change that records the due times it
+ * leaves behind counts it (and the due times coalesced into it) with them, on the latest.
+ */
+function withQueued(
+  skipped: { scheduledMs: number; missed: number } | null,
+  queued: { scheduledMs: number; missed: number } | null | undefined,
+): { scheduledMs: number; missed: number } | null {
+  if (!queued) return skipped;
+  if (!skipped) return queued;
+  return { scheduledMs: Math.max(skipped.scheduledMs, queued.scheduledMs), missed: skipped.missed + queued.missed + 1 };
 }
 
-/** The schedule's next due time, or its first grid point after `recordedMs` when that is not later. */
-export function nextDueAfter(schedule: Omit<Schedule, 'enabled'>, recordedMs: number | null): number {
-  if (recordedMs === null || schedule.nextDueMs > recordedMs) return schedule.nextDueMs;
-  return firstGridPointAfter(schedule.anchorMs, schedule.periodMs, recordedMs);
+/** True when a change leaves the schedule as it was (it renames, changes the call or the timeout). */
+export function sameSchedule(a: Schedule, b: Schedule): boolean {
+  return a.enabled === b.enabled && sameRule(a.rule, b.rule) && a.nextDueMs === b.nextDueMs;
+}
+
+/** The schedule's next due time, or its first due time after `recordedMs` when that is not later. */
+export function nextDueAfter(schedule: Pick<Schedule, 'rule' | 'nextDueMs'>, recordedMs: number | null): number | null {
+  if (recordedMs === null || schedule.nextDueMs === null || schedule.nextDueMs > recordedMs) return schedule.nextDueMs;
+  return firstDueAfter(schedule.rule, recordedMs);
 }
 
 /** The WARNING that says which due times a change recorded without a run, naming the change. */

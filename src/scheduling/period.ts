@@ -30,8 +30,3 @@ export function formatPeriod(totalSeconds: number): string {
   const seconds = totalSeconds % 60;
   return `${hours}:${String(minutes).padStart(2, '0')}:${String(seconds).padStart(2, '0')}`;
 }
-
-/** The timeout a run gets when the job sets none: the smaller of the period and one hour. */
-export function defaultTimeoutSeconds(periodSeconds: number): number {
-  return Math.min(periodSeconds, 3600);
-}

@@ -9,7 +9,8 @@ import { toError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import { type AbortReason, describeError, endLogEntry, type Outcome } from './outcome.ts';
 import { formatExternalCall } from './external-call.ts';
-import { defaultTimeoutSeconds } from './period.ts';
+import { planEnd } from './run-end-plan.ts';
+import { defaultTimeoutMs, ruleOf } from './schedule.ts';
 
 export interface RunDeps {
   sql: Sql;
@@ -24,9 +25,13 @@ export interface RunDeps {
   halted?: AbortSignal;
   /** Writes a run's end on its first try, with others' (the scheduler's group commit); else `finishRun` alone. */
   endRun?: (runId: string, end: RunEnd) => Promise<FinishedRun | null>;
+  /** Told of every end written, with what it did to its job (a retry waiting, a failure counted). */
+  ended?: (run: RunRow, job: RunJob, finished: FinishedRun) => void;
+  /** In [0, 1): the jitter of retry backoffs. */
+  random?: () => number;
 }
 
-export type RunJob = Pick<JobRow, 'id' | 'connectorId' | 'method' | 'periodSeconds' | 'timeoutSeconds'>;
+export type RunJob = JobRow;
 
 /**
  * Performs one run the scheduler has claimed: calls the connector with an AbortSignal, bounded
@@ -51,7 +56,7 @@ const CALL_SETTLED = 'call settled';
 
 async function callWithTimeout(deps: RunDeps, run: RunRow, job: RunJob, abort: AbortController): Promise<Outcome> {
   const { clock } = deps;
-  const timeoutSeconds = job.timeoutSeconds ?? defaultTimeoutSeconds(job.periodSeconds);
+  const timeoutSeconds = job.timeoutSeconds ?? defaultTimeoutMs(ruleOf(job), run.scheduledAt.getTime()) / 1000;
   const startedMs = run.startedAt?.getTime() ?? clock.now();
   const timerStop = new AbortController();
   const aborted = new Promise<Outcome>((resolve) => {
@@ -141,9 +146,10 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
   const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: formatExternalCall(job) }, outcome);
   // When the outcome became known, not when the database took it: an outage does not stretch the run.
   const now = new Date(deps.clock.now());
+  const effects = planEnd(job, run, outcome.status, now.getTime(), (deps.random ?? Math.random)());
   for (let attempt = 1; ; attempt++) {
     try {
-      const end: RunEnd = { ...outcome, now, log: entry };
+      const end: RunEnd = { ...outcome, now, log: entry, effects };
       // Only a first try goes with others: a retry must recognise an end its lost reply committed.
       const result = attempt === 1 && deps.endRun ? await deps.endRun(run.id, end) : await finishRun(deps.sql, run.id, deps.token, end);
       if (!result) {
@@ -160,6 +166,7 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
         deps.log.info({ runId: run.id, status: outcome.status }, 'run end was recorded by an earlier try whose reply was lost');
       deps.bus.publish('run:finished', { at: now, run: result.run });
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
+      deps.ended?.(result.run, job, result);
       return result.run;
     } catch (error) {
       if (deps.halted?.aborted) {

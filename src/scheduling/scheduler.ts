@@ -4,6 +4,7 @@ import { earliestDue, vacuumJobs } from '../db/jobs.ts';
 import type { RunRow } from '../db/rows.ts';
 import { GroupCommit } from '../db/group-commit.ts';
 import {
+  type ClaimGate,
   claimDueJobs,
   type Claimed,
   finishRuns,
@@ -16,7 +17,8 @@ import {
 import { DomainError, toError } from '../errors.ts';
 import { clashLogEntry } from './changes.ts';
 import { abandonAndPublish } from './abandon.ts';
-import { claimLogEntries, planDueClaim } from './claim-plan.ts';
+import { claimLogEntries, planJobClaim } from './claim-plan.ts';
+import { autoPauseNote } from './run-end-plan.ts';
 import { type InFlight, watchLease } from './lease-watch.ts';
 import type { AbortReason } from './outcome.ts';
 import { executeRun, type RunDeps, type RunJob } from './run.ts';
@@ -30,6 +32,10 @@ export interface SchedulerOptions {
   maxIdleMs?: number;
   /** Counts for metrics: due times claimed, failed rounds. */
   observe?: { claimed(count: number): void; failed(): void };
+  /** Pauses a job whose consecutive failures reached its `autoPauseAfterFailures` (SPEC §3b). */
+  autoPause?: (jobId: string, note: string) => Promise<unknown>;
+  /** What may stand between a due run and its call: connectors' circuit breakers and limits. */
+  gate?: ClaimGate;
 }
 
 export interface Started extends Claimed {
@@ -90,7 +96,14 @@ export class Scheduler {
 
   constructor(deps: Omit<RunDeps, 'token'>, options: SchedulerOptions) {
     this.#deps = deps;
-    this.#options = { batchSize: 500, maxIdleMs: 5000, observe: { claimed: () => {}, failed: () => {} }, ...options };
+    this.#options = {
+      batchSize: 500,
+      maxIdleMs: 5000,
+      observe: { claimed: () => {}, failed: () => {} },
+      autoPause: () => Promise.resolve(),
+      gate: { admit: (_tx, plans) => Promise.resolve({ plans }) },
+      ...options,
+    };
     // A fresh token per process start: a restarted instance never keeps its predecessor's runs.
     this.holder = { instance: options.instance, token: randomUUID() };
     this.#ends = new GroupCommit((ends) => finishRuns(deps.sql, this.holder.token, ends));
@@ -99,6 +112,7 @@ export class Scheduler {
       token: this.holder.token,
       halted: this.#halted.signal,
       endRun: (runId, end) => this.#ends.submit({ ...end, runId }),
+      ended: (run, job, finished) => this.#afterEnd(run, job, finished),
     };
   }
 
@@ -153,9 +167,10 @@ export class Scheduler {
         claimDueJobs(
           this.#deps.sql,
           { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
-          (job) => planDueClaim(job, now),
-          (run) => claimLogEntries(run, now),
+          (job) => planJobClaim(job, now),
+          (run, planned) => claimLogEntries(run, planned, now),
           (planned) => clashLogEntry(planned, now),
+          this.#options.gate,
         ),
       );
       count += claimed.length;
@@ -377,6 +392,21 @@ export class Scheduler {
       await clock.sleepUntil(next, this.#stopMaintenance.signal);
     }
     await vacuuming;
+  }
+
+  /**
+   * After a run's end is written: a due time waiting under QUEUE_ONE, or a retry, can start now
+   * or soon, so the loop looks again; a job whose failures reached its limit is paused.
+   */
+  #afterEnd(run: RunRow, job: RunJob, finished: FinishedRun): void {
+    if (job.overlap === 'QUEUE_ONE' || run.trigger === 'MANUAL' || job.retryMaxAttempts > 1) this.wake();
+    const after = finished.job;
+    if (after?.enabled && after.autoPauseAfterFailures !== null && after.consecutiveFailures >= after.autoPauseAfterFailures) {
+      const note = autoPauseNote(after.consecutiveFailures, run.error);
+      this.#options.autoPause(run.jobId, note).catch((error: unknown) =>
+        this.#deps.log.error({ err: toError(error), jobId: run.jobId }, 'auto-pausing a job failed'),
+      );
+    }
   }
 
   #publishClaim({ run, entries }: Claimed): void {
