@@ -57,11 +57,18 @@ export function harness(
   const registry = new DatabaseConnectorRegistry(sql, [connector], {
     HTTP: (row) => new HttpConnector(row, { ...options.http, allow: parseAllowList('127.0.0.1') }),
   });
+  // eslint-disable-next-line prefer-const -- assigned once the scheduler it needs exists, as in src/instance.ts
+  let jobs: JobService;
   const scheduler = new Scheduler(
     { sql, operationsSql: sql, clock, bus, registry, log: silentLog },
-    { instance: options.instance ?? 'test-instance', leaseSeconds: options.leaseSeconds ?? 15, batchSize: options.batchSize ?? 500 },
+    {
+      instance: options.instance ?? 'test-instance',
+      leaseSeconds: options.leaseSeconds ?? 15,
+      batchSize: options.batchSize ?? 500,
+      autoPause: (jobId, note) => jobs.autoPause(jobId, note),
+    },
   );
-  const jobs = new JobService({
+  jobs = new JobService({
     sql,
     clock,
     bus,
