@@ -5,7 +5,10 @@
 //   npm run bench -- --quick           a short smoke run of every section
 //   npm run bench -- --only=lateness,rate
 //   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench   (a server of your own)
-import { execFileSync } from 'node:child_process';
+//   npm run bench -- --only=lateness --baseline=de9e0f6   the same sections of another commit, run
+//                                      right after these, side by side (e.g. before a change)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +17,12 @@ import { type BenchContext, openBench, root, type SectionResult } from './lib.ts
 import { comparisons, SECTIONS } from './sections/index.ts';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    baseline: { type: 'string' },
+  },
 });
 const only = values.only?.split(',').map((s) => s.trim());
 const unknown = only?.filter((name) => !SECTIONS.some((s) => s.name === name));
@@ -50,6 +58,16 @@ try {
     const seconds = Math.round((performance.now() - started) / 1000);
     results.push({ ...result, seconds });
     printSection(result);
+  }
+  if (values.baseline) {
+    const baseline = runBaseline(
+      values.baseline,
+      results.map((r) => sectionOf(r.name)).filter((n) => n !== undefined),
+    );
+    console.log(`\n--- against ${values.baseline} (same sections, run right after)`);
+    const side = sideBySide(results, baseline);
+    printSection(side);
+    results.push({ ...side, seconds: 0 });
   }
   const compared = comparisons(results);
   if (compared) {
@@ -103,4 +121,49 @@ async function databaseVersion(bench: BenchContext): Promise<string> {
   } finally {
     await sql.end();
   }
+}
+
+/** The name of the section a result came from (results are named after their sections, or start with the name). */
+function sectionOf(resultName: string): string | undefined {
+  return SECTIONS.find((s) => resultName === s.name || resultName.startsWith(s.name))?.name;
+}
+
+/**
+ * Runs `sections` of the benchmark of another commit (checked out and installed once in a scratch
+ * directory) on this machine, right after this run's, and answers its results.
+ */
+function runBaseline(commit: string, sections: string[]): SectionResult[] {
+  const sha = git('rev-parse', '--verify', `${commit}^{commit}`);
+  if (sha === 'unknown') throw new Error(`--baseline: no commit ${commit}`);
+  const dir = path.join(os.tmpdir(), `server-jobs-baseline-${sha.slice(0, 12)}`);
+  const run = (command: string, args: string[], cwd: string) => {
+    const done = spawnSync(command, args, { cwd, stdio: 'inherit' });
+    if (done.status !== 0) throw new Error(`--baseline: ${command} ${args.join(' ')} failed in ${cwd}`);
+  };
+  if (!existsSync(path.join(dir, 'node_modules'))) {
+    run('git', ['clone', '--quiet', root, dir], os.tmpdir());
+    run('git', ['checkout', '--quiet', sha], dir);
+    run('npm', ['ci', '--silent'], dir);
+  }
+  const out = path.join(dir, 'baseline-result.json');
+  const args = ['--import', 'tsx', 'bench/index.ts', `--only=${sections.join(',')}`, `--out=${out}`, ...(values.quick ? ['--quick'] : [])];
+  run(process.execPath, args, dir);
+  return (JSON.parse(readFileSync(out, 'utf8')) as { sections: SectionResult[] }).sections;
+}
+
+/** This run's figures beside the baseline's, row by row (metrics of the same name); numbers with their ratio. */
+function sideBySide(ours: SectionResult[], baseline: SectionResult[]): SectionResult {
+  const theirs = new Map(baseline.flatMap((section) => section.rows.map((row) => [`${section.name}\u0000${row.metric}`, row])));
+  const rows = ours.flatMap((section) =>
+    section.rows.flatMap((row) => {
+      const other = theirs.get(`${section.name}\u0000${row.metric}`);
+      if (!other) return [];
+      const ratio =
+        typeof row.value === 'number' && typeof other.value === 'number' && other.value !== 0
+          ? ` (${(row.value / other.value).toFixed(2)}×)`
+          : '';
+      return [{ metric: row.metric, value: `${row.value} | ${other.value}${ratio}`, unit: row.unit, note: 'this commit | baseline' }];
+    }),
+  );
+  return { name: 'baseline', rows };
 }

@@ -77,7 +77,8 @@ export async function openBench(quick: boolean): Promise<{ context: BenchContext
   await fs.mkdir(operationsDir);
   await fs.writeFile(
     path.join(operationsDir, 'bench.mjs'),
-    `export default { async Noop() {}, async Sleep10() { await new Promise((r) => setTimeout(r, 10)); } };\n`,
+    // Flaky fails every other call (per worker thread): the retries' load.
+    `let calls = 0;\nexport default { async Noop() {}, async Sleep10() { await new Promise((r) => setTimeout(r, 10)); }, async Flaky() { if (++calls % 2) throw new Error('flaky'); } };\n`,
   );
   const given = process.env['BENCH_DATABASE_URL'];
   const embedded = given

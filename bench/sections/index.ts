@@ -5,6 +5,7 @@ import events from './events.ts';
 import isolation from './isolation.ts';
 import purge from './purge.ts';
 import queries from './queries.ts';
+import schedules from './schedules.ts';
 import { lateness, soak, sustainedRate } from './scheduling.ts';
 
 export interface Section {
@@ -30,6 +31,11 @@ export const SECTIONS: Section[] = [
     run: async (context) => (await loadPeers()).bullmq(context),
   },
   { name: 'lateness', what: 'N jobs at 0:0:1 calling a no-op operation (isolated), N = 1,000 and 10,000', run: lateness },
+  {
+    name: 'schedules',
+    what: '1,000 jobs each: period, cron (`* * * * * *`) and retrying (a failing operation, retried at once)',
+    run: schedules,
+  },
   { name: 'rate', what: 'the highest sustained runs/s before p99 lateness passes 100 ms, then overload', run: sustainedRate },
   { name: 'events', what: 'event delivery to 1,000 graphql-ws subscribers on a second instance', run: (context) => events(context) },
   { name: 'queries', what: '`jobs` (1,000 jobs) and `logEntries(first: 50)` beside a trivial query', run: queries },

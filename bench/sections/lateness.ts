@@ -53,6 +53,8 @@ export type WindowResult = Omit<LoadResult, 'createdPerSecond' | 'rssIdleMb' | '
 /** A service on a fresh database, to which jobs are added and whose windows are measured. */
 export interface Load {
   service: RunningService;
+  /** Its database. */
+  url: string;
   rssIdleMb: number;
   jobs: number;
   /** Adds jobs until there are `total`; resolves with the creation rate. */
@@ -66,7 +68,7 @@ export interface Load {
 export async function openLoad(
   context: BenchContext,
   label: string,
-  options: { env?: Record<string, string>; nodeArgs?: string[] } = {},
+  options: { env?: Record<string, string>; nodeArgs?: string[]; input?: (n: number) => Record<string, unknown> } = {},
 ): Promise<Load> {
   const url = await freshDatabase(context, label);
   const service = await startService(context, url, options.env, options.nodeArgs);
@@ -74,10 +76,12 @@ export async function openLoad(
   await sleep(2000);
   const load: Load = {
     service,
+    url,
     rssIdleMb: await rssMb(service.process.pid),
     jobs: 0,
     async grow(total) {
-      const rate = total > load.jobs ? (await createJobs(service, total - load.jobs, { from: load.jobs })).perSecond : 0;
+      const rate =
+        total > load.jobs ? (await createJobs(service, total - load.jobs, { from: load.jobs, input: options.input })).perSecond : 0;
       load.jobs = Math.max(total, load.jobs);
       return rate;
     },
@@ -168,7 +172,15 @@ async function measureWindow(
 export async function measureLoad(
   context: BenchContext,
   jobs: number,
-  options: { windowSeconds: number; warmupSeconds?: number; env?: Record<string, string>; nodeArgs?: string[]; label?: string },
+  options: {
+    windowSeconds: number;
+    warmupSeconds?: number;
+    env?: Record<string, string>;
+    nodeArgs?: string[];
+    label?: string;
+    /** The jobs' input beyond the default (a no-op at 0:0:1). */
+    input?: (n: number) => Record<string, unknown>;
+  },
 ): Promise<LoadResult> {
   const load = await openLoad(context, options.label ?? `load_${jobs}`, options);
   try {
