@@ -3,6 +3,7 @@
 // times, DST days included.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
+import { earliestDue } from '../src/db/jobs.ts';
 import type { JobRow, LogRow, RunRow } from '../src/db/rows.ts';
 import { ManualClock } from './helpers/clock.ts';
 import { gate } from './helpers/connector.ts';
@@ -157,6 +158,7 @@ describe('retries', () => {
     const firstBackoff = afterFirst.retryAt!.getTime() - (T0 + 600_000);
     assert.ok(firstBackoff >= 9000 && firstBackoff <= 11_000, `10 s ± 10% after the failed attempt ended (${firstBackoff} ms)`);
     assert.equal(afterFirst.consecutiveFailures, 0, 'a failure that will be retried is not final');
+    assert.equal((await earliestDue(sql))?.getTime(), afterFirst.retryAt!.getTime(), 'the loop sleeps until the retry, not the next due time');
     h.clock.set(afterFirst.retryAt!.getTime() - 1);
     assert.equal((await h.scheduler.tick()).length, 0, 'not before its backoff');
     h.clock.set(afterFirst.retryAt!.getTime());

@@ -87,9 +87,16 @@ export async function deleteJobRows(sql: Queryable, ids: readonly string[]): Pro
   if (ids.length > 0) await sql`delete from jobs where id = any(${sql.array([...ids])}::text[])`;
 }
 
-/** The earliest due time among enabled jobs: when the scheduler must next look. */
+/**
+ * The earliest due time among enabled jobs, or retry that can start then: when the scheduler must
+ * next look. A retry of a job with a run in progress (not ALLOW) waits for that run's end, which
+ * wakes the scheduler; so does a QUEUE_ONE due time, which is not here either.
+ */
 export async function earliestDue(sql: Queryable): Promise<Date | null> {
-  const [row] = await sql<{ due: Date | null }[]>`select min(next_due_at) as due from jobs where enabled`;
+  const [row] = await sql<{ due: Date | null }[]>`
+    select min(least(next_due_at, case when retry_at is not null and (overlap = 'ALLOW' or not exists (
+             select 1 from job_runs r where r.job_id = jobs.id and r.status = 'RUNNING')) then retry_at end)) as due
+    from jobs where enabled`;
   return row?.due ?? null;
 }
 
