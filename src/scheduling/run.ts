@@ -146,7 +146,12 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
   const entry = endLogEntry({ jobId: run.jobId, runId: run.id, externalCall: formatExternalCall(job) }, outcome);
   // When the outcome became known, not when the database took it: an outage does not stretch the run.
   const now = new Date(deps.clock.now());
-  const effects = planEnd(job, run, outcome.status, now.getTime(), (deps.random ?? Math.random)());
+  const planned = planEnd(job, run, outcome.status, now.getTime(), (deps.random ?? Math.random)());
+  // A success of a job with no failures counted changes nothing: its end stays one statement. The
+  // count read at the claim is current unless other runs of the job can end meanwhile (ALLOW).
+  const idle =
+    !planned.retry && (planned.final === null || (planned.final === 'success' && job.consecutiveFailures === 0 && job.overlap !== 'ALLOW'));
+  const effects = idle ? undefined : planned;
   for (let attempt = 1; ; attempt++) {
     try {
       const end: RunEnd = { ...outcome, now, log: entry, effects };
