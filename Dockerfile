@@ -11,6 +11,9 @@ COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --omit=dev && npm cache clean --force
 COPY . .
+# The JavaScript `npm start` runs (dist/, from src/), built now: at start the build finds it current
+# and writes nothing (the service runs as `node`, who could not write here).
+RUN npm run build
 
 # In a container the API must listen beyond loopback; publish its port to 127.0.0.1 only on the
 # host while the API has no authentication (see docker-compose.yml).
@@ -20,7 +23,8 @@ EXPOSE 4000
 USER node
 
 # What `npm start` runs, without npm (whose `sh -c` would not pass SIGTERM on): the Node version
-# check, then `exec`, so that node replaces the shell and `docker stop` reaches the service, which
-# drains its runs (SHUTDOWN_GRACE_SECONDS) before it exits. Run with an init (compose:
-# `init: true`) to reap processes.
-CMD ["sh", "-c", "node src/check-node.mjs && exec node --import tsx src/main.ts"]
+# check, the build if the sources changed (never, in the image), then `exec`, so that node
+# replaces the shell and `docker stop` reaches the service, which drains its runs
+# (SHUTDOWN_GRACE_SECONDS) before it exits. Run with an init (compose: `init: true`) to reap
+# processes.
+CMD ["sh", "-c", "node src/check-node.mjs && node scripts/build.mjs --if-stale && exec node --enable-source-maps dist/main.js"]

@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'drizzle/', 'bench/results/'] },
+  { ignores: ['node_modules/', 'data/', 'dist/', 'drizzle/', 'bench/results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -22,7 +22,7 @@ export default tseslint.config(
       },
       // Type-aware rules: a promise nobody awaits or handles is how a scheduler loses work silently.
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', '*.mjs', 'operations/*.mjs', 'src/*.mjs'] },
+        projectService: { allowDefaultProject: ['*.js', '*.mjs', 'operations/*.mjs', 'src/*.mjs', 'scripts/*.mjs'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },

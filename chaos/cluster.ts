@@ -1,7 +1,8 @@
-// A cluster of service instances as separate processes (`node --import tsx src/main.ts`, what
-// `npm start` runs) on one PostgreSQL, for the fault harness: start, stop, kill, freeze, resume
-// and restart each instance, with its own environment (and, for the clock-skew scenario, a
-// system clock shifted by libfaketime through LD_PRELOAD — no switch in the service itself).
+// A cluster of service instances as separate processes (`node --import tsx src/main.ts`, the
+// sources as the tests run them) on one PostgreSQL, for the fault harness: start, stop, kill,
+// freeze, resume and restart each instance, with its own environment (and, for the clock-skew
+// scenario, a system clock shifted by libfaketime through LD_PRELOAD — no switch in the service
+// itself).
 // Each process is a ServiceProcess of the tests' process helper: one way to spawn the service,
 // read its readiness and stop it, for the tests and the harness alike.
 import fs from 'node:fs';

@@ -1,10 +1,11 @@
 // `npm start` first runs src/check-node.mjs: plain JavaScript that refuses a Node.js older than
-// 20.6 with one clear line (SPEC §10) before anything of the service is loaded, then execs the
-// service (`node --import tsx src/main.ts`). An old Node cannot be installed here, so each case
-// runs the real `npm start` command line (scripts.start, through sh as npm runs it) with node
-// preloading a module that makes process.versions.node say another version.
+// 20.6 with one clear line (SPEC §10) before anything of the service is loaded, then builds dist/
+// if src/ changed (scripts/build.mjs) and execs the compiled service (`node dist/main.js`). An old
+// Node cannot be installed here, so each case runs the real `npm start` command line
+// (scripts.start, through sh as npm runs it) with node preloading a module that makes
+// process.versions.node say another version. The build runs on a copy of the sources.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,7 +69,7 @@ describe('the Node.js version check of npm start', { concurrency: true }, () => 
     it(`should go on to the service on Node.js ${version}`, async () => {
       const { code, stdout, stderr } = await npmStart(version);
       assert.equal(code, 1, stdout + stderr);
-      assert.match(stderr, /^Invalid configuration:\n {2}- PORT: /, 'main.ts ran, through tsx, and checked the configuration');
+      assert.match(stderr, /^Invalid configuration:\n {2}- PORT: /, 'main.js ran, compiled, and checked the configuration');
     });
   }
 
@@ -76,6 +77,58 @@ describe('the Node.js version check of npm start', { concurrency: true }, () => 
     assert.equal(pkg.engines.node, '>=20.6');
     const cmd = /^CMD \["sh", "-c", "(.*)"\]$/m.exec(fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8'));
     assert.equal(cmd?.[1], pkg.scripts['start'], 'the Dockerfile CMD runs what npm start runs');
-    assert.match(pkg.scripts['start']!, /^node src\/check-node\.mjs && exec node /);
+    assert.match(pkg.scripts['start']!, /^node src\/check-node\.mjs && node scripts\/build\.mjs --if-stale && exec node .*dist\/main\.js$/);
+  });
+});
+
+describe('the build npm start runs first', () => {
+  /** A copy of what the build reads, with the repository's node_modules. */
+  function project(): string {
+    const dir = fs.mkdtempSync(path.join(tmp, 'build-'));
+    for (const entry of ['src', 'scripts/build.mjs', 'tsconfig.json'])
+      fs.cpSync(path.join(root, entry), path.join(dir, entry), { recursive: true });
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
+    return dir;
+  }
+  const build = (dir: string, ...args: string[]) =>
+    execFileSync(process.execPath, [path.join(dir, 'scripts/build.mjs'), ...args], { cwd: dir, encoding: 'utf8', stdio: 'pipe' });
+  const stamp = (dir: string) => fs.statSync(path.join(dir, 'dist/.built-from')).mtimeMs;
+
+  it('should compile every source to a module of its own, importing the others as .js', () => {
+    const dir = project();
+    build(dir);
+    const pool = fs.readFileSync(path.join(dir, 'dist/connectors/operation-pool.js'), 'utf8');
+    assert.match(pool, /from "\.\/operation-protocol\.js"/);
+    assert.match(pool, /from "piscina"/, 'packages stay imports');
+    assert.ok(fs.existsSync(path.join(dir, 'dist/connectors/operation-worker.js')), 'the worker beside its pool');
+    const migrations = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "console.log((await import('./dist/db/migrate.js')).MIGRATIONS_DIR)"],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    assert.equal(migrations.trim(), path.join(dir, 'drizzle'), 'dist/db/migrate.js finds drizzle/ as src/db/migrate.ts does');
+    const compiled = fs.readdirSync(path.join(dir, 'dist'), { recursive: true }).map(String);
+    assert.deepEqual(
+      compiled.filter((f) => /\.ts$/.test(f)),
+      [],
+      'no TypeScript left',
+    );
+    assert.deepEqual(
+      compiled.filter((f) => /\.js$/.test(f) && /(from |import\()"\.[^"]*\.ts"/.test(fs.readFileSync(path.join(dir, 'dist', f), 'utf8'))),
+      [],
+      'no import of a .ts file left',
+    );
+  });
+
+  it('should build only when the sources changed since the last build', () => {
+    const dir = project();
+    build(dir, '--if-stale');
+    const first = stamp(dir);
+    build(dir, '--if-stale');
+    assert.equal(stamp(dir), first, 'unchanged sources: nothing written');
+    fs.appendFileSync(path.join(dir, 'src/clock.ts'), '\nexport const ADDED_BY_THE_TEST = 1;\n');
+    build(dir, '--if-stale');
+    assert.notEqual(stamp(dir), first, 'an edited source: built again');
+    assert.match(fs.readFileSync(path.join(dir, 'dist/clock.js'), 'utf8'), /ADDED_BY_THE_TEST/);
   });
 });

@@ -18,6 +18,12 @@ import {
 import type { CallContext } from './types.ts';
 import { pickWorker, WorkerLiveness } from './worker-choice.ts';
 
+/**
+ * The worker's module, beside this one: operation-worker.js when this runs compiled (dist/, what
+ * `npm start` runs), operation-worker.ts when it runs from src/ through tsx (the tests).
+ */
+const WORKER_FILE = new URL(`./operation-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+
 /** piscina does not export its worker type; it is the balancer's second argument. */
 type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
 type PiscinaWorker = Parameters<Balancer>[1][number];
@@ -104,7 +110,7 @@ export class OperationPool {
       beatMs: BEAT_MS,
     };
     this.#piscina = new Piscina({
-      filename: new URL('./operation-worker.ts', import.meta.url).href,
+      filename: WORKER_FILE,
       minThreads: options.workers,
       maxThreads: options.workers,
       idleTimeout: Infinity,

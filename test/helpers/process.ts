@@ -1,11 +1,13 @@
 // The one process helper of the tests and of the chaos harness (chaos/cluster.ts builds its
-// instances on it): it runs the service as a real process (`node --import tsx src/main.ts`, what
-// `npm start` runs), reads its readiness from the structured `listening` record it logs, posts
-// GraphQL to it and waits for conditions. Every wait is bounded and fails saying what it waited
+// instances on it): it runs the service as a real process (`node --import tsx src/main.ts`: the
+// sources as they are on disk, with no build; or, with `compiled`, what `npm start` runs: the
+// JavaScript of dist/, which the benchmark measures), reads its readiness from the structured
+// `listening` record it logs, posts GraphQL to it and waits for conditions. Every wait is bounded and fails saying what it waited
 // for (and, for a process, what it printed). A test's process is stopped when the test ends
 // (`t.after`), and `stopAll()` (for a file's `after` hook) catches any other; both also stop an
 // embedded PostgreSQL a killed service orphaned. `killEveryProcess()` is the harness's last resort.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,6 +37,25 @@ const SERVICE_VARS: readonly string[] = SETTINGS;
 /** Variables of this process's own runtime that must not leak into a service (one gets its own through `runtimeEnv`). */
 const RUNTIME_VARS = ['NODE_TEST_CONTEXT', 'LD_PRELOAD', 'FAKETIME', 'FAKETIME_DONT_FAKE_MONOTONIC'];
 
+/**
+ * What `npm start` execs once its checks have passed (package.json's scripts.start, from
+ * `exec node` on): node's arguments for the compiled service, e.g. `dist/main.js`.
+ */
+export const COMPILED_START: readonly string[] = (() => {
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const command = /(?:^|&& )exec node (.+)$/.exec(pkg.scripts['start'] ?? '')?.[1];
+  if (!command) throw new Error(`package.json's start script does not end with \`exec node …\`: ${pkg.scripts['start']}`);
+  return command.split(/\s+/);
+})();
+
+let built = false;
+/** Builds dist/ from src/ when it is stale (as `npm start` does), once per process. */
+export function buildOnce(): void {
+  if (built) return;
+  execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+  built = true;
+}
+
 /** Every service process started here that has not exited. */
 const live = new Set<ServiceProcess>();
 /** Data directories of embedded databases started by services of this process. */
@@ -50,6 +71,11 @@ export interface ServiceProcessOptions {
   onLine?: (line: string) => void;
   /** Options of node itself, before the script (e.g. `--cpu-prof` for the benchmark's profiles). */
   nodeArgs?: string[];
+  /**
+   * Runs what `npm start` runs, the compiled JavaScript of dist/ (built first if stale), instead
+   * of src/main.ts through tsx. The benchmark does, so that its memory and CPU are the users'.
+   */
+  compiled?: boolean;
 }
 
 /** One service process: what it printed, its readiness, its exit, and the signals it can be sent. */
@@ -70,14 +96,19 @@ export class ServiceProcess {
   #frozen = false;
   #listeners = new Set<() => void>();
 
-  /** Starts `node --import tsx src/main.ts` with these settings (PORT defaults to 0: a free port). */
+  /**
+   * Starts `node --import tsx src/main.ts` (with `compiled`: what `npm start` runs) with these
+   * settings (PORT defaults to 0: a free port).
+   */
   constructor(env: Record<string, string>, options: ServiceProcessOptions = {}) {
     const inherited = Object.fromEntries(
       Object.entries(process.env).filter(
         ([key, value]) => value !== undefined && !SERVICE_VARS.includes(key) && !RUNTIME_VARS.includes(key),
       ),
     ) as Record<string, string>;
-    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
+    if (options.compiled) buildOnce();
+    const entry = options.compiled ? COMPILED_START : ['--import', 'tsx', 'src/main.ts'];
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...entry], {
       cwd: repoRoot,
       env: { ...inherited, PORT: '0', LOG_LEVEL: 'info', ...env, ...options.runtimeEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -260,8 +291,8 @@ const describeExit = (exit: Exit) => (exit.signal ? `signal ${exit.signal}` : `c
  * Starts the service with these settings (PORT defaults to 0: a free port, read from its log);
  * it is stopped when test `t` ends, whether it passed or not.
  */
-export function startServiceProcess(t: TestContext, env: Record<string, string>): ServiceProcess {
-  const service = new ServiceProcess(env);
+export function startServiceProcess(t: TestContext, env: Record<string, string>, options: ServiceProcessOptions = {}): ServiceProcess {
+  const service = new ServiceProcess(env, options);
   t.after(() => service.stop());
   return service;
 }
@@ -270,10 +301,10 @@ export function startServiceProcess(t: TestContext, env: Record<string, string>)
 export async function runService(
   t: TestContext,
   env: Record<string, string>,
-  timeoutMs = 60_000,
+  options: ServiceProcessOptions & { timeoutMs?: number } = {},
 ): Promise<{ service: ServiceProcess; port: number }> {
-  const service = startServiceProcess(t, env);
-  const port = await service.waitUntilListening(timeoutMs);
+  const service = startServiceProcess(t, env, options);
+  const port = await service.waitUntilListening(options.timeoutMs);
   return { service, port };
 }
 
