@@ -27,12 +27,10 @@ await fs.writeFile(path.join(opsDir, 'bench.mjs'), `export default { async Noop(
 // --- 2. Lateness of the others while one spins ------------------------------------------------
 async function latenessWhileSpinning(databaseUrl: string) {
   // The same process helper the tests and the chaos harness use: it waits for the `listening` record.
-  const service = new ServiceProcess({
-    DATABASE_URL: databaseUrl,
-    SERVER_OPERATIONS_DIR: opsDir,
-    SERVER_OPERATIONS_WORKERS: '2',
-    LOG_LEVEL: 'info',
-  });
+  const service = new ServiceProcess(
+    { DATABASE_URL: databaseUrl, SERVER_OPERATIONS_DIR: opsDir, SERVER_OPERATIONS_WORKERS: '2', LOG_LEVEL: 'info' },
+    { compiled: true },
+  );
   const port = await service.waitUntilListening();
   const gql = (query: string, variables: Record<string, unknown> = {}) => gqlPort(port, query, variables);
   const create = `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`;

@@ -137,7 +137,8 @@ export async function startService(
 ): Promise<RunningService> {
   const service = new ServiceProcess(
     { DATABASE_URL: databaseUrl, SERVER_OPERATIONS_DIR: context.operationsDir, LOG_LEVEL: 'info', ...env },
-    { nodeArgs },
+    // What `npm start` runs (the compiled service), so that its memory and CPU are the users'.
+    { nodeArgs, compiled: true },
   );
   const port = await service.waitUntilListening();
   return {
