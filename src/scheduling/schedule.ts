@@ -5,7 +5,7 @@
  * what-if all ask here, so every rule about due times is decided in one place.
  */
 import type { JobRow } from '../db/rows.ts';
-import { type CronDue, cronCountBetween, cronDueBetween, cronNextAfter } from './cron.ts';
+import { type CronDue, cronCountBetween, cronLastBetween, cronNextAfter } from './cron.ts';
 import { type Claim, firstGridPointAfter, initialSchedule, planClaim as planGridClaim } from './grid.ts';
 
 export interface DueRule {
@@ -77,18 +77,8 @@ export function planClaim(rule: DueRule, nextDueMs: number, nowMs: number): (Omi
   }
   const spec = cronOf(rule);
   const count = until < nextDueMs ? 1 : cronCountBetween(spec, nextDueMs, until);
-  const scheduledMs = count <= 1 ? nextDueMs : latestCronDue(spec, nextDueMs, until);
+  const scheduledMs = count <= 1 ? nextDueMs : cronLastBetween(spec, nextDueMs, until)!.atMs;
   return { scheduledMs, missed: Math.max(0, count - 1), nextDueMs: firstDueAfter(rule, scheduledMs) };
-}
-
-/** The latest cron instant in [fromMs, toMs], known to hold at least one: windows back from `toMs`, widening. */
-function latestCronDue(spec: { cron: string; timeZone: string }, fromMs: number, toMs: number): number {
-  for (let window = 3_600_000; ; window *= 24) {
-    const start = Math.max(fromMs, toMs - window);
-    const found = cronDueBetween(spec, start, toMs, Number.MAX_SAFE_INTEGER);
-    if (found.length > 0) return found.at(-1)!.atMs;
-    if (start === fromMs) return fromMs;
-  }
 }
 
 /** How many due times lie in [fromMs, toMs], both inclusive. */
