@@ -1,5 +1,6 @@
 // The audit of a chaos run: SQL over the database after the instances have stopped, checking
-// SPEC §3 "exactly once per due time" job by job.
+// SPEC §3 "exactly once per due time" job by job, and SPEC §3b's retries attempt by attempt
+// (chaos/retries.ts).
 //
 // For each audited job never changed (created without startAt, so its grid is fixed): the grid
 // points run from its first due time, anchor + period, to its last claimed due time,
@@ -8,9 +9,12 @@
 // included. Every grid point must be accounted for exactly once. `gridCoverage` (chaos/coverage.ts)
 // applies the same definition to spans of grid a caller knows: the jobs the harness paused,
 // resumed, re-periodised or deleted, whose spans chaos/change-spans.ts rebuilds from the
-// database's audit trail.
+// database's audit trail. A cron job's due times are its pattern's instants in its zone, from its
+// first due time to before next_due_at, computed with the service's pure functions; a coalesced
+// run stands for the `missed` instants immediately before its own (chaos/coverage.ts).
 import postgres from 'postgres';
-import { gridCoverage, type GridSpan, iso, likePrefix, num } from './coverage.ts';
+import { type DueSpan, gridCoverage, iso, likePrefix, num } from './coverage.ts';
+import { auditRetries, type RetryReport } from './retries.ts';
 
 export type Sql = postgres.Sql;
 
@@ -91,6 +95,12 @@ export interface AuditReport {
   byInstance: Record<string, number>;
   /** Grid points that had to be accounted for. */
   dueTimes: number;
+  /** Of those, the cron jobs' (their due times are their pattern's instants). */
+  cron: { jobs: number; dueTimes: number };
+  /** QUEUE_ONE due times still waiting when the instances stopped (accounted for: their run comes next). */
+  queuedPending: number;
+  /** Retry attempts: each (job, due time, attempt) once, each failed non-final attempt retried or accounted for. */
+  retries: RetryReport;
   /** Extra SCHEDULE runs for one (job, due time). */
   duplicates: number;
   /** Grid points with no run, no SKIPPED run and not in a coalesced run's `missed`. */
@@ -146,8 +156,8 @@ export async function audit(
      * resumed, already past their lease, so nobody could see them before (SPEC: "after its holder stopped").
      */
     excludeFromBound?: string[];
-    /** The grid spans of the jobs that were changed (paused, resumed, re-periodised, deleted): audited on these instead of their row. */
-    spans?: GridSpan[];
+    /** The spans of the jobs that were changed (paused, resumed, re-periodised, deleted): audited on these instead of their row. */
+    spans?: DueSpan[];
   },
 ): Promise<AuditReport> {
   const excluded = options.excludeFromBound ?? [];
@@ -155,6 +165,7 @@ export async function audit(
   const boundMs = 2 * options.leaseSeconds * 1000;
 
   const coverage = await gridCoverage(sql, { jobPrefix: options.jobPrefix, spans: options.spans ?? [] });
+  const retries = await auditRetries(sql, { jobPrefix: options.jobPrefix });
 
   const [dup] = await sql<{ runs: string }[]>`
     select coalesce(sum(n - 1), 0) as runs from (
@@ -256,6 +267,9 @@ export async function audit(
     byStatus: Object.fromEntries(statusRows.map((r) => [r.status, num(r.n)])),
     byInstance: Object.fromEntries(instanceRows.map((r) => [r.instance ?? '(none)', num(r.n)])),
     dueTimes: coverage.dueTimes,
+    cron: coverage.cron,
+    queuedPending: coverage.queuedPending,
+    retries,
     duplicates: num(dup!.runs),
     unaccounted: coverage.unaccounted,
     doubleAccounted: coverage.doubleAccounted,

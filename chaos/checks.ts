@@ -28,7 +28,11 @@ export function checksFor(
   const outage = kinds.includes('terminate') || kinds.includes('db-restart');
   const boundMs = 2 * options.leaseSeconds * 1000;
   const checks: Check[] = [
-    check('runs recorded', a.runs > 0 && a.jobs === options.jobs, `${a.runs} runs of ${a.jobs} jobs, ${a.dueTimes} due times`),
+    check(
+      'runs recorded',
+      a.runs > 0 && a.jobs === options.jobs,
+      `${a.runs} runs of ${a.jobs} jobs, ${a.dueTimes} due times (${a.cron.dueTimes} of ${a.cron.jobs} cron jobs), ${a.retries.runs} retries`,
+    ),
     zero('duplicate runs (job, due time)', a.duplicates, a.examples.duplicates),
     zero('due times unaccounted for', a.unaccounted, a.examples.unaccounted),
     zero('due times accounted twice', a.doubleAccounted, a.examples.doubleAccounted),
@@ -38,6 +42,12 @@ export function checksFor(
     zero('runs started before their scheduledAt', a.earlyStarts, a.examples.earlyStarts),
     zero('SKIPPED runs without a WARNING', a.skippedUnlogged, a.examples.skippedUnlogged),
     zero('log entries written by stale runs', a.staleLogWrites, a.examples.staleLogWrites),
+    // SPEC §3b: runs are unique per (job, due time, attempt), and every attempt is accounted for.
+    zero('attempts run twice (job, due time, attempt)', a.retries.attemptDuplicates, a.retries.examples.attemptDuplicates),
+    zero('retries without a failed previous attempt', a.retries.orphans, a.retries.examples.orphans),
+    zero("retries whose retryOf is not the first attempt's id", a.retries.wrongRetryOf, a.retries.examples.wrongRetryOf),
+    zero('attempts above retry.maxAttempts', a.retries.overMax, a.retries.examples.overMax),
+    zero('failed attempts whose retry is unaccounted for', a.retries.unaccounted, a.retries.examples.unaccounted),
     // A run is ABANDONED only when its lease expired, its instance shut down, its holder could not
     // renew in time and aborted it, or its claim's reply was lost — never while held.
     zero('runs ABANDONED for another reason', a.abandoned.other, a.examples.abandonedOther),

@@ -42,12 +42,13 @@ export function formatScenario(result: ScenarioResult): string {
         .map(([i, n]) => `${i} ${n}`)
         .join(', '),
     ],
-    ['due times audited', String(a.dueTimes)],
+    ['due times audited (of cron jobs)', `${a.dueTimes} (${a.cron.dueTimes} of ${a.cron.jobs} jobs)`],
     ['duplicate runs', String(a.duplicates)],
     ['due times unaccounted for', String(a.unaccounted)],
     ['due times accounted twice', String(a.doubleAccounted)],
     ['due times off the grid', String(a.offGrid)],
     ["due times in a change's bracket (left out)", `${a.unsure.dueTimes} (${a.unsure.leftOut})`],
+    ['QUEUE_ONE due times still waiting at the end', String(a.queuedPending)],
     ['runs left RUNNING', String(a.leftRunning)],
     ['runs started before scheduledAt', String(a.earlyStarts)],
     ['coalesced runs / missed due times', `${a.coalesced.runs} / ${a.coalesced.missed}`],
@@ -65,6 +66,14 @@ export function formatScenario(result: ScenarioResult): string {
         (a.abandoned.excluded ? ` (${a.abandoned.excluded} late claims left out)` : ''),
     ],
     ['stale log writes', String(a.staleLogWrites)],
+    [
+      'retries / failed non-final attempts (retried, waiting, dropped, cleared)',
+      `${a.retries.runs} / ${a.retries.nonFinalFailures} (${a.retries.retried}, ${a.retries.pending}, ${a.retries.dropped}, ${a.retries.clearedByChange})`,
+    ],
+    [
+      'attempts twice / orphan retries / wrong retryOf / over max / retries lost',
+      `${a.retries.attemptDuplicates} / ${a.retries.orphans} / ${a.retries.wrongRetryOf} / ${a.retries.overMax} / ${a.retries.unaccounted}`,
+    ],
     ['lateness p50 / p99 / max', `${ms(a.latenessMs.p50)} / ${ms(a.latenessMs.p99)} / ${ms(a.latenessMs.max)}`],
   ];
   const c = result.changes;
@@ -137,6 +146,12 @@ export function explainFailures(result: ScenarioResult): string {
   list('runs started before scheduledAt', x.earlyStarts);
   list('SKIPPED runs without a WARNING', x.skippedUnlogged);
   list('stale log writes', x.staleLogWrites);
+  const r = result.audit.retries.examples;
+  list('attempts run twice', r.attemptDuplicates);
+  list('retries without a failed previous attempt', r.orphans);
+  list("retries whose retryOf is not the first attempt's id", r.wrongRetryOf);
+  list('attempts above retry.maxAttempts', r.overMax);
+  list('failed attempts whose retry is unaccounted for', r.unaccounted);
   list('ABANDONED over the bound', x.overBound);
   list('ABANDONED for another reason', x.abandonedOther);
   const c = result.changes;

@@ -2,6 +2,7 @@
 // judges it, chaos/report.ts prints it), and the result of one that could not run.
 import type { AuditReport } from './audit.ts';
 import type { HeldRun } from './fault-queries.ts';
+import { emptyRetryReport } from './retries.ts';
 import type { ChangedSpans } from './change-spans.ts';
 import type { ChangeAttempt, ChangeSummary } from './changes.ts';
 import type { ChaosServer } from './database.ts';
@@ -138,6 +139,9 @@ export function skippedResult(scenario: ScenarioName, label: string, params: Sce
     byStatus: {},
     byInstance: {},
     dueTimes: 0,
+    cron: { jobs: 0, dueTimes: 0 },
+    queuedPending: 0,
+    retries: emptyRetryReport(),
     duplicates: 0,
     unaccounted: 0,
     doubleAccounted: 0,

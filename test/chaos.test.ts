@@ -311,6 +311,183 @@ describe('chaos, short form', { concurrency: 2 }, () => {
     }
   });
 
+  test('the audit checks cron due times (daylight saving included) and QUEUE_ONE due times still waiting: a cron due time lost, one accounted twice, one off the pattern', async () => {
+    const url = await createTestDatabase();
+    const sql = auditClient(url);
+    try {
+      const t = Date.parse('2026-01-01T00:00:00.000Z');
+      const at = (s: number) => new Date(t + s * 1000);
+      const cronJob = (id: string, cron: string, zone: string, created: Date, nextDue: Date) => sql`
+        insert into jobs (id, name, connector_id, method, cron, time_zone, anchor_at, next_due_at, created_at, updated_at)
+        values (${id}, ${id}, 'ServerOperationConnector', 'Noop', ${cron}, ${zone}, ${created}, ${nextDue}, ${created}, ${created})`;
+      const run = (jobId: string, due: Date, missed = 0, status = 'SUCCEEDED') => sql`
+        insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, missed)
+        values (${jobId}, 'SCHEDULE', ${due}, ${status === 'SKIPPED' ? null : due}, ${new Date(due.getTime() + 100)}, ${status}, 'audit-test', ${missed})`;
+
+      // chaos-c1, every 2 s from its creation at 0.5 to before 12: due 2, 4, 6, 8, 10. 4 has
+      // nothing; 6 has a run and is in the missed count of the run at 10 (with 8); 7 is no instant.
+      await cronJob('chaos-c1', '*/2 * * * * *', 'UTC', at(0.5), at(12));
+      for (const [due, missed] of [
+        [2, 0],
+        [6, 0],
+        [7, 0],
+        [10, 2],
+      ] as const)
+        await run('chaos-c1', at(due), missed);
+      // chaos-c2, 02:30 Berlin daily across the spring-forward of 2027-03-28 (02:30 does not exist:
+      // it runs at 03:00 CEST = 01:00Z): 03-27 01:30Z, 03-28 01:00Z (coalesced into 03-29 00:30Z,
+      // CEST), 03-30 00:30Z (SKIPPED). A grid of 24 h would want 03-28 01:30Z and 03-29 01:30Z.
+      await cronJob('chaos-c2', '30 2 * * *', 'Europe/Berlin', new Date('2027-03-26T12:00:00Z'), new Date('2027-03-31T00:30:00Z'));
+      await run('chaos-c2', new Date('2027-03-27T01:30:00Z'));
+      await run('chaos-c2', new Date('2027-03-29T00:30:00Z'), 1);
+      await run('chaos-c2', new Date('2027-03-30T00:30:00Z'), 0, 'SKIPPED');
+      // chaos-c3: its due time 4 waits under QUEUE_ONE (with 3 coalesced into it); next due 5.
+      await cronJob('chaos-c3', '* * * * * *', 'UTC', at(0), at(5));
+      await run('chaos-c3', at(1));
+      await run('chaos-c3', at(2));
+      await sql`update jobs set overlap = 'QUEUE_ONE', queued_due_at = ${at(4)}, queued_missed = 1 where id = 'chaos-c3'`;
+      // chaos-q: a period job whose due time 3 waits under QUEUE_ONE; next due 4.
+      await sql`
+        insert into jobs (id, name, connector_id, method, period_seconds, overlap, anchor_at, next_due_at, created_at, updated_at, queued_due_at)
+        values ('chaos-q', 'q', 'ServerOperationConnector', 'Noop', 1, 'QUEUE_ONE', ${at(0)}, ${at(4)}, ${at(0)}, ${at(0)}, ${at(3)})`;
+      await run('chaos-q', at(1));
+      await run('chaos-q', at(2));
+
+      const report = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: 2 });
+      assert.equal(report.jobs, 4);
+      // c1 2 … 10; c2 03-27, 03-28, 03-29, 03-30; c3 1 … 4; q 1 … 3.
+      assert.deepEqual(report.cron, { jobs: 3, dueTimes: 5 + 4 + 4 });
+      assert.equal(report.dueTimes, 5 + 4 + 4 + 3);
+      assert.equal(report.queuedPending, 2);
+      const show = (items: { jobId: string; dueAt: string; count?: number }[]) => items.map((e) => [e.jobId, e.dueAt, e.count ?? 1]);
+      assert.deepEqual(show(report.examples.unaccounted), [['chaos-c1', at(4).toISOString(), 1]]);
+      assert.deepEqual(show(report.examples.doubleAccounted), [['chaos-c1', at(6).toISOString(), 2]]);
+      assert.deepEqual(show(report.examples.offGrid), [['chaos-c1', at(7).toISOString(), 1]]);
+      assert.deepEqual([report.unaccounted, report.doubleAccounted, report.offGrid], [1, 1, 1]);
+
+      // A span a caller gives: c1 from 4 on, its end in a bracket after 8.5 — 10 (accounted) stays required, nothing is left out.
+      const spans = await audit(sql, {
+        jobPrefix: 'chaos-',
+        leaseSeconds: 2,
+        spans: [{ jobId: 'chaos-c1', firstDue: at(4), lastDue: at(11), cron: '*/2 * * * * *', timeZone: 'UTC', unsureAfter: at(8.5) }],
+      });
+      assert.deepEqual(spans.unsure, { dueTimes: 1, leftOut: 0 });
+      // 2 is off the span now; 4 still unaccounted.
+      assert.deepEqual(show(spans.examples.offGrid), [
+        ['chaos-c1', at(2).toISOString(), 1],
+        ['chaos-c1', at(7).toISOString(), 1],
+      ]);
+      assert.deepEqual(show(spans.examples.unaccounted), [['chaos-c1', at(4).toISOString(), 1]]);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test('the audit checks retries: an attempt run twice, a retry without a failed attempt, a wrong retryOf, an attempt above the maximum, a failed attempt whose retry was lost', async () => {
+    const url = await createTestDatabase();
+    const sql = auditClient(url);
+    try {
+      // Two runs of one attempt are impossible with the key in place: drop it to plant one.
+      await sql`drop index job_runs_retry_key`;
+      const t = Date.parse('2026-01-01T00:00:00.000Z');
+      const at = (s: number) => new Date(t + s * 1000);
+      const job = (id: string, maxAttempts: number, nextDue: number) => sql`
+        insert into jobs (id, name, connector_id, method, period_seconds, retry_max_attempts, anchor_at, next_due_at, created_at, updated_at)
+        values (${id}, ${id}, 'ServerOperationConnector', 'Flaky', 1, ${maxAttempts}, ${at(0)}, ${at(nextDue)}, ${at(0)}, ${at(0)})`;
+      /** A run of attempt `attempt` of due time `due`, from `start` for 0.1 s; its end entry when it failed. */
+      const attempt = async (jobId: string, due: number, n: number, status: string, start: number, retryOf: string | null = null) => {
+        const [row] = await sql<{ id: string }[]>`
+          insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, instance, attempt, retry_of)
+          values (${jobId}, ${n === 1 ? 'SCHEDULE' : 'RETRY'}, ${at(due)}, ${at(start)}, ${at(start + 0.1)}, ${status}, 'audit-test', ${n}, ${retryOf})
+          returning id::text`;
+        if (status === 'FAILED' || status === 'TIMED_OUT')
+          await sql`insert into log_entries (at, level, message, job_id, run_id, details)
+                    values (${at(start + 0.1)}, 'ERROR', 'failed', ${jobId}, ${row!.id}, ${sql.json({ status })})`;
+        return row!.id;
+      };
+      const entry = (jobId: string, s: number, level: string, message: string, details: Record<string, string | number> | null = null) =>
+        sql`insert into log_entries (at, level, message, job_id, details) values (${at(s)}, ${level}, ${message}, ${jobId}, ${details === null ? null : sql.json(details)})`;
+
+      // chaos-r1 (3 attempts): due 1 retried twice, the last succeeding; due 2's attempt 2 ran twice;
+      // due 3's attempt 2 follows a success; due 4 timed out and nothing follows.
+      await job('chaos-r1', 3, 5);
+      const first1 = await attempt('chaos-r1', 1, 1, 'FAILED', 1);
+      await attempt('chaos-r1', 1, 2, 'FAILED', 1.2, first1);
+      await attempt('chaos-r1', 1, 3, 'SUCCEEDED', 1.4, first1);
+      const first2 = await attempt('chaos-r1', 2, 1, 'FAILED', 2);
+      await attempt('chaos-r1', 2, 2, 'SUCCEEDED', 2.2, first2);
+      await attempt('chaos-r1', 2, 2, 'SUCCEEDED', 2.3, first2);
+      const first3 = await attempt('chaos-r1', 3, 1, 'SUCCEEDED', 3);
+      const orphan = await attempt('chaos-r1', 3, 2, 'SUCCEEDED', 3.2, first3);
+      const lost = await attempt('chaos-r1', 4, 1, 'TIMED_OUT', 4);
+      // chaos-r2 (2 attempts): due 1's retry dropped with its WARNING; due 2's still waiting;
+      // due 3's attempt 2 names the wrong first attempt, and an attempt 3 follows it.
+      await job('chaos-r2', 2, 4);
+      await attempt('chaos-r2', 1, 1, 'FAILED', 1);
+      await entry(
+        'chaos-r2',
+        2,
+        'WARNING',
+        'Job "chaos-r2" dropped its retry (attempt 2) of the run due at …: its next due time arrived first',
+        {
+          attempt: 2,
+          scheduledAt: at(1).toISOString(),
+        },
+      );
+      const pending = await attempt('chaos-r2', 2, 1, 'FAILED', 2);
+      await sql`update jobs set retry_at = ${at(3.5)}, retry_attempt = 2, retry_of = ${pending}, retry_scheduled_at = ${at(2)} where id = 'chaos-r2'`;
+      await attempt('chaos-r2', 3, 1, 'FAILED', 3);
+      const wrong = await attempt('chaos-r2', 3, 2, 'FAILED', 3.2, pending);
+      const over = await attempt('chaos-r2', 3, 3, 'SUCCEEDED', 3.4, pending);
+      // chaos-r3 (3 attempts): paused after due 1's attempt ended (the pause cleared its retry);
+      // due 2's attempt ended after a pause, so its retry was written on the paused job: gone.
+      await job('chaos-r3', 3, 3);
+      await attempt('chaos-r3', 1, 1, 'FAILED', 1);
+      await entry('chaos-r3', 1.5, 'INFO', 'Job "chaos-r3" paused');
+      await entry('chaos-r3', 1.8, 'INFO', 'Job "chaos-r3" resumed');
+      await entry('chaos-r3', 1.9, 'INFO', 'Job "chaos-r3" paused');
+      const afterPause = await attempt('chaos-r3', 2, 1, 'FAILED', 2);
+      // chaos-r4 is gone (deleted): its failed attempt's retry went with it.
+      await attempt('chaos-r4', 1, 1, 'FAILED', 1);
+
+      const { retries } = await audit(sql, { jobPrefix: 'chaos-', leaseSeconds: 2 });
+      assert.deepEqual(retries.examples.attemptDuplicates, [{ jobId: 'chaos-r1', scheduledAt: at(2).toISOString(), attempt: 2, count: 2 }]);
+      assert.deepEqual(
+        retries.examples.orphans.map((o) => [o.runId, o.previous]),
+        [[orphan, 'SCHEDULE SUCCEEDED']],
+      );
+      assert.deepEqual(
+        retries.examples.wrongRetryOf.map((w) => [w.runId, w.retryOf]),
+        [
+          [wrong, pending],
+          [over, pending],
+        ],
+      );
+      assert.deepEqual(
+        retries.examples.overMax.map((o) => [o.runId, o.attempt, o.maxAttempts]),
+        [[over, 3, 2]],
+      );
+      assert.deepEqual(
+        retries.examples.unaccounted.map((u) => [u.runId, u.status]),
+        [
+          [lost, 'TIMED_OUT'],
+          [afterPause, 'FAILED'],
+        ],
+      );
+      assert.deepEqual(
+        [retries.attemptDuplicates, retries.orphans, retries.wrongRetryOf, retries.overMax, retries.unaccounted],
+        [1, 1, 2, 1, 2],
+      );
+      // r1: due 1 × 2, due 2, due 4; r2: due 1, 2, 3; r3: due 1, 2; r4: due 1.
+      assert.deepEqual(
+        [retries.runs, retries.nonFinalFailures, retries.retried, retries.pending, retries.dropped, retries.clearedByChange],
+        [7, 10, 4, 1, 1, 2],
+      );
+    } finally {
+      await sql.end();
+    }
+  });
+
   test('the delivery check finds silent gaps, duplicates, runs out of order and events that disagree; excuses interruptions and closed connections; tells events that died with a killed instance apart', () => {
     const t = Date.parse('2026-01-01T00:00:00.000Z');
     const fact = (
