@@ -228,6 +228,26 @@ describe('creating jobs many at a time', () => {
     );
   });
 
+  it('should leave a stored job alone when a later job of the run has its id too', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    const app = appFor(h);
+    await gqlOk(app, mutation(['taken-1']));
+    await gqlOk(app, mutation(['taken-2']));
+    const result = await gql(app, mutation(['new', 'taken-1', 'taken-2', 'after']));
+    assert.deepEqual([result.errors?.[0]?.extensions?.code, result.errors?.[0]?.path], ['CONFLICT', ['j1']], result.text);
+    const jobs = await sql<{ id: string; name: string }[]>`select id, name from jobs order by id`;
+    assert.deepEqual(
+      jobs.map((j) => [j.id, j.name]),
+      [
+        ['new', 'Job new'],
+        ['taken-1', 'Job taken-1'],
+        ['taken-2', 'Job taken-2'],
+      ],
+      'the stored taken-2 was not deleted with the jobs after the refused one',
+    );
+  });
+
   it('should stop at bad input and at an id given twice, creating only the jobs before it', async () => {
     const h = harness(sql);
     const app = appFor(h);

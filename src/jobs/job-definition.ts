@@ -4,6 +4,7 @@
  * that every use case agrees on defaults and on what "the same definition" means.
  */
 import { badInput } from '../errors.ts';
+import type { JobChanges } from '../db/jobs.ts';
 import type { JobRow, MisfirePolicy, OverlapPolicy } from '../db/rows.ts';
 import {
   validateAutoPause,
@@ -117,13 +118,20 @@ export function updateDefinition(current: Definition, input: UpdateJobInput): Pa
   if (input.period != null || input.cron != null || input.timeZone !== undefined)
     Object.assign(changes, scheduleKind(input.period, input.cron, input.timeZone, current));
   if (input.endAt !== undefined) changes.endAt = input.endAt === null ? null : validateEndAt(input.endAt);
-  if (input.timeoutSeconds !== undefined) changes.timeoutSeconds = input.timeoutSeconds === null ? null : validateTimeout(input.timeoutSeconds);
+  if (input.timeoutSeconds !== undefined)
+    changes.timeoutSeconds = input.timeoutSeconds === null ? null : validateTimeout(input.timeoutSeconds);
   if (input.overlap != null) changes.overlap = input.overlap;
   if (input.misfire != null) changes.misfire = input.misfire;
   if (input.retry !== undefined) Object.assign(changes, retryFields({ ...DEFAULT_RETRY }, input.retry));
   if (input.autoPauseAfterFailures !== undefined)
     changes.autoPauseAfterFailures = input.autoPauseAfterFailures === null ? null : validateAutoPause(input.autoPauseAfterFailures);
   return changes;
+}
+
+/** The fields of `changes` whose value differs from the row's: resending a value is no change. */
+export function onlyChanged(job: JobRow, changes: Partial<Definition>): JobChanges {
+  const same = (a: unknown, b: unknown) => (a instanceof Date && b instanceof Date ? a.getTime() === b.getTime() : a === b);
+  return Object.fromEntries(Object.entries(changes).filter(([key, value]) => !same(value, job[key as keyof JobRow])));
 }
 
 /**
@@ -168,7 +176,9 @@ const withoutNulls = <T extends object>(value: T): Partial<T> =>
   Object.fromEntries(Object.entries(value).filter(([, v]) => v != null)) as Partial<T>;
 
 /** A row's retry policy, as the API shows it. */
-export function retryOf(job: Pick<JobRow, 'retryMaxAttempts' | 'retryBackoffSeconds' | 'retryBackoffFactor' | 'retryMaxBackoffSeconds'>): RetryPolicy {
+export function retryOf(
+  job: Pick<JobRow, 'retryMaxAttempts' | 'retryBackoffSeconds' | 'retryBackoffFactor' | 'retryMaxBackoffSeconds'>,
+): RetryPolicy {
   return {
     maxAttempts: job.retryMaxAttempts,
     backoffSeconds: job.retryBackoffSeconds,

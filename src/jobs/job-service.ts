@@ -1,43 +1,33 @@
 import { LOCAL_PRINCIPAL } from '../auth/tokens.ts';
-import type { Clock } from '../clock.ts';
-import type { ConnectorRegistry } from '../connectors/types.ts';
-import type { Queryable, Sql } from '../db/client.ts';
-import { databaseNow, deleteJobRow, deleteJobRows, insertJobs, type JobChanges, lockJob, type NewJob, updateJobRow } from '../db/jobs.ts';
+import { deleteJobRows, lockJob } from '../db/jobs.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
-import { cancelRunsOfJob, findRun, insertManualRun, lastScheduledAt, lastScheduledAtOf, requestCancel, runningCount } from '../db/runs.ts';
+import { findRun, insertManualRun, requestCancel, runningCount } from '../db/runs.ts';
 import { conflict, DomainError, notFound } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import { formatExternalCall } from '../scheduling/external-call.ts';
-import { accountChange, nextDueAfter, sameSchedule } from '../scheduling/changes.ts';
-import { endLogEntry } from '../scheduling/outcome.ts';
-import { formatPeriod } from '../scheduling/period.ts';
-import { firstDueAfter, initialDue, ruleOf } from '../scheduling/schedule.ts';
-import { createDefinition, type CreateJobInput, type Definition, updateDefinition, type UpdateJobInput } from './job-definition.ts';
-import type { Scheduler } from '../scheduling/scheduler.ts';
-import { auditEntry, describeChanges, recordChangeSkipped, scheduleOf, targetWarnings } from './job-entries.ts';
-import { watchRunEnd } from './run-end-watch.ts';
 import { validateJobId, validateNote, validateStartAt } from '../input.ts';
-
-/** The error of a run ended because its job was deleted. */
-export const JOB_DELETED = 'job deleted';
+import { type CreateJobInput, onlyChanged, updateDefinition, type UpdateJobInput } from './job-definition.ts';
+import { describeChanges } from './job-entries.ts';
+import {
+  insertPlanned,
+  type JobServiceDeps,
+  PAUSED,
+  planCreate,
+  type PlannedChange,
+  type PlannedJob,
+  planUpdate,
+  publishChange,
+  publishCreated,
+  publishDelete,
+  readDatabaseNow,
+  resumeChanges,
+  taken,
+  writeChange,
+  writeDelete,
+} from './job-writes.ts';
+import { watchRunEnd } from './run-end-watch.ts';
 
 export type { CreateJobInput, UpdateJobInput } from './job-definition.ts';
-
-export interface JobServiceDeps {
-  sql: Sql;
-  clock: Clock;
-  bus: EventBus;
-  registry: ConnectorRegistry;
-  scheduler: Scheduler;
-  /**
-   * The database's clock, read in a change's transaction once the job row is locked: it decides
-   * which due times are already due when the change commits (SPEC §3). Defaults to the
-   * database's clock_timestamp(); tests that drive the scheduler with a controlled clock far
-   * from the database's time may pass one that reads their clock.
-   */
-  databaseNow?: (tx: Queryable) => Promise<number>;
-}
+export { JOB_DELETED, type JobServiceDeps } from './job-writes.ts';
 
 /**
  * Who asked for a change: a token's name, `local` with auth off. Every audit entry carries it as
@@ -45,28 +35,19 @@ export interface JobServiceDeps {
  */
 const LOCAL = LOCAL_PRINCIPAL.name;
 
-const taken = (id: string) => conflict(`A job with id "${id}" already exists.`);
-
-/** The pending-retry columns of a job with none waiting. */
-const NO_RETRY = { retryAt: null, retryAttempt: null, retryOf: null, retryScheduledAt: null } as const;
-
-/** The fields of `changes` whose value differs from the row's: resending a value is no change. */
-function onlyChanged(job: JobRow, changes: Partial<Definition>): JobChanges {
-  const same = (a: unknown, b: unknown) => (a instanceof Date && b instanceof Date ? a.getTime() === b.getTime() : a === b);
-  return Object.fromEntries(Object.entries(changes).filter(([key, value]) => !same(value, job[key as keyof JobRow])));
-}
-
-/** What a change does, for the WARNING about the due times it leaves behind. */
-const PAUSED = 'the job was paused';
-const DELETED = 'the job was deleted';
-
 /**
  * Every change to jobs and runs that a person or program asks for. Each validates all input
  * before it writes anything, writes the change and its audit entry in one transaction, then
- * publishes its events (the scheduler and the connector registry react to those).
+ * publishes its events (the scheduler and the connector registry react to those). The steps
+ * inside the transaction are job-writes.ts's, shared with applyJobs.
  */
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
+
+  /** "Now" as every decision of the service takes it: its clock, the database's in production. */
+  now(): number {
+    return this.deps.clock.now();
+  }
 
   async create(input: CreateJobInput, actor: string = LOCAL): Promise<JobRow> {
     const { created, refused } = await this.createMany([input], actor);
@@ -83,12 +64,12 @@ export class JobService {
    */
   async createMany(inputs: readonly CreateJobInput[], actor: string = LOCAL): Promise<{ created: JobRow[]; refused: DomainError | null }> {
     const now = this.deps.clock.now();
-    const planned: { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number | null }[] = [];
+    const planned: PlannedJob[] = [];
     let refused: DomainError | null = null;
     const ids = new Set<string>();
     for (const input of inputs) {
       try {
-        const plan = this.#planCreate(input, now);
+        const plan = planCreate(input, now);
         if (ids.has(plan.job.id)) throw taken(plan.job.id);
         ids.add(plan.job.id);
         planned.push(plan);
@@ -99,77 +80,27 @@ export class JobService {
       }
     }
     if (planned.length === 0) return { created: [], refused };
-    const { created, entries, takenId } = await this.deps.sql.begin(async (tx) => {
-      // Runs of a deleted job with one of these ids stay: its new grid starts after their due
-      // times, so no claim of it clashes with their (job, due time) key.
-      const recorded = await lastScheduledAtOf(tx, [...ids]);
-      const jobs = planned.map(({ job, nextDueMs }) => {
-        const next = nextDueAfter({ rule: ruleOf(job), nextDueMs }, recorded.get(job.id) ?? null);
-        return { ...job, nextDueAt: next === null ? null : new Date(next) };
-      });
-      const rows = new Map((await insertJobs(tx, jobs)).map((row) => [row.id, row]));
+    const { created, entries, takenAt } = await this.deps.sql.begin(async (tx) => {
+      const inserted = await insertPlanned(tx, this.deps, planned, now, actor);
       // An id taken by a stored job refuses its job, and the jobs after it were not to be created:
       // their rows go again, uncommitted, so no one ever saw them.
-      const takenAt = jobs.findIndex((job) => !rows.has(job.id));
-      if (takenAt >= 0)
-        await deleteJobRows(
-          tx,
-          jobs.slice(takenAt + 1).map((job) => job.id),
-        );
-      const created = (takenAt >= 0 ? jobs.slice(0, takenAt) : jobs).map((job) => rows.get(job.id)!);
-      const written = created.flatMap((row) => [
-        auditEntry(row, now, `Job "${row.id}" created`, {
-          externalCall: formatExternalCall(row),
-          ...(row.periodSeconds !== null ? { period: formatPeriod(row.periodSeconds) } : { cron: row.cron, timeZone: row.timeZone }),
-          enabled: row.enabled,
-          actor,
-        }),
-        ...targetWarnings(row, this.deps.registry.get(row.connectorId), now),
-      ]);
-      return { created, entries: await insertLogEntries(tx, written), takenId: takenAt >= 0 ? jobs[takenAt]!.id : null };
+      await deleteJobRows(tx, inserted.insertedAfter);
+      return inserted;
     });
-    const entriesOf = new Map<string, LogRow[]>(created.map((job) => [job.id, []]));
-    for (const entry of entries) entriesOf.get(entry.jobId!)!.push(entry);
-    for (const job of created) this.#announce('job:created', job, now, entriesOf.get(job.id)!);
-    return { created, refused: takenId === null ? refused : taken(takenId) };
-  }
-
-  /** A new job's row from its input (validated, all of it, before anything is written), and its first due time. */
-  #planCreate(input: CreateJobInput, now: number): { job: Omit<NewJob, 'nextDueAt'>; nextDueMs: number | null } {
-    const { id, enabled, startAt, definition } = createDefinition(input);
-    const { anchorMs, nextDueMs } = initialDue(ruleOf({ ...definition, anchorAt: new Date(now) }), now, startAt?.getTime() ?? null);
-    return { job: { id, ...definition, enabled, anchorAt: new Date(anchorMs), now: new Date(now) }, nextDueMs };
+    publishCreated(this.deps, created, entries, now);
+    return { created, refused: takenAt >= 0 ? taken(planned[takenAt]!.job.id) : refused };
   }
 
   async update(rawId: string, input: UpdateJobInput, actor: string = LOCAL): Promise<JobRow> {
-    const startAt = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
-    return this.#change(rawId, (job, now) => {
-      const changes: JobChanges = onlyChanged(job, updateDefinition(job, input));
-      const rule = ruleOf({ ...job, ...changes });
-      // The grid moves when the schedule itself or the start changes; name, call and policies keep it.
-      const moved = ['periodSeconds', 'cron', 'timeZone'].filter((key) => key in changes);
-      if (moved.length > 0 || startAt !== null) {
-        const { anchorMs, nextDueMs } = initialDue(rule, now, startAt);
-        changes.anchorAt = new Date(anchorMs);
-        changes.nextDueAt = nextDueMs === null ? null : new Date(nextDueMs);
-      } else if ('endAt' in changes) {
-        // A new end keeps the grid: the next due time stays while it lies within it; a job that
-        // had ended goes on from now when the end moves later.
-        const kept = job.nextDueAt && (rule.endMs === null || job.nextDueAt.getTime() <= rule.endMs) ? job.nextDueAt : null;
-        const next = job.nextDueAt === null ? firstDueAfter({ ...rule, anchorMs: job.anchorAt.getTime() }, now) : null;
-        changes.nextDueAt = kept ?? (next === null ? null : new Date(next));
-      }
-      if (input.enabled === false && job.enabled) changes.enabled = false;
-      if (input.enabled === true && !job.enabled) Object.assign(changes, this.#resumeChanges(job, changes, now));
-      const change = [
-        changes.enabled === false ? PAUSED : null,
-        'periodSeconds' in changes ? "the job's period changed" : null,
-        'cron' in changes || 'timeZone' in changes ? "the job's cron schedule changed" : null,
-        startAt !== null ? "the job's start time changed" : null,
-        'endAt' in changes ? "the job's end time changed" : null,
-      ].filter((c) => c !== null);
-      return { changes, message: `Job "${job.id}" updated`, details: { ...describeChanges(input), actor }, change: change.join(' and ') };
-    });
+    const startAtMs = input.startAt == null ? null : validateStartAt(input.startAt).getTime();
+    return this.#change(rawId, (job, now) =>
+      planUpdate(job, now, {
+        changes: onlyChanged(job, updateDefinition(job, input)),
+        enabled: input.enabled,
+        startAtMs,
+        details: { ...describeChanges(input), actor },
+      }),
+    );
   }
 
   pause(rawId: string, rawNote?: string | null, actor: string = LOCAL): Promise<JobRow> {
@@ -189,7 +120,13 @@ export class JobService {
   async autoPause(id: string, note: string): Promise<void> {
     await this.#change(id, (job) =>
       job.enabled
-        ? { changes: { enabled: false, pausedNote: note }, message: `Job "${job.id}" ${note}`, details: { note, actor: 'auto-pause' }, change: PAUSED, level: 'WARNING' as const }
+        ? {
+            changes: { enabled: false, pausedNote: note },
+            message: `Job "${job.id}" ${note}`,
+            details: { note, actor: 'auto-pause' },
+            change: PAUSED,
+            level: 'WARNING' as const,
+          }
         : null,
     ).catch((error: unknown) => {
       if (!(error instanceof DomainError && error.code === 'NOT_FOUND')) throw error;
@@ -198,47 +135,19 @@ export class JobService {
 
   resume(rawId: string, actor: string = LOCAL): Promise<JobRow> {
     return this.#change(rawId, (job, now) =>
-      job.enabled ? null : { changes: this.#resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: { actor } },
+      job.enabled ? null : { changes: resumeChanges(job, {}, now), message: `Job "${job.id}" resumed`, details: { actor } },
     );
   }
 
   async delete(rawId: string, actor: string = LOCAL): Promise<string> {
     const id = validateJobId(rawId);
-    const now = new Date(this.deps.clock.now());
-    const { cancelled, skipped, entries } = await this.deps.sql.begin(async (tx) => {
+    const now = this.deps.clock.now();
+    const written = await this.deps.sql.begin(async (tx) => {
       const job = await lockJob(tx, id);
       if (!job) throw notFound(`No job with id "${id}".`);
-      // Its due times already due and not claimed are recorded before it goes.
-      const account = accountChange(scheduleOf(job), null, await this.#databaseNow(tx));
-      const skipped =
-        account.skipped &&
-        (await recordChangeSkipped(tx, {
-          jobId: job.id,
-          skipped: account.skipped,
-          change: DELETED,
-          now: now.getTime(),
-          instance: this.#instance,
-        }));
-      await deleteJobRow(tx, id);
-      // Its run in flight ends with it, in this transaction: the holder's later writes are refused
-      // by the lease fence, and a job re-created with this id does not inherit a running run.
-      const cancelled = await cancelRunsOfJob(tx, { jobId: id, now, error: JOB_DELETED });
-      const externalCall = formatExternalCall(job);
-      const runEntries = cancelled.map((run): NewLogEntry => {
-        const entry = endLogEntry({ jobId: id, runId: run.id, externalCall }, { status: 'CANCELLED', error: JOB_DELETED })!;
-        return { at: now, jobId: id, runId: run.id, ...entry };
-      });
-      const audit: NewLogEntry = { at: now, level: 'INFO', message: `Job "${id}" deleted`, jobId: id, details: { actor } };
-      const skippedEntries = skipped ? [skipped.entry] : [];
-      return { cancelled, skipped: skipped?.run ?? null, entries: await insertLogEntries(tx, [audit, ...skippedEntries, ...runEntries]) };
+      return writeDelete(tx, this.deps, job, now, await readDatabaseNow(this.deps, tx), actor);
     });
-    if (skipped) this.deps.bus.publish('run:skipped', { at: now, run: skipped });
-    for (const run of cancelled) {
-      this.deps.bus.publish('run:finished', { at: now, run });
-      this.#abortCall(run.id, now);
-    }
-    this.deps.bus.publish('job:deleted', { at: now, jobId: id });
-    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    publishDelete(this.deps, written, now);
     return id;
   }
 
@@ -312,84 +221,18 @@ export class JobService {
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
   }
 
-  /** Aborts a run's call wherever it runs: here directly, elsewhere through a cancel request. */
-  #abortCall(runId: string, now: Date): void {
-    // Its end is refused (the run is no longer RUNNING); the holder only stops calling.
-    if (this.deps.scheduler.cancelLocal(runId)) return;
-    // An instance that misses this event notices at its next lease renewal, which no longer finds the run.
-    this.deps.bus.publish('run:cancel-requested', { at: now, runId });
-  }
-
-  #resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
-    // Due times while paused are not due; the grid stays, and the next due time is the first after now.
-    const next = firstDueAfter(ruleOf({ ...job, ...changes }), now);
-    const nextDueAt = changes.nextDueAt !== undefined ? changes.nextDueAt : next === null ? null : new Date(next);
-    // A resume starts the count of failures afresh (SPEC §3b).
-    return { enabled: true, pausedNote: null, nextDueAt, consecutiveFailures: 0 };
-  }
-
-  /**
-   * Applies a planned change under the job row lock. A change away from the job's enabled
-   * schedule (a pause, a new period or start) records, in its own transaction, the due times
-   * already due by the database's clock and not yet claimed (SPEC §3: a change never loses a
-   * due time), and keeps the next due time after every due time recorded for the job.
-   */
-  async #change(
-    rawId: string,
-    plan: (
-      job: JobRow,
-      now: number,
-    ) => { changes: JobChanges; message: string; details: Record<string, unknown>; change?: string; level?: 'WARNING' } | null,
-  ): Promise<JobRow> {
+  /** Applies a planned change of one job under its row lock, in a transaction of its own. */
+  async #change(rawId: string, plan: (job: JobRow, now: number) => PlannedChange | null): Promise<JobRow> {
     const id = validateJobId(rawId);
     const now = this.deps.clock.now();
-    const result = await this.deps.sql.begin(async (tx) => {
+    const written = await this.deps.sql.begin(async (tx) => {
       const job = await lockJob(tx, id);
       if (!job) throw notFound(`No job with id "${id}".`);
       const planned = plan(job, now);
       if (!planned) return { job, skipped: null, entries: [] as LogRow[] };
-      const changes = { ...planned.changes };
-      const before = scheduleOf(job);
-      const after = scheduleOf({ ...job, ...changes });
-      let skipped: { run: RunRow | null; entry: NewLogEntry } | null = null;
-      if (!sameSchedule(before, after)) {
-        const account = accountChange(before, after, await this.#databaseNow(tx), await lastScheduledAt(tx, id));
-        if (account.nextDueMs !== after.nextDueMs) changes.nextDueAt = account.nextDueMs === null ? null : new Date(account.nextDueMs);
-        // A due time waiting under QUEUE_ONE is accounted with the others (in `account.skipped`).
-        Object.assign(changes, { queuedDueAt: null, queuedMissed: 0 });
-        // A retry waiting for its backoff does not outlive a pause.
-        if (changes.enabled === false) Object.assign(changes, NO_RETRY);
-        if (account.skipped)
-          skipped = await recordChangeSkipped(tx, {
-            jobId: id,
-            skipped: account.skipped,
-            change: planned.change ?? 'the job changed',
-            now,
-            instance: this.#instance,
-          });
-      }
-      const updated = (await updateJobRow(tx, id, changes, new Date(now)))!;
-      const audit: NewLogEntry = { ...auditEntry(updated, now, planned.message, planned.details), level: planned.level ?? 'INFO' };
-      const warnings =
-        changes.connectorId || changes.method ? targetWarnings(updated, this.deps.registry.get(updated.connectorId), now) : [];
-      const entries = await insertLogEntries(tx, [audit, ...(skipped ? [skipped.entry] : []), ...warnings]);
-      return { job: updated, skipped: skipped?.run ?? null, entries };
+      return writeChange(tx, this.deps, job, planned, now, () => readDatabaseNow(this.deps, tx));
     });
-    if (result.skipped) this.deps.bus.publish('run:skipped', { at: new Date(now), run: result.skipped });
-    if (result.entries.length > 0) this.#announce('job:updated', result.job, now, result.entries);
-    return result.job;
-  }
-
-  get #instance(): string {
-    return this.deps.scheduler.holder.instance;
-  }
-
-  #databaseNow(tx: Queryable): Promise<number> {
-    return (this.deps.databaseNow ?? databaseNow)(tx);
-  }
-
-  #announce(topic: 'job:created' | 'job:updated', job: JobRow, now: number, entries: LogRow[]): void {
-    this.deps.bus.publish(topic, { at: new Date(now), job });
-    for (const entry of entries) this.deps.bus.publish('log:added', { entry });
+    publishChange(this.deps, written, now);
+    return written.job;
   }
 }
