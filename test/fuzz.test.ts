@@ -121,6 +121,49 @@ const REGRESSIONS: { name: string; request: FuzzRequest; code: string; field?: s
     request: post({ query: 'query($s: DateTime) { logEntries(since: $s) { __typename } }', variables: { s: '9999-12-31T23:00:00-12:00' } }),
     code: 'BAD_USER_INPUT',
   },
+  {
+    name: 'a preview of no runs (nextRuns count 0)',
+    request: post({ query: '{ jobs { nextRuns(count: 0) { at } } job(id: "fuzz-job") { nextRuns(count: 101) { at } } }' }),
+    code: 'BAD_USER_INPUT',
+    field: 'count',
+  },
+  {
+    name: 'a what-if window that ends before it starts',
+    request: post({ query: '{ simulateDowntime(from: "2026-01-02T00:00:00Z", to: "2026-01-01T00:00:00Z") { dueTimes } }' }),
+    code: 'BAD_USER_INPUT',
+    field: 'to',
+  },
+  {
+    name: 'a what-if window of the whole calendar PostgreSQL has',
+    request: post({
+      query: 'query($f: DateTime!, $t: DateTime!) { simulateDowntime(from: $f, to: $t) { dueTimes } }',
+      variables: { f: '0001-01-01T00:00:00Z', t: '9999-12-31T23:59:59.999Z' },
+    }),
+    code: 'BAD_USER_INPUT',
+    field: 'to',
+  },
+  {
+    name: 'a list with one bad job, pruning everything else',
+    request: post({
+      query: 'mutation($jobs: [CreateJobInput!]!) { applyJobs(input: { jobs: $jobs, prune: true }) { deleted } }',
+      variables: {
+        jobs: [
+          { id: 'fuzz-job', name: 'Fuzz', externalCall: 'ServerOperationConnector:Noop', period: '1:0:0', enabled: false },
+          { id: 'listed', name: 'Listed', externalCall: 'ServerOperationConnector:Noop', cron: '* * * * *', timeZone: 'Mars/Olympus_Mons' },
+        ],
+      },
+    }),
+    code: 'BAD_USER_INPUT',
+    field: 'jobs.1.timeZone',
+  },
+  {
+    name: 'a retry policy with a factor beyond any backoff',
+    request: post({
+      query: 'mutation { updateJob(id: "fuzz-job", input: { retry: { backoffFactor: 1e308, maxAttempts: 10 } }) { id } }',
+    }),
+    code: 'BAD_USER_INPUT',
+    field: 'retry.backoffFactor',
+  },
 ];
 
 describe('fuzz (SPEC §8)', () => {

@@ -1,7 +1,19 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
+import { type GraphQLEnumType, type GraphQLInputObjectType, type GraphQLObjectType, parse, validate } from 'graphql';
 import { printedSchema, SCHEMA_FILE } from '../scripts/emit-schema.ts';
+import { schema } from '../src/graphql/schema.ts';
+import { GRAPHIQL_TABS } from '../src/http/graphiql-tabs.ts';
+
+/** A type's fields as `name: Type`, for the ones named. */
+function fieldsOf(typeName: string, names: string[]): string[] {
+  const type = schema.getType(typeName) as GraphQLObjectType | GraphQLInputObjectType | undefined;
+  assert.ok(type, `schema lacks type ${typeName}`);
+  const fields = type.getFields();
+  return names.map((name) => `${name}: ${fields[name]?.type.toString() ?? 'missing'}`);
+}
+const valuesOf = (name: string) => (schema.getType(name) as GraphQLEnumType | undefined)?.getValues().map((v) => v.name);
 
 describe('the public contract', () => {
   it('should keep the committed schema.graphql identical to the schema the code builds', () => {
@@ -28,5 +40,83 @@ describe('the public contract', () => {
     ]) {
       assert.ok(sdl.includes(field), `schema lacks ${field}`);
     }
+  });
+
+  it('should name the job fields, inputs, types and values SPEC §3b fixes', () => {
+    const sdl = printedSchema();
+    for (const field of [
+      'nextRuns(count: Int = 10): [PlannedRun!]!',
+      'simulateDowntime(from: DateTime!, to: DateTime!): [DowntimeImpact!]!',
+      'applyJobs(input: ApplyJobsInput!): ApplyJobsResult!',
+    ]) {
+      assert.ok(sdl.includes(field), `schema lacks ${field}`);
+    }
+    const policies = ['cron', 'timeZone', 'endAt', 'overlap', 'misfire', 'retry', 'autoPauseAfterFailures'];
+    const inputs = [
+      'cron: String',
+      'timeZone: String',
+      'endAt: DateTime',
+      'overlap: OverlapPolicy',
+      'misfire: MisfirePolicy',
+      'retry: RetryPolicyInput',
+      'autoPauseAfterFailures: Int',
+    ];
+    assert.deepEqual(fieldsOf('CreateJobInput', ['period', ...policies]), ['period: String', ...inputs]);
+    assert.deepEqual(fieldsOf('UpdateJobInput', ['period', ...policies]), ['period: String', ...inputs]);
+    assert.deepEqual(fieldsOf('Job', [...policies, 'consecutiveFailures', 'period', 'nextRunAt']), [
+      'cron: String',
+      'timeZone: String',
+      'endAt: DateTime',
+      'overlap: OverlapPolicy!',
+      'misfire: MisfirePolicy!',
+      'retry: RetryPolicy!',
+      'autoPauseAfterFailures: Int',
+      'consecutiveFailures: Int!',
+      'period: String',
+      'nextRunAt: DateTime',
+    ]);
+    const retry = ['maxAttempts', 'backoffSeconds', 'backoffFactor', 'maxBackoffSeconds'];
+    assert.deepEqual(fieldsOf('RetryPolicy', retry), [
+      'maxAttempts: Int!',
+      'backoffSeconds: Int!',
+      'backoffFactor: Float!',
+      'maxBackoffSeconds: Int!',
+    ]);
+    assert.deepEqual(fieldsOf('RetryPolicyInput', retry), [
+      'maxAttempts: Int',
+      'backoffSeconds: Int',
+      'backoffFactor: Float',
+      'maxBackoffSeconds: Int',
+    ]);
+    assert.deepEqual(fieldsOf('PlannedRun', ['at', 'localTime', 'dst']), ['at: DateTime!', 'localTime: String!', 'dst: DstAdjustment']);
+    assert.deepEqual(fieldsOf('JobRun', ['attempt', 'retryOf']), ['attempt: Int!', 'retryOf: ID']);
+    assert.deepEqual(fieldsOf('DowntimeImpact', ['job', 'dueTimes', 'wouldRun', 'wouldSkip', 'firstDue', 'lastDue']), [
+      'job: Job!',
+      'dueTimes: Int!',
+      'wouldRun: Int!',
+      'wouldSkip: Int!',
+      'firstDue: DateTime',
+      'lastDue: DateTime',
+    ]);
+    assert.deepEqual(fieldsOf('ApplyJobsInput', ['jobs', 'prune', 'dryRun']), [
+      'jobs: [CreateJobInput!]!',
+      'prune: Boolean',
+      'dryRun: Boolean',
+    ]);
+    assert.deepEqual(fieldsOf('ApplyJobsResult', ['created', 'updated', 'deleted', 'unchanged']), [
+      'created: [ID!]!',
+      'updated: [JobChange!]!',
+      'deleted: [ID!]!',
+      'unchanged: [ID!]!',
+    ]);
+    assert.deepEqual(fieldsOf('JobChange', ['id', 'fields']), ['id: ID!', 'fields: [String!]!']);
+    assert.deepEqual(valuesOf('OverlapPolicy'), ['SKIP', 'QUEUE_ONE', 'ALLOW']);
+    assert.deepEqual(valuesOf('MisfirePolicy'), ['RUN_ONCE', 'SKIP']);
+    assert.deepEqual(valuesOf('DstAdjustment'), ['SHIFTED_FROM_GAP', 'FIRST_OF_REPEATED']);
+    assert.ok(valuesOf('RunTrigger')?.includes('RETRY'));
+  });
+
+  it('should open GraphiQL with example operations that are valid against the schema', () => {
+    for (const tab of GRAPHIQL_TABS) assert.deepEqual(validate(schema, parse(tab.query)), [], tab.query);
   });
 });

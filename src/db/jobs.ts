@@ -60,6 +60,17 @@ export async function lockJob(sql: Queryable, id: string): Promise<JobRow | null
   return rows[0] ?? null;
 }
 
+/**
+ * Locks the jobs of these ids (those that exist), or every job when `ids` is null, for the rest
+ * of the transaction, in id order (so two such transactions never wait on each other in a
+ * cycle); answers them in that order.
+ */
+export async function lockJobs(sql: Queryable, ids: readonly string[] | null): Promise<JobRow[]> {
+  if (ids === null) return sql<JobRow[]>`select * from jobs order by id for update`;
+  if (ids.length === 0) return [];
+  return sql<JobRow[]>`select * from jobs where id = any(${sql.array([...ids])}::text[]) order by id for update`;
+}
+
 export async function listJobs(sql: Queryable, filter: { enabled?: boolean | null }): Promise<JobRow[]> {
   return filter.enabled == null
     ? sql<JobRow[]>`select * from jobs order by id`

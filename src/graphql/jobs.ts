@@ -2,16 +2,18 @@ import { findJob, listJobs } from '../db/jobs.ts';
 import { formatExternalCall } from '../scheduling/external-call.ts';
 import { formatPeriod } from '../scheduling/period.ts';
 import { defaultTimeoutMs, ruleOf } from '../scheduling/schedule.ts';
+import { retryOf } from '../jobs/job-definition.ts';
 import { validateJobId } from '../input.ts';
 import { builder } from './builder.ts';
 import { createJobField } from './create-batch.ts';
 import { lastRunFor, withLastRuns } from './loaders.ts';
 import { decodeCursor, pageSize } from './pagination.ts';
 import { JobRunConnection, toRunsPage } from './runs.ts';
+import { MisfirePolicyEnum, OverlapPolicyEnum, RetryPolicyInput, RetryPolicyRef } from './schedules.ts';
 import { JobRef, JobRunRef } from './types.ts';
 
 JobRef.implement({
-  description: 'A server job: calls `externalCall` once every `period`.',
+  description: 'A server job: calls `externalCall` on its schedule, once every `period` or at the times of its `cron` in `timeZone`.',
   fields: (t) => ({
     id: t.exposeID('id'),
     name: t.exposeString('name'),
@@ -24,6 +26,9 @@ JobRef.implement({
       resolve: (job) => (job.periodSeconds === null ? null : formatPeriod(job.periodSeconds)),
     }),
     periodSeconds: t.exposeInt('periodSeconds', { nullable: true }),
+    cron: t.exposeString('cron', { nullable: true, description: '5 fields, or 6 with leading seconds; null on a period job.' }),
+    timeZone: t.exposeString('timeZone', { nullable: true, description: "The cron's IANA zone; null on a period job." }),
+    endAt: t.field({ type: 'DateTime', nullable: true, description: 'No due time after it.', resolve: (job) => job.endAt }),
     enabled: t.exposeBoolean('enabled'),
     pausedNote: t.exposeString('pausedNote', { nullable: true }),
     timeoutSeconds: t.int({
@@ -33,8 +38,18 @@ JobRef.implement({
     nextRunAt: t.field({
       type: 'DateTime',
       nullable: true,
-      description: 'The next due time; null while paused.',
-      resolve: (job) => (job.enabled ? job.nextDueAt : null),
+      description: 'The next due time; null while paused, and once the job is past its endAt.',
+      resolve: (job) => (job.enabled && job.nextDueAt && (job.endAt === null || job.nextDueAt <= job.endAt) ? job.nextDueAt : null),
+    }),
+    overlap: t.field({ type: OverlapPolicyEnum, resolve: (job) => job.overlap }),
+    misfire: t.field({ type: MisfirePolicyEnum, resolve: (job) => job.misfire }),
+    retry: t.field({ type: RetryPolicyRef, resolve: (job) => retryOf(job) }),
+    autoPauseAfterFailures: t.exposeInt('autoPauseAfterFailures', {
+      nullable: true,
+      description: 'Pauses the job when consecutiveFailures reaches it; null: never.',
+    }),
+    consecutiveFailures: t.exposeInt('consecutiveFailures', {
+      description: 'Final outcomes FAILED or TIMED_OUT in a row; a success or resumeJob resets it.',
     }),
     lastRun: t.field({ type: JobRunRef, nullable: true, resolve: (job, _, ctx) => lastRunFor(job, ctx.loaders) }),
     runs: t.field({
@@ -70,26 +85,47 @@ builder.queryType({
   }),
 });
 
-const CreateJobInput = builder.inputType('CreateJobInput', {
+export const CreateJobInput = builder.inputType('CreateJobInput', {
+  description: 'A job has either a period or a cron (exactly one).',
   fields: (t) => ({
     id: t.id({ required: true, description: '1–128 letters, digits, _ . -' }),
     name: t.string({ required: true }),
     externalCall: t.string({ required: true, description: 'ConnectorId:MethodName' }),
-    period: t.string({ required: true, description: 'h:m:s, e.g. 0:0:30' }),
+    period: t.string({ description: 'h:m:s, e.g. 0:0:30' }),
+    cron: t.string({ description: '5 fields (minutes), or 6 with leading seconds; nicknames such as @daily.' }),
+    timeZone: t.string({ description: "The cron's IANA zone, e.g. Europe/Moscow; default UTC." }),
     enabled: t.boolean({ defaultValue: true }),
-    startAt: t.field({ type: 'DateTime', description: 'The first due time; the grid is startAt + k·period.' }),
-    timeoutSeconds: t.int({ description: '1–86400; default: the smaller of the period and one hour.' }),
+    startAt: t.field({
+      type: 'DateTime',
+      description: 'The first due time (the grid is startAt + k·period); a cron job has none before it.',
+    }),
+    endAt: t.field({ type: 'DateTime', description: 'No due time after it.' }),
+    timeoutSeconds: t.int({
+      description: '1–86400; default: the smaller of one hour and the period (or the interval to the next cron time).',
+    }),
+    overlap: t.field({ type: OverlapPolicyEnum, description: 'Default SKIP.' }),
+    misfire: t.field({ type: MisfirePolicyEnum, description: 'Default RUN_ONCE.' }),
+    retry: t.field({ type: RetryPolicyInput, description: 'Default: no retry.' }),
+    autoPauseAfterFailures: t.int({ description: '1–1000; default null: never.' }),
   }),
 });
 
 const UpdateJobInput = builder.inputType('UpdateJobInput', {
+  description: 'A field left out keeps its value.',
   fields: (t) => ({
     name: t.string(),
     externalCall: t.string(),
-    period: t.string({ description: 'Changing it re-anchors the grid at now (or at startAt).' }),
+    period: t.string({ description: 'Changing it re-anchors the grid at now (or at startAt); on a cron job, switches it to the period.' }),
+    cron: t.string({ description: 'On a period job, switches it to the cron; takes effect from the next due time after the change.' }),
+    timeZone: t.string({ description: 'A cron job’s zone.' }),
     enabled: t.boolean(),
     startAt: t.field({ type: 'DateTime' }),
+    endAt: t.field({ type: 'DateTime', description: 'null removes the end.' }),
     timeoutSeconds: t.int({ description: 'null restores the default.' }),
+    overlap: t.field({ type: OverlapPolicyEnum }),
+    misfire: t.field({ type: MisfirePolicyEnum }),
+    retry: t.field({ type: RetryPolicyInput, description: 'The whole policy: a field left out takes its default; null: no retry.' }),
+    autoPauseAfterFailures: t.int({ description: 'null turns it off.' }),
   }),
 });
 

@@ -25,6 +25,8 @@ JobRunRef.implement({
     error: t.exposeString('error', { nullable: true }),
     instance: t.exposeString('instance', { nullable: true }),
     missed: t.exposeInt('missed', { description: 'How many due times were coalesced into this run.' }),
+    attempt: t.exposeInt('attempt', { description: '1 for a first attempt; a RETRY run counts on.' }),
+    retryOf: t.exposeID('retryOf', { nullable: true, description: "A retry's first attempt." }),
   }),
 });
 

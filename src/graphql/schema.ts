@@ -2,6 +2,8 @@ import { builder } from './builder.ts';
 import './scalars.ts';
 import './enums.ts';
 import './jobs.ts';
+import './schedules.ts';
+import './apply-jobs.ts';
 import './runs.ts';
 import './log.ts';
 import './connectors.ts';

@@ -5,6 +5,7 @@ import type { JobRow, LogRow, RunRow } from '../db/rows.ts';
 import { findRun, insertManualRun, requestCancel, runningCount } from '../db/runs.ts';
 import { conflict, DomainError, notFound } from '../errors.ts';
 import { validateJobId, validateNote, validateStartAt } from '../input.ts';
+import { applyJobs, type ApplyJobsInput, type ApplyJobsResult } from './apply-jobs.ts';
 import { type CreateJobInput, onlyChanged, updateDefinition, type UpdateJobInput } from './job-definition.ts';
 import { describeChanges } from './job-entries.ts';
 import {
@@ -149,6 +150,14 @@ export class JobService {
     });
     publishDelete(this.deps, written, now);
     return id;
+  }
+
+  /**
+   * Makes the stored jobs match a list, in one transaction (SPEC §3b, apply-jobs.ts): creates,
+   * updates and (with `prune`) deletes through the same steps as create, update and delete.
+   */
+  apply(input: ApplyJobsInput, actor: string = LOCAL): Promise<ApplyJobsResult> {
+    return applyJobs(this.deps, input, actor);
   }
 
   /** Starts a MANUAL run at once, also while the job is paused; CONFLICT while one is in progress. */

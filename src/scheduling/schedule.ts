@@ -35,7 +35,8 @@ export function sameRule(a: DueRule, b: DueRule): boolean {
 }
 
 const cronOf = (rule: DueRule) => ({ cron: rule.cron!, timeZone: rule.timeZone ?? 'UTC' });
-const withinEnd = (rule: DueRule, ms: number | null): number | null => (ms === null || (rule.endMs !== null && ms > rule.endMs) ? null : ms);
+const withinEnd = (rule: DueRule, ms: number | null): number | null =>
+  ms === null || (rule.endMs !== null && ms > rule.endMs) ? null : ms;
 
 /** The first due time strictly after `afterMs`; null when there is none (past `endAt`). */
 export function firstDueAfter(rule: DueRule, afterMs: number): number | null {
@@ -68,7 +69,11 @@ export function initialDue(
  * or before now stands for them all, `missed` counts the others; the next due time follows it
  * (null when the job has none left). Null when nothing is due yet.
  */
-export function planClaim(rule: DueRule, nextDueMs: number, nowMs: number): (Omit<Claim, 'nextDueMs'> & { nextDueMs: number | null }) | null {
+export function planClaim(
+  rule: DueRule,
+  nextDueMs: number,
+  nowMs: number,
+): (Omit<Claim, 'nextDueMs'> & { nextDueMs: number | null }) | null {
   if (nowMs < nextDueMs) return null;
   const until = rule.endMs === null ? nowMs : Math.min(nowMs, rule.endMs);
   if (rule.periodMs !== null) {
@@ -91,6 +96,23 @@ export function countDue(rule: DueRule, fromMs: number, toMs: number): number {
   }
   const from = Math.max(fromMs, rule.anchorMs);
   return from > to ? 0 : cronCountBetween(cronOf(rule), from, to);
+}
+
+/** The first due time in [fromMs, toMs], both inclusive; null when there is none. */
+export function firstDueIn(rule: DueRule, fromMs: number, toMs: number): number | null {
+  const first = firstDueAfter(rule, fromMs - 1);
+  return first !== null && first <= toMs ? first : null;
+}
+
+/** The last due time in [fromMs, toMs], both inclusive; null when there is none. */
+export function lastDueIn(rule: DueRule, fromMs: number, toMs: number): number | null {
+  const to = rule.endMs === null ? toMs : Math.min(toMs, rule.endMs);
+  if (rule.periodMs !== null) {
+    const first = firstDueIn(rule, fromMs, to);
+    return first === null ? null : first + Math.floor((to - first) / rule.periodMs) * rule.periodMs;
+  }
+  const from = Math.max(fromMs, rule.anchorMs);
+  return from > to ? null : (cronLastBetween(cronOf(rule), from, to)?.atMs ?? null);
 }
 
 export interface PlannedDue {

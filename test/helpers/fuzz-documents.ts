@@ -5,8 +5,11 @@
 //  - a type poison (a wrong literal, a wrong variable type or value, an unknown or missing
 //    argument, an undeclared variable) makes GraphQL refuse the whole document before it runs;
 //  - a mutation on one id (pauseJob, deleteConnector, ...) names an id that does not exist;
-//  - createJob, createConnector, and updateJob, updateConnector, pauseJob on the fixtures carry one
-//    value the service refuses (a period of 60 minutes, an ftp:// base URL, ...).
+//  - createJob, createConnector, applyJobs, and updateJob, updateConnector, pauseJob on the
+//    fixtures carry one value the service refuses (a period of 60 minutes, an unknown time zone,
+//    a list with one bad job, an ftp:// base URL, ...).
+// Nested fields get bad arguments too (Job.nextRuns(count), Job.runs(first, after), ...): they
+// run in queries, so their refusals must be coded as well.
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -57,6 +60,38 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
   const timeout = [0, -1, 86_401, 2 ** 31 - 1];
   const name = ['', '   ', LONG(201)];
   const call = ['NoColon', '', ':Method', 'Connector:', ' : ', `X:${LONG(1001)}`, '1bad:x'];
+  const cron = ['', '* * *', '61 * * * *', '* * * * * * *', '@never', 'L L L L L', `${'1,'.repeat(200)}1 * * * *`];
+  const timeZone = ['Mars/Olympus_Mons', '+02:00', 'UTC+3', '', 'Europe/Нигде', LONG(300)];
+  const retry: Value[] = [
+    { maxAttempts: 0 },
+    { maxAttempts: 11 },
+    { backoffSeconds: -1 },
+    { backoffSeconds: 86_401 },
+    { backoffFactor: 0.5 },
+    { backoffFactor: 1e308 },
+    { maxBackoffSeconds: 0 },
+  ];
+  const autoPause = [0, -1, 1001, 2 ** 31 - 1];
+  /** A list job that is fine but for what `bad` says. */
+  const listJob = (bad: Record<string, Value>): Value => ({
+    id: 'fuzz-listed',
+    name: 'Listed',
+    externalCall: 'ServerOperationConnector:Noop',
+    period: '1:0:0',
+    ...bad,
+  });
+  const fine = listJob({});
+  const lists: Value[] = [
+    [listJob({ period: '0:60:0' })],
+    [fine, listJob({ cron: '* * * * *' })],
+    [fine, fine],
+    [listJob({ period: null })],
+    [listJob({ period: null, cron: '* * * * *', timeZone: 'Mars/Olympus_Mons' })],
+    [fine, listJob({ id: 'b', retry: { maxAttempts: 0 } }), listJob({ id: 'c' })],
+    [listJob({ id: fixtures.jobId, name: '' })],
+    [listJob({ id: 'd', autoPauseAfterFailures: 0 })],
+    [listJob({ id: 'e', externalCall: 'NoColon' })],
+  ];
   const baseUrl = ['', 'ftp://x', 'not a url', 'http://user:pw@host', 'http://host/?q=1', 'http://host/#f', `http://${LONG(2001)}`];
   const headers: Value[] = [
     [{ name: 'bad name', value: 'v' }],
@@ -73,12 +108,26 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
         'input.timeoutSeconds': timeout,
         'input.name': name,
         'input.externalCall': call,
+        'input.cron': cron,
+        'input.timeZone': timeZone,
+        'input.retry': retry,
+        'input.autoPauseAfterFailures': autoPause,
       },
     },
     updateJob: {
       target: { id: fixtures.jobId },
-      values: { 'input.period': period, 'input.timeoutSeconds': timeout, 'input.name': name, 'input.externalCall': call },
+      values: {
+        'input.period': period,
+        'input.timeoutSeconds': timeout,
+        'input.name': name,
+        'input.externalCall': call,
+        'input.cron': cron,
+        'input.timeZone': timeZone,
+        'input.retry': retry,
+        'input.autoPauseAfterFailures': autoPause,
+      },
     },
+    applyJobs: { values: { 'input.jobs': lists } },
     pauseJob: { target: { id: fixtures.jobId }, values: { note: [LONG(1001), LONG(5000, 'я')] } },
     createConnector: {
       values: {
@@ -96,7 +145,15 @@ function refusals(fixtures: Fixtures): Record<string, { target?: Record<string, 
   };
 }
 
-/** A selection set for `type`: a few leaf fields and sometimes one nested object (no required arguments). */
+/** Arguments for a nested field: a few of its (optional) arguments, with values of their type the service may refuse. */
+function nestedArguments(g: Gen, field: Field): string {
+  if (field.args.length === 0 || !g(fc.boolean)) return '';
+  const given = field.args.filter(() => g(fc.boolean));
+  if (given.length === 0) return '';
+  return `(${given.map((arg) => `${arg.name}: ${literal(g(() => typed(arg.type, strings([]))))}`).join(', ')})`;
+}
+
+/** A selection set for `type`: a few leaf fields and sometimes one nested object (no required arguments), with arguments. */
 function selection(g: Gen, type: GraphQLOutputType, depth = 0): string {
   const named = getNamedType(type);
   if (isLeafType(named) || !isObjectType(named)) return '';
@@ -109,7 +166,7 @@ function selection(g: Gen, type: GraphQLOutputType, depth = 0): string {
   const names = g(() => fc.subarray(pool, { minLength: 1, maxLength: Math.min(4, pool.length) }));
   if (depth < 2 && objects.length > 0 && g(fc.boolean)) {
     const child = g(() => fc.constantFrom(...objects));
-    names.push(`${child.name} ${selection(g, child.type, depth + 1)}`);
+    names.push(`${child.name}${nestedArguments(g, child)} ${selection(g, child.type, depth + 1)}`);
   }
   return `{ ${names.join(' ')} }`;
 }
