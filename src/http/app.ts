@@ -33,6 +33,7 @@ import {
   type WebOptions,
 } from './web-guard.ts';
 import { renderGraphiQLWithToken } from './graphiql-token.ts';
+import { Dashboard } from './dashboard.ts';
 import { SharedSubscriptions } from './shared-subscriptions.ts';
 
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
@@ -66,6 +67,7 @@ export function buildApp(deps: AppDeps): App {
   const web = deps.web ?? DEFAULT_WEB;
   const auth = new ApiAuth(deps.auth ?? TokenStore.off());
   const loaders = createLoaders(deps.context.sql);
+  const dashboard = new Dashboard();
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
     // A fresh context object per request around the shared services, with who asks (UNAUTHENTICATED without a known token).
@@ -127,10 +129,8 @@ export function buildApp(deps: AppDeps): App {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       return;
     }
-    if (path === '/') {
-      res.writeHead(302, { location: yoga.graphqlEndpoint }).end();
-      return;
-    }
+    // The dashboard (SPEC §11); GraphiQL stays at /graphql.
+    if (Dashboard.owns(path)) return dashboard.serve(req, res, path);
     if (!web.graphiql && req.method === 'GET' && !req.url?.includes('query=') && req.headers.accept?.includes('text/html')) {
       return sendJson(res, 404, { error: 'GraphiQL is turned off (GRAPHIQL=false)' });
     }
