@@ -48,8 +48,8 @@ export interface JobClaimPlan {
 /**
  * Plans the claim of a locked job at `now`. Null when nothing is to be done (nothing due, nothing
  * waiting that can start). In order: a due time that has arrived drops a retry still waiting; a
- * waiting QUEUE_ONE due time, then a retry whose backoff has passed, start when the overlap
- * policy lets a run start; the due times that have arrived coalesce into one (SPEC §3), skipped
+ * waiting QUEUE_ONE due time (dropping a retry still waiting, of an earlier due time), then a
+ * retry whose backoff has passed, start when the overlap policy lets a run start; the due times that have arrived coalesce into one (SPEC §3), skipped
  * whole under the misfire policy SKIP, run, queued (QUEUE_ONE) or skipped (SKIP) by the overlap
  * policy.
  */
@@ -74,6 +74,12 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
   if (queued && canStart()) {
     runs.push(run({ scheduledAt: queued.at, missed: queued.missed, status: 'RUNNING' }));
     queued = null;
+    // The waiting due time came during the failed run, so after the retry's: it runs first and
+    // the retry is dropped (kept, it would be overwritten unlogged should this run fail too).
+    if (job.retryAt && !retryCleared) {
+      entries.push(retryDroppedEntry(job, nowMs));
+      retryCleared = true;
+    }
   }
   if (job.retryAt && !retryCleared && job.retryAt.getTime() <= nowMs && canStart()) {
     runs.push(
