@@ -141,6 +141,19 @@ const OPS: Op[] = [
     check: (d) => assert.equal(d['resumeJob']['enabled'], true),
   },
   {
+    field: 'pauseJobs',
+    needs: 'operator',
+    query: 'mutation { pauseJobs(ids: ["j1"], note: "n") { enabled } }',
+    check: (d) => assert.deepEqual(d['pauseJobs'], [{ enabled: false }]),
+  },
+  {
+    field: 'resumeJobs',
+    needs: 'operator',
+    query: 'mutation { resumeJobs(ids: ["j1"]) { enabled } }',
+    prepare: async () => (await h.jobs.pause('j1'), {}),
+    check: (d) => assert.deepEqual(d['resumeJobs'], [{ enabled: true }]),
+  },
+  {
     field: 'runJobNow',
     needs: 'operator',
     query: 'mutation { runJobNow(id: "j1") { trigger } }',

@@ -71,10 +71,11 @@ export async function lockJobs(sql: Queryable, ids: readonly string[] | null): P
   return sql<JobRow[]>`select * from jobs where id = any(${sql.array([...ids])}::text[]) order by id for update`;
 }
 
-export async function listJobs(sql: Queryable, filter: { enabled?: boolean | null }): Promise<JobRow[]> {
-  return filter.enabled == null
-    ? sql<JobRow[]>`select * from jobs order by id`
-    : sql<JobRow[]>`select * from jobs where enabled = ${filter.enabled} order by id`;
+/** The jobs by id, optionally only the enabled or paused ones, optionally only those of `ids` (those that exist). */
+export async function listJobs(sql: Queryable, filter: { enabled?: boolean | null; ids?: readonly string[] | null }): Promise<JobRow[]> {
+  const enabled = filter.enabled == null ? sql`` : sql`and enabled = ${filter.enabled}`;
+  const ids = filter.ids == null ? sql`` : sql`and id = any(${sql.array([...filter.ids])}::text[])`;
+  return sql<JobRow[]>`select * from jobs where true ${enabled} ${ids} order by id`;
 }
 
 export type JobChanges = Partial<Omit<JobRow, 'id' | 'createdAt' | 'updatedAt'>>;

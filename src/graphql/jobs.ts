@@ -72,9 +72,12 @@ builder.queryType({
   fields: (t) => ({
     jobs: t.field({
       type: [JobRef],
-      description: 'Jobs by id.',
-      args: { enabled: t.arg.boolean() },
-      resolve: async (_, args, ctx, info) => withLastRuns(ctx.sql, await listJobs(ctx.sql, { enabled: args.enabled }), info),
+      description: 'Jobs by id; `ids`: only these (those that exist), e.g. the rows a list shows.',
+      args: { enabled: t.arg.boolean(), ids: t.arg.idList() },
+      resolve: async (_, args, ctx, info) => {
+        const ids = args.ids?.map((id) => validateJobId(id, 'ids'));
+        return withLastRuns(ctx.sql, await listJobs(ctx.sql, { enabled: args.enabled, ids }), info);
+      },
     }),
     job: t.field({
       type: JobRef,

@@ -2,6 +2,7 @@ import { builder } from './builder.ts';
 import './scalars.ts';
 import './enums.ts';
 import './jobs.ts';
+import './bulk-jobs.ts';
 import './schedules.ts';
 import './apply-jobs.ts';
 import './runs.ts';

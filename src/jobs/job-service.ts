@@ -6,6 +6,7 @@ import { findRun, insertManualRun, requestCancel, runningCount } from '../db/run
 import { conflict, DomainError, notFound } from '../errors.ts';
 import { validateJobId, validateNote, validateStartAt } from '../input.ts';
 import { applyJobs, type ApplyJobsInput, type ApplyJobsResult } from './apply-jobs.ts';
+import { pauseJobs, resumeJobs } from './bulk-jobs.ts';
 import { type CreateJobInput, onlyChanged, updateDefinition, type UpdateJobInput } from './job-definition.ts';
 import { describeChanges } from './job-entries.ts';
 import {
@@ -158,6 +159,16 @@ export class JobService {
    */
   apply(input: ApplyJobsInput, actor: string = LOCAL): Promise<ApplyJobsResult> {
     return applyJobs(this.deps, input, actor);
+  }
+
+  /** Pauses many jobs in one transaction, each as `pause` would (bulk-jobs.ts); NOT_FOUND for an unknown id, nothing changed. */
+  pauseMany(ids: readonly string[], note?: string | null, actor: string = LOCAL): Promise<JobRow[]> {
+    return pauseJobs(this.deps, ids, note, actor);
+  }
+
+  /** Resumes many jobs in one transaction, each as `resume` would (bulk-jobs.ts); NOT_FOUND for an unknown id, nothing changed. */
+  resumeMany(ids: readonly string[], actor: string = LOCAL): Promise<JobRow[]> {
+    return resumeJobs(this.deps, ids, actor);
   }
 
   /** Starts a MANUAL run at once, also while the job is paused; CONFLICT while one is in progress. */
