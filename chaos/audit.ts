@@ -124,7 +124,7 @@ export interface AuditReport {
   abandoned: AbandonedReport;
   /** Log entries of ABANDONED runs written after the run was marked (other than the marking entry itself). */
   staleLogWrites: number;
-  /** started_at − scheduled_at of on-time runs (missed = 0, not SKIPPED), ms. */
+  /** started_at − scheduled_at of on-time runs (missed = 0, not SKIPPED, not of a QUEUE_ONE job), ms. */
   latenessMs: Percentiles;
   /** A few examples of each failure, for diagnosis. */
   examples: {
@@ -207,7 +207,9 @@ export async function audit(
            percentile_cont(0.99) within group (order by ms) as p99,
            max(ms) as max
     from (select extract(epoch from started_at - scheduled_at) * 1000 as ms from job_runs
-          where job_id like ${like} and trigger = 'SCHEDULE' and missed = 0 and status <> 'SKIPPED') t`;
+          where job_id like ${like} and trigger = 'SCHEDULE' and missed = 0 and status <> 'SKIPPED'
+            -- A QUEUE_ONE due time waits for the run before it by design.
+            and not exists (select 1 from jobs j where j.id = job_runs.job_id and j.overlap = 'QUEUE_ONE')) t`;
 
   const [abandoned] = await sql<
     {

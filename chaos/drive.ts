@@ -13,6 +13,8 @@ export interface JobsToCreate {
   timeoutSeconds?: number;
   /** Jobs per request. */
   batchSize?: number;
+  /** Per job, fields that replace or add to the ones above (a null one is left out: `period: null` for a cron job). */
+  inputOf?: (id: string) => Record<string, unknown> | undefined;
 }
 
 export function jobIds(count: number, prefix = 'chaos'): string[] {
@@ -34,16 +36,17 @@ export async function createJobs(nextPort: () => number, spec: JobsToCreate): Pr
     const params = batch.map((_, i) => `$i${i}: CreateJobInput!`).join(', ');
     const fields = batch.map((_, i) => `j${i}: createJob(input: $i${i}) { id }`).join('\n  ');
     const variables = Object.fromEntries(
-      batch.map((id, i) => [
-        `i${i}`,
-        {
+      batch.map((id, i) => {
+        const input: Record<string, unknown> = {
           id,
           name: `Chaos job ${id}`,
           externalCall: spec.externalCall,
           period: spec.period,
           ...(spec.timeoutSeconds ? { timeoutSeconds: spec.timeoutSeconds } : {}),
-        },
-      ]),
+          ...spec.inputOf?.(id),
+        };
+        return [`i${i}`, Object.fromEntries(Object.entries(input).filter(([, value]) => value !== null))];
+      }),
     );
     const data = await gql<Record<string, { id: string }>>(nextPort(), `mutation (${params}) {\n  ${fields}\n}`, variables);
     const created = Object.values(data).map((job) => job.id);

@@ -22,8 +22,9 @@ import { check, checksFor } from './checks.ts';
 import { Cluster, faketimeMissing, type Instance, sleep } from './cluster.ts';
 import type { ChaosServer } from './database.ts';
 import { checkDelivery, type DeliveryReport, runFacts } from './delivery.ts';
-import { createJobs } from './drive.ts';
+import { createJobs, jobIds } from './drive.ts';
 import { type HeldRun, lateClaims, resumeLatencies, runningRunsOf, runsById } from './fault-queries.ts';
+import { changeable, defaultMix, MIX_OPERATIONS, mixJobs } from './mix.ts';
 import { countBy, defaultPlan, faultWindows, pickTarget, settle, spread, startMonitor, watchHealth } from './phase.ts';
 import {
   type ChangeReport,
@@ -72,6 +73,7 @@ export default {
     await sleep(${workMs}, undefined, { signal: ctx.signal });
     await ctx.log('INFO', 'chaos work done');
   },
+  // The mix's (chaos/mix.ts).${MIX_OPERATIONS}
 };
 `,
   );
@@ -98,7 +100,11 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
   const clockOffsets =
     options.scenario === 'clock-skew' ? (options.clockOffsets ?? (options.instances >= 3 ? ['+5m', '-5m'] : ['+5m'])) : [];
   const label = options.label ?? options.scenario;
-  const changeJobs = Math.min(options.jobs, options.changeJobs ?? Math.max(1, Math.round(options.jobs / 10)));
+  const mix = options.mix ?? defaultMix(options.jobs);
+  const mixed = mixJobs(jobIds(options.jobs, 'chaos'), mix);
+  // Only period jobs are changed: the replay of a change (chaos/change-spans.ts) is a grid's.
+  const changeableIds = [...mixed].filter(([, job]) => changeable(job)).map(([id]) => id);
+  const changeJobs = Math.min(changeableIds.length, options.changeJobs ?? Math.max(1, Math.round(options.jobs / 10)));
   const withSubscribers = options.subscribers ?? true;
   const params: ScenarioResult['params'] = {
     instances: options.instances,
@@ -112,6 +118,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     downSeconds,
     clockOffsets,
     changeJobs,
+    mix,
     subscribers: withSubscribers,
   };
   const faults: FaultEvent[] = [];
@@ -168,12 +175,16 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       // Connected before the jobs exist: their JOB_CREATED events are the subscriptions' first.
       await sleep(500);
     }
-    say(`creating ${options.jobs} jobs (period ${period}, ServerOperationConnector:${operation})`);
-    const ids = await createJobs(() => cluster.anyPort(), {
+    say(
+      `creating ${options.jobs} jobs (period ${period}, ServerOperationConnector:${operation}; ` +
+        `of them ${mix.cron} cron, ${mix.retry} retrying, ${mix.queue} QUEUE_ONE)`,
+    );
+    await createJobs(() => cluster.anyPort(), {
       count: options.jobs,
       prefix: 'chaos',
       period,
       externalCall: `ServerOperationConnector:${operation}`,
+      inputOf: (id) => mixed.get(id)?.input,
     });
     if (subscribers && !(await subscribers.receiving())) say('  (not every subscriber is receiving yet)');
     const phaseStart = Date.now();
@@ -182,7 +193,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     if (faultPlan.length === 0) lastFaultEnd = phaseEnd;
     if (changeJobs > 0) {
       // Spread over the jobs; a quarter of them (at least one) are deleted on the way.
-      changed = spread(ids, changeJobs);
+      changed = spread(changeableIds, changeJobs);
       deleteIds = changed.filter((_, i) => i % 4 === 1 || changed.length === 1);
       const at = (fraction: number) => clock.at(phaseStart + fraction * options.durationSeconds * 1000);
       driver = new ChangeDriver({

@@ -24,6 +24,7 @@ export function formatScenario(result: ScenarioResult): string {
       : '',
     p.downSeconds != null ? `database down ${p.downSeconds} s` : '',
     p.clockOffsets.length ? `clock offsets ${p.clockOffsets.join(', ')}` : '',
+    p.mix ? `of the jobs ${p.mix.cron} cron, ${p.mix.retry} retrying, ${p.mix.queue} QUEUE_ONE` : '',
     p.changeJobs ? `${p.changeJobs} jobs changed` : '',
     p.subscribers ? 'subscribers on every instance' : '',
   ].filter(Boolean);
@@ -169,7 +170,9 @@ export function explainFailures(result: ScenarioResult): string {
     list('subscriptions ended otherwise', e.examples.unexpectedEnds);
   }
   // The changes of the jobs named above, in order: when each call went out and was answered.
-  const named = [...x.unaccounted, ...x.doubleAccounted, ...x.offGrid, ...(c?.mismatches ?? [])].map((item) => item.jobId);
+  const named = [...x.unaccounted, ...x.doubleAccounted, ...x.offGrid, ...r.unaccounted, ...(c?.mismatches ?? [])].map(
+    (item) => item.jobId,
+  );
   for (const jobId of [...new Set(named)].slice(0, 5)) {
     const calls = c?.calls.filter((call) => call.jobId === jobId) ?? [];
     if (calls.length === 0) continue;

@@ -7,6 +7,7 @@ import type { ChangedSpans } from './change-spans.ts';
 import type { ChangeAttempt, ChangeSummary } from './changes.ts';
 import type { ChaosServer } from './database.ts';
 import type { DeliveryReport } from './delivery.ts';
+import type { JobMix } from './mix.ts';
 
 export const SCENARIOS = ['healthy', 'kill', 'freeze', 'db-restart', 'terminate', 'clock-skew'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -48,8 +49,10 @@ export interface ScenarioOptions {
   allowCoalesced?: boolean;
   /** Events a killed instance recorded but never sent (see DeliveryReport.lostWithKill) are reported, not failed. */
   allowLostWithKill?: boolean;
-  /** How many jobs the harness changes during the scenario (default: a tenth of them, at least 1; 0: none). */
+  /** How many jobs the harness changes during the scenario (default: a tenth of them, at least 1; 0: none). Period jobs only. */
   changeJobs?: number;
+  /** How many of the jobs are cron, retrying and QUEUE_ONE jobs (chaos/mix.ts; default a tenth of each). */
+  mix?: JobMix;
   /** Subscribers to jobEvents on every instance, over graphql-ws and SSE (default true). */
   subscribers?: boolean;
   /** Seeds the changes' choices. */
@@ -87,6 +90,7 @@ export interface ScenarioResult {
     downSeconds: number | null;
     clockOffsets: string[];
     changeJobs: number;
+    mix: JobMix;
     subscribers: boolean;
   };
   /** Wall-clock seconds the scenario took, start to audit. */

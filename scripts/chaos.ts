@@ -2,8 +2,11 @@
 // the service as separate processes on one PostgreSQL, creates jobs, injects faults, stops the
 // instances and audits the database. Throughout, a tenth of the jobs is paused, resumed,
 // re-periodised, deleted and run now a few ms after their due times, and subscribers on every
-// instance (graphql-ws and SSE) receive the job events; the audit covers both. Prints a table per
-// scenario, writes JSON to bench/results/chaos-<timestamp>.json, and exits 1 when an invariant fails.
+// instance (graphql-ws and SSE) receive the job events; the audit covers both. Beside the plain
+// period jobs the mix has cron jobs (one zone with daylight saving), jobs that fail some of the
+// time and are retried, and QUEUE_ONE jobs whose runs outlast their period (chaos/mix.ts): the
+// audit checks their due times and retry attempts too. Prints a table per scenario, writes JSON
+// to bench/results/chaos-<timestamp>.json, and exits 1 when an invariant fails.
 //
 //   npm run chaos                                   every scenario, 3 instances, 300 jobs, 180 s each
 //   npm run chaos -- --scenario=kill --instances=3 --jobs=300 --duration=180
@@ -15,8 +18,10 @@
 // freeze and terminate; db-restart restarts once, in the middle, unless --every is given),
 // --down=5 (db-restart: seconds the database stays down), --skew=+5m[,-5m] (clock-skew),
 // --operation=Noop|Work, --work-ms=300, --changes=<n> (jobs changed during the scenario; default
-// a tenth of --jobs, 0: none), --subscribers=on|off (default on), --seed=<n> (the changes'
-// choices), --keep (keep the work directory: logs, data), --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
+// a tenth of --jobs, 0: none; period jobs only), --cron=<n>, --retry=<n>, --queue=<n> (jobs of
+// each kind in the mix; default a tenth of --jobs each, 0: none), --subscribers=on|off (default
+// on), --seed=<n> (the changes' choices), --keep (keep the work directory: logs, data),
+// --out=<file>. The PostgreSQL is embedded, in a temporary directory, unless CHAOS_DATABASE_URL
 // names a server (the harness then creates a database per scenario there, and skips db-restart).
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -42,6 +47,9 @@ const { values } = parseArgs({
     operation: { type: 'string' },
     'work-ms': { type: 'string', default: '300' },
     changes: { type: 'string' },
+    cron: { type: 'string' },
+    retry: { type: 'string' },
+    queue: { type: 'string' },
     subscribers: { type: 'string', default: 'on' },
     seed: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -80,6 +88,10 @@ const every = values.every === undefined ? undefined : int('every', values.every
 const down = int('down', values.down, 0, 3600);
 const workMs = int('work-ms', values['work-ms'], 0, 60_000);
 const changes = values.changes === undefined ? undefined : int('changes', values.changes, 0, 100_000);
+const mixCount = (name: 'cron' | 'retry' | 'queue') =>
+  values[name] === undefined ? Math.round(jobs / 10) : int(name, values[name], 0, 100_000);
+const mix = { cron: mixCount('cron'), retry: mixCount('retry'), queue: mixCount('queue') };
+if (mix.cron + mix.retry + mix.queue > jobs) problems.push(`--cron, --retry and --queue add up to more than --jobs (${jobs})`);
 const seed = values.seed === undefined ? undefined : int('seed', values.seed, 0, 2 ** 31 - 1);
 if (values.subscribers !== 'on' && values.subscribers !== 'off')
   problems.push(`--subscribers must be on or off (got ${values.subscribers})`);
@@ -144,6 +156,7 @@ try {
           downSeconds: down,
           ...(values.skew ? { clockOffsets: values.skew.split(',') } : {}),
           ...(changes !== undefined ? { changeJobs: changes } : {}),
+          mix,
           subscribers: values.subscribers === 'on',
           ...(seed !== undefined ? { seed } : {}),
           log: (line) => console.log(line),

@@ -1,9 +1,12 @@
-// The short form of the fault scenarios (GitHub issues 4 and 8; the long form is `npm run chaos`):
-// real service processes on one PostgreSQL, faults injected while 8 of the 20 jobs are paused,
-// resumed, re-periodised, deleted and run now a few ms after their due times and subscribers on
-// every instance receive the job events; then the SQL audit must find no duplicate, no due time
-// unaccounted for or accounted twice (changed jobs included), no early start, no run left
-// RUNNING, no stale write, and no event missing without EVENTS_INTERRUPTED. Seconds per scenario
+// The short form of the fault scenarios (GitHub issues 4, 8 and 12; the long form is `npm run
+// chaos`): real service processes on one PostgreSQL, faults injected while 8 of the 20 jobs are
+// paused, resumed, re-periodised, deleted and run now a few ms after their due times and
+// subscribers on every instance receive the job events; 6 of the jobs are those of SPEC §3b (two
+// cron jobs, one of them in Europe/Berlin; two that fail some of the time and are retried; two
+// QUEUE_ONE jobs whose runs outlast their period, chaos/mix.ts). Then the SQL audit must find no
+// duplicate, no due time unaccounted for or accounted twice (changed jobs and cron due times
+// included), no attempt run twice or unaccounted for, no early start, no run left RUNNING, no
+// stale write, and no event missing without EVENTS_INTERRUPTED. Seconds per scenario
 // (LEASE_SECONDS=2), scenarios side by side, each on a database of its own; the
 // database-restart scenario on an embedded PostgreSQL of its own, which it restarts.
 import assert from 'node:assert/strict';
@@ -24,6 +27,7 @@ import type { ReceivedEvent, Segment } from '../chaos/subscribers.ts';
 import { runScenario } from '../chaos/faults.ts';
 import type { ScenarioOptions } from '../chaos/scenario.ts';
 import { explainFailures, formatScenario } from '../chaos/report.ts';
+import { type ClaimJob, planJobClaim } from '../src/scheduling/claim-plan.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { killEveryProcess } from './helpers/process.ts';
 
@@ -41,8 +45,10 @@ after(async () => {
 });
 
 const LEASE = 2;
-/** Jobs the short form changes, of its 20. */
+/** Jobs the short form changes, of its 20 (period jobs only). */
 const CHANGES = 8;
+/** Of its 20 jobs, those of SPEC §3b. */
+const MIX = { cron: 2, retry: 2, queue: 2 };
 type Short = Omit<ScenarioOptions, 'databaseUrl' | 'workDir'>;
 
 async function runShort(options: Short, databaseUrl?: string, server?: ChaosServer) {
@@ -54,6 +60,7 @@ async function runShort(options: Short, databaseUrl?: string, server?: ChaosServ
     workDir: path.join(tmp, options.scenario),
     log: (line) => lines.push(line),
     changeJobs: CHANGES,
+    mix: MIX,
     subscribers: true,
     ...options,
   });
@@ -486,6 +493,43 @@ describe('chaos, short form', { concurrency: 2 }, () => {
     } finally {
       await sql.end();
     }
+  });
+
+  test('a QUEUE_ONE due time that starts drops the retry still waiting, with its WARNING (the chaos audit found such retries lost)', () => {
+    // Found by a chaos run: a QUEUE_ONE job (period 1 s, timeout 2 s, 3 attempts at once) timed
+    // out on its due time 11 at 13.578 while 12 waited; 12 started at 13.665, the retry of 11
+    // (attempt 2) still waiting behind it; 12 failed at 13.698 and its retry took the job's
+    // single retry slot: the retry of 11 never ran, and nothing said so.
+    const s = (seconds: number) => new Date(seconds * 1000);
+    const job = {
+      id: 'q',
+      enabled: true,
+      periodSeconds: 1,
+      cron: null,
+      timeZone: null,
+      anchorAt: s(0),
+      endAt: null,
+      overlap: 'QUEUE_ONE',
+      misfire: 'RUN_ONCE',
+      nextDueAt: s(14),
+      queuedDueAt: s(12),
+      queuedMissed: 0,
+      retryAt: s(13.578),
+      retryAttempt: 2,
+      retryOf: '35',
+      retryScheduledAt: s(11),
+      running: 0,
+    } as unknown as ClaimJob;
+    const plan = planJobClaim(job, 13_665)!;
+    assert.deepEqual(
+      plan.runs.map((r) => [r.trigger, r.scheduledAt.getTime(), r.status]),
+      [['SCHEDULE', 12_000, 'RUNNING']],
+    );
+    assert.equal(plan.after.retryCleared, true);
+    assert.deepEqual(
+      plan.entries.map((e) => [e.level, e.message]),
+      [['WARNING', `Job "q" dropped its retry (attempt 2) of the run due at ${s(11).toISOString()}: its next due time arrived first`]],
+    );
   });
 
   test('the delivery check finds silent gaps, duplicates, runs out of order and events that disagree; excuses interruptions and closed connections; tells events that died with a killed instance apart', () => {
