@@ -300,7 +300,7 @@ async function listCronDueTimes(
 function cronDueBefore(spec: { cron: string; timeZone: string }, beforeMs: number, count: number): number[] {
   if (count <= 0) return [];
   const reach = 400 * 86_400_000;
-  for (let window = 3_600_000; ; window = Math.min(reach, window * 24)) {
+  for (let window = 60_000; ; window = Math.min(reach, window * 24)) {
     const found = cronDueBetween(spec, beforeMs - window, beforeMs - 1, Number.MAX_SAFE_INTEGER);
     if (found.length >= count || window === reach) return found.slice(-count).map((due) => due.atMs);
   }
