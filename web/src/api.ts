@@ -47,6 +47,7 @@ export class Api {
   #connections = 0;
   #reconnected = new Set<() => void>();
   #state = new Set<(state: ConnectionState) => void>();
+  #unauthorized = new Set<() => void>();
 
   constructor(readonly token: string | null) {
     this.endpoint = new URL('graphql', location.href).toString();
@@ -91,8 +92,9 @@ export class Api {
       lazy: false,
       keepAlive: 15_000,
       retryAttempts: Number.POSITIVE_INFINITY,
-      // Every close is retried, with graphql-ws's growing, randomised wait (at most some 30 s).
-      shouldRetry: () => true,
+      // Every close is retried, with graphql-ws's growing, randomised wait, except the service's
+      // 4401 (SPEC §8: no valid token, e.g. one removed from AUTH_TOKENS_FILE): the page asks again.
+      shouldRetry: (closed) => !isUnauthorized(closed),
       on: {
         connecting: () => this.#setState(this.#connections === 0 ? 'connecting' : 'offline'),
         connected: () => {
@@ -114,6 +116,12 @@ export class Api {
   onState(listener: (state: ConnectionState) => void): () => void {
     this.#state.add(listener);
     return () => this.#state.delete(listener);
+  }
+
+  /** Calls `listener` when the service refuses the token of the live connection (4401). */
+  onUnauthorized(listener: () => void): () => void {
+    this.#unauthorized.add(listener);
+    return () => this.#unauthorized.delete(listener);
   }
 
   /** Calls `listener` after each reconnection (not the first connection). */
@@ -138,8 +146,12 @@ export class Api {
           next: (result) => {
             if (result.data) sink.next(result.data as T);
           },
-          error: () => {
+          error: (error) => {
             if (stopped) return;
+            if (isUnauthorized(error)) {
+              for (const listener of this.#unauthorized) listener();
+              return;
+            }
             sink.interrupted?.();
             retry = setTimeout(start, 1000);
           },
@@ -160,3 +172,7 @@ export class Api {
     this.#client = null;
   }
 }
+
+/** graphql-ws's close for a connection without a valid token (SPEC §8). */
+const isUnauthorized = (closed: unknown): boolean =>
+  typeof closed === 'object' && closed !== null && (closed as { code?: unknown }).code === 4401;

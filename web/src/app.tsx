@@ -68,21 +68,25 @@ export function App() {
               ? null
               : () => {
                   storeToken(null);
-                  phase.session.api.dispose();
                   setPhase({ kind: 'token', error: null });
                 }
           }
+          onRefused={() => {
+            storeToken(null);
+            setPhase({ kind: 'token', error: t.tokenGone });
+          }}
         />
       );
   }
 }
 
-function Dashboard({ session, onSignOut }: { session: Session; onSignOut: (() => void) | null }) {
+function Dashboard({ session, onSignOut, onRefused }: { session: Session; onSignOut: (() => void) | null; onRefused: () => void }) {
   const { api, me } = session;
   const store = useMemo(() => new JobStore(api), [api]);
   const route = useRoute();
   const [query, setQuery] = useState<ListQuery>(ALL);
   const [connectors, setConnectors] = useState<string[]>([]);
+  useEffect(() => api.onUnauthorized(onRefused), [api]);
   useEffect(() => {
     store.start();
     void api.request<{ connectors: { id: string }[] }>(CONNECTORS).then(

@@ -12,6 +12,7 @@ const en = {
   token: 'Token',
   signIn: 'Sign in',
   tokenRefused: 'The token was not accepted.',
+  tokenGone: 'The service no longer accepts this token.',
   search: 'Search',
   searchPlaceholder: 'id, name or call',
   state: 'State',
@@ -25,7 +26,7 @@ const en = {
   live: 'Live',
   connecting: 'Connecting…',
   offline: 'Reconnecting…',
-  shown: (shown: number, total: number) => (shown === total ? `${total} jobs` : `${shown} of ${total} jobs`),
+  shown: (shown: number, total: number) => (shown === total ? `${count(total)} jobs` : `${count(shown)} of ${count(total)} jobs`),
   jobs: 'Jobs',
   id: 'Id',
   name: 'Name',
@@ -110,6 +111,11 @@ const en = {
 
 export type Messages = typeof en;
 
+/** 10,000 in English, 10 000 in Russian. */
+function count(n: number): string {
+  return new Intl.NumberFormat(lang).format(n);
+}
+
 const ru: Messages = {
   title: 'Серверные задания',
   graphiql: 'GraphiQL',
@@ -121,6 +127,7 @@ const ru: Messages = {
   token: 'Токен',
   signIn: 'Войти',
   tokenRefused: 'Токен не принят.',
+  tokenGone: 'Сервис больше не принимает этот токен.',
   search: 'Поиск',
   searchPlaceholder: 'код, имя или вызов',
   state: 'Состояние',
@@ -134,7 +141,7 @@ const ru: Messages = {
   live: 'В реальном времени',
   connecting: 'Подключение…',
   offline: 'Переподключение…',
-  shown: (shown, total) => (shown === total ? `Заданий: ${total}` : `Заданий: ${shown} из ${total}`),
+  shown: (shown, total) => (shown === total ? `Заданий: ${count(total)}` : `Заданий: ${count(shown)} из ${count(total)}`),
   jobs: 'Задания',
   id: 'Код',
   name: 'Имя',
