@@ -6,6 +6,7 @@ import { ServerOperationsConnector } from './connectors/server-operations.ts';
 import { HttpConnector } from './connectors/http.ts';
 import { DatabaseConnectorRegistry } from './connectors/registry.ts';
 import { ConnectorService } from './connectors/connector-service.ts';
+import { ConnectorGate } from './connectors/connector-gate.ts';
 import { SecretBox } from './connectors/secret-box.ts';
 import { sealStoredSecrets } from './connectors/secrets-at-rest.ts';
 import { connect, sampleDatabaseClock } from './db/client.ts';
@@ -159,6 +160,14 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
     await registry.reload();
     cleanup.push(() => registry.close());
 
+    // Connectors' circuit breakers and limits of concurrent calls, between the claims and the calls.
+    const gate = new ConnectorGate({
+      sql: db.sql,
+      clock,
+      bus,
+      log: log.child({ component: 'connectors' }),
+      settingsOf: (id) => registry.rowOf(id),
+    });
     // eslint-disable-next-line prefer-const -- assigned once the scheduler it needs exists
     let jobs: JobService;
     const scheduler = new Scheduler(
@@ -169,6 +178,7 @@ export async function startInstance({ config, log, clock: givenClock }: Instance
         observe: { claimed: (count) => metrics.claims.inc(count), failed: () => metrics.databaseErrors.inc() },
         // The job service is made below, with the scheduler it needs; by the first run's end it exists.
         autoPause: (jobId, note) => jobs.autoPause(jobId, note),
+        gate,
       },
     );
     // An embedded database belongs to this process alone: any run still RUNNING was left by a crashed predecessor.

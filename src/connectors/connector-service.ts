@@ -10,6 +10,8 @@ import { nfc, validateTimeout } from '../input.ts';
 import { headerValueProblem, validateBaseUrl } from './http.ts';
 import type { DatabaseConnectorRegistry } from './registry.ts';
 import { isSealed, SecretBox } from './secret-box.ts';
+import { CLOSED_CIRCUIT, circuitOf } from './circuit.ts';
+import { circuitEntry } from './connector-gate.ts';
 
 export interface HeaderInput {
   name: string;
@@ -24,6 +26,9 @@ export interface CreateConnectorInput {
   authScheme?: AuthScheme | null;
   secret?: string | null;
   timeoutSeconds?: number | null;
+  breakerFailures?: number | null;
+  breakerProbeSeconds?: number | null;
+  maxConcurrent?: number | null;
 }
 
 export interface UpdateConnectorInput {
@@ -32,7 +37,27 @@ export interface UpdateConnectorInput {
   authScheme?: AuthScheme | null;
   secret?: string | null;
   timeoutSeconds?: number | null;
+  /** null turns the breaker off. */
+  breakerFailures?: number | null;
+  /** null keeps the interval. */
+  breakerProbeSeconds?: number | null;
+  /** null lifts the limit. */
+  maxConcurrent?: number | null;
 }
+
+/** The probe interval of a breaker when none is given (SPEC §3b). */
+export const DEFAULT_PROBE_SECONDS = 30;
+
+/** A whole number from `min` to `max`, or a BAD_USER_INPUT naming `field`. */
+function wholeNumber(field: string, value: number, min: number, max: number, what: string): number {
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw badInput(field, `${field} must be a whole number from ${min} to ${max}${what}.`);
+  return value;
+}
+
+const checkedBreakerFailures = (value: number) => wholeNumber('breakerFailures', value, 1, 1000, ' (null turns the breaker off)');
+const checkedProbeSeconds = (value: number) => wholeNumber('breakerProbeSeconds', value, 1, 86_400, ' seconds');
+const checkedMaxConcurrent = (value: number) => wholeNumber('maxConcurrent', value, 1, 1000, ' (null: unlimited)');
 
 const CONNECTOR_ID = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
@@ -104,6 +129,9 @@ export class ConnectorService {
       authScheme: input.authScheme ?? null,
       secret: input.secret ?? null,
       timeoutSeconds: input.timeoutSeconds == null ? null : validateTimeout(input.timeoutSeconds),
+      breakerFailures: input.breakerFailures == null ? null : checkedBreakerFailures(input.breakerFailures),
+      breakerProbeSeconds: input.breakerProbeSeconds == null ? DEFAULT_PROBE_SECONDS : checkedProbeSeconds(input.breakerProbeSeconds),
+      maxConcurrent: input.maxConcurrent == null ? null : checkedMaxConcurrent(input.maxConcurrent),
     };
     validateAuth(row.authScheme, row.secret);
     return this.#write(id, 'created', actor, async (tx, now) => {
@@ -118,6 +146,9 @@ export class ConnectorService {
     const baseUrl = input.baseUrl == null ? undefined : checkedBaseUrl(input.baseUrl);
     const headers = input.headers == null ? undefined : validateHeaders(input.headers);
     const timeoutSeconds = input.timeoutSeconds == null ? input.timeoutSeconds : validateTimeout(input.timeoutSeconds);
+    const breakerFailures = input.breakerFailures == null ? input.breakerFailures : checkedBreakerFailures(input.breakerFailures);
+    const breakerProbeSeconds = input.breakerProbeSeconds == null ? undefined : checkedProbeSeconds(input.breakerProbeSeconds);
+    const maxConcurrent = input.maxConcurrent == null ? input.maxConcurrent : checkedMaxConcurrent(input.maxConcurrent);
     return this.#write(id, 'updated', actor, async (tx, now) => {
       const current = await lockConnector(tx, id);
       if (!current) throw notFound(`No configured connector with id "${id}".`);
@@ -127,15 +158,28 @@ export class ConnectorService {
         input.secret === undefined && authScheme && current.secret
           ? this.#kept(current, current.secret, authScheme)
           : this.#given(id, authScheme, input.secret);
-      return saveConnector(tx, {
+      const breaker = breakerFailures === undefined ? current.breakerFailures : breakerFailures;
+      // A breaker turned off forgets its circuit: turned on again, it starts CLOSED.
+      const circuit = breaker === null ? CLOSED_CIRCUIT : circuitOf(current);
+      const saved = await saveConnector(tx, {
         ...current,
         baseUrl: baseUrl ?? current.baseUrl,
         headers: headers ?? current.headers,
         authScheme,
         secret,
         timeoutSeconds: timeoutSeconds === undefined ? current.timeoutSeconds : timeoutSeconds,
+        breakerFailures: breaker,
+        breakerProbeSeconds: breakerProbeSeconds ?? current.breakerProbeSeconds,
+        maxConcurrent: maxConcurrent === undefined ? current.maxConcurrent : maxConcurrent,
+        circuitState: circuit.state,
+        circuitFailures: circuit.failures,
+        circuitOpenedAt: circuit.openedAt,
+        circuitNextProbeAt: circuit.nextProbeAt,
+        circuitProbeRunId: circuit.probeRunId,
         updatedAt: now,
       });
+      // An open circuit closes with its breaker, and says so as any closing does.
+      return { row: saved, circuitClosed: current.circuitState !== 'CLOSED' && breaker === null };
     });
   }
 
@@ -183,22 +227,31 @@ export class ConnectorService {
     what: 'created' | 'updated' | 'deleted',
     // Who asked: a token's name, `local` with auth off (SPEC §8: every audit entry names it).
     actor: string,
-    change: (tx: Queryable, now: Date) => Promise<ConnectorRow>,
+    change: (tx: Queryable, now: Date) => Promise<ConnectorRow | { row: ConnectorRow; circuitClosed: boolean }>,
   ): Promise<ConnectorRow> {
     const now = new Date(this.deps.clock.now());
-    const { row, entries } = await this.deps.sql.begin(async (tx) => {
-      const saved = await change(tx, now);
+    const { row, entries, circuitClosed } = await this.deps.sql.begin(async (tx) => {
+      const changed = await change(tx, now);
+      const { row: saved, circuitClosed } = 'row' in changed ? changed : { row: changed, circuitClosed: false };
       const details = {
         baseUrl: saved.baseUrl,
         headers: saved.headers.map((h) => h.name),
         authScheme: saved.authScheme,
         hasSecret: saved.secret !== null,
+        timeoutSeconds: saved.timeoutSeconds,
+        breakerFailures: saved.breakerFailures,
+        breakerProbeSeconds: saved.breakerProbeSeconds,
+        maxConcurrent: saved.maxConcurrent,
         actor,
       };
-      const logged = await insertLogEntries(tx, [{ at: now, level: 'INFO', message: `Connector ${id} ${what}`, details }]);
-      return { row: saved, entries: logged };
+      const logged = await insertLogEntries(tx, [
+        { at: now, level: 'INFO', message: `Connector ${id} ${what}`, details },
+        ...(circuitClosed ? [circuitEntry(id, 'closed', null, null, now)] : []),
+      ]);
+      return { row: saved, entries: logged, circuitClosed };
     });
     this.deps.bus.publish('connector:changed', { at: now, connectorId: id });
+    if (circuitClosed) this.deps.bus.publish('circuit:closed', { at: now, connectorId: id, circuit: null });
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     // The registry reloads on that event; waiting for it lets this caller's next job use the
     // connector. A reload that fails is logged there: it never fails a change already committed.

@@ -77,6 +77,11 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
     return this.builtIns.find((c) => c.id === id) ?? this.#configured.get(id)?.connector;
   }
 
+  /** The stored row of a configured connector as last loaded (null for a built-in or unknown one). */
+  rowOf(id: string): ConnectorRow | null {
+    return this.#configured.get(id)?.row ?? null;
+  }
+
   isBuiltIn(id: string): boolean {
     return this.builtIns.some((c) => c.id === id);
   }
@@ -93,10 +98,17 @@ export class DatabaseConnectorRegistry implements ConnectorRegistry {
   }
 }
 
-/** Whether two stored rows configure the same connector (every column, updatedAt included). */
+/**
+ * Whether two stored rows configure the same connector (every column, updatedAt included, but
+ * the circuit's: it changes with calls' outcomes, and a connector is not rebuilt, its kept-alive
+ * connections dropped, for that).
+ */
 function sameRow(a: ConnectorRow | null, b: ConnectorRow): boolean {
-  return a !== null && JSON.stringify(a) === JSON.stringify(b);
+  return a !== null && configuration(a) === configuration(b);
 }
+
+const configuration = (row: ConnectorRow): string =>
+  JSON.stringify(row, (key, value: unknown) => (key.startsWith('circuit') ? undefined : value));
 
 function closeQuietly(connector: Connector): void {
   try {

@@ -23,6 +23,8 @@ export interface ClaimResult {
    * not inserted because a run for that due time existed already.
    */
   clashes: LogRow[];
+  /** Jobs the gate left waiting (their connectors have no call free), and those connectors. */
+  held: { jobs: number; connectors: string[] };
 }
 
 /**
@@ -36,7 +38,21 @@ export interface ClaimGate {
     tx: Queryable,
     plans: JobClaimPlan[],
     now: Date,
-  ): Promise<{ plans: JobClaimPlan[]; inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void> }>;
+  ): Promise<{
+    plans: JobClaimPlan[];
+    inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void>;
+    /** The connectors whose plans it dropped for want of a free call, and how many plans. */
+    held?: { jobs: number; connectors: string[] };
+  }>;
+  /**
+   * The same for a manual run of a job whose row the caller has locked: null when it may call
+   * now, or the error of a run recorded SKIPPED instead. May throw a CONFLICT (no call free).
+   */
+  admitManual?(tx: Queryable, job: JobRow, now: Date): Promise<string | null>;
+  /** A run's end was written: what it does to its connector (a circuit's count). Never rejects. */
+  ended?(run: RunRow, job: JobRow): Promise<void> | null;
+  /** Runs of jobs calling this connector may be waiting for one of its calls to end. */
+  holdsBack?(connectorId: string): boolean;
 }
 
 /**
@@ -50,7 +66,14 @@ export interface ClaimGate {
  */
 export async function claimDueJobs(
   sql: Sql,
-  args: { now: Date; limit: number; holder: Holder; leaseMs: number },
+  args: {
+    now: Date;
+    limit: number;
+    holder: Holder;
+    leaseMs: number;
+    /** Connectors whose jobs this claim passes over: their calls were all taken a moment ago (see ClaimResult.held). */
+    except?: readonly string[];
+  },
   plan: (job: ClaimJob) => JobClaimPlan | null,
   describe: (run: RunRow, planned: PlannedRun) => NewLogEntry[],
   describeClash: (planned: PlannedRun) => NewLogEntry,
@@ -62,10 +85,12 @@ export async function claimDueJobs(
       where j.enabled and (
         j.next_due_at <= ${args.now}
         or ((j.queued_due_at is not null or j.retry_at <= ${args.now}) and ${startable(tx)}))
+        ${args.except?.length ? tx`and j.connector_id <> all(${tx.array([...args.except])}::text[])` : tx``}
       order by least(j.next_due_at, j.queued_due_at, j.retry_at)
       limit ${args.limit}
       for update skip locked`;
-    if (locked.length === 0) return { claimed: [], clashes: [] };
+    const none = { jobs: 0, connectors: [] };
+    if (locked.length === 0) return { claimed: [], clashes: [], held: none };
     // Read after the locks are held (a fresh snapshot): a manual run committed while this claim
     // waited is seen, so the due time becomes SKIPPED instead of running beside it.
     const running = await tx<{ jobId: string; count: number }[]>`
@@ -76,7 +101,8 @@ export async function claimDueJobs(
     let plans = locked.map((job) => plan({ ...job, running: counts.get(job.id) ?? 0 })).filter((p) => p !== null);
     const admitted = gate ? await gate.admit(tx, plans, args.now) : null;
     if (admitted) plans = admitted.plans;
-    if (plans.length === 0) return { claimed: [], clashes: [] };
+    const held = admitted?.held ?? none;
+    if (plans.length === 0) return { claimed: [], clashes: [], held };
     const after = plans.map((p) => p.after);
     const iso = (date: Date | null) => date?.toISOString() ?? null;
     await tx`
@@ -137,7 +163,7 @@ export async function claimDueJobs(
     ]);
     const byRun = new Map(claimed.map((c) => [c.run.id, c]));
     for (const entry of entries) if (entry.runId !== null) byRun.get(entry.runId)?.entries.push(entry);
-    return { claimed, clashes: entries.filter((entry) => entry.runId === null) };
+    return { claimed, clashes: entries.filter((entry) => entry.runId === null), held };
   });
 }
 
@@ -175,17 +201,46 @@ export async function runningCount(sql: Queryable, jobId: string): Promise<numbe
   return row!.count;
 }
 
-/** Starts a manual run (the caller holds the job row lock and has checked the overlap policy). */
+/**
+ * Starts a manual run (the caller holds the job row lock and has checked the overlap policy), or
+ * records it SKIPPED, never started, with the error `skipped` gives (its connector's circuit is open).
+ */
 export async function insertManualRun(
   sql: Queryable,
-  args: { jobId: string; now: Date; holder: Holder; leaseMs: number },
+  args: { jobId: string; now: Date; holder: Holder; leaseMs: number; skipped?: string | null },
 ): Promise<RunRow> {
-  const rows = await sql<RunRow[]>`
-    insert into job_runs (job_id, trigger, scheduled_at, started_at, status, instance, lease_token, lease_expires_at)
-    values (${args.jobId}, 'MANUAL', ${args.now}, ${args.now}, 'RUNNING', ${args.holder.instance},
-            ${args.holder.token}, ${new Date(args.now.getTime() + args.leaseMs)})
-    returning *`;
+  const rows = args.skipped
+    ? await sql<RunRow[]>`
+        insert into job_runs (job_id, trigger, scheduled_at, finished_at, status, error, instance)
+        values (${args.jobId}, 'MANUAL', ${args.now}, ${args.now}, 'SKIPPED', ${args.skipped}, ${args.holder.instance})
+        returning *`
+    : await sql<RunRow[]>`
+        insert into job_runs (job_id, trigger, scheduled_at, started_at, status, instance, lease_token, lease_expires_at)
+        values (${args.jobId}, 'MANUAL', ${args.now}, ${args.now}, 'RUNNING', ${args.holder.instance},
+                ${args.holder.token}, ${new Date(args.now.getTime() + args.leaseMs)})
+        returning *`;
   return rows[0]!;
+}
+
+/**
+ * The calls in progress to each of these connectors, on every instance: the RUNNING runs of the
+ * jobs that use them (read through the small index of running runs). Connectors with none are absent.
+ */
+export async function runningCallsOf(sql: Queryable, connectorIds: readonly string[]): Promise<Map<string, number>> {
+  const rows = await sql<{ connectorId: string; count: number }[]>`
+    select j.connector_id, count(*)::int as count
+    from job_runs r join jobs j on j.id = r.job_id
+    where r.status = 'RUNNING' and j.connector_id = any(${sql.array([...connectorIds])}::text[])
+    group by j.connector_id`;
+  return new Map(rows.map((row) => [row.connectorId, row.count]));
+}
+
+/** Which of these runs are still in progress. */
+export async function stillRunning(sql: Queryable, runIds: readonly string[]): Promise<Set<string>> {
+  if (runIds.length === 0) return new Set();
+  const rows = await sql<{ id: string }[]>`
+    select id from job_runs where id = any(${sql.array([...runIds])}::bigint[]) and status = 'RUNNING'`;
+  return new Set(rows.map((row) => row.id));
 }
 
 export interface RunEnd {

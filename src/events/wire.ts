@@ -48,6 +48,8 @@ const DATE_KEYS: Record<DateKeysOf<Payload> | DateKeysOf<RowsOf<Payload>>, true>
   finishedAt: true,
   leaseExpiresAt: true,
   cancelRequestedAt: true,
+  openedAt: true,
+  nextProbeAt: true,
 };
 const isDateKey = (key: string) => Object.hasOwn(DATE_KEYS, key);
 

@@ -184,19 +184,31 @@ export class JobService {
         if (!locked) throw notFound(`No job with id "${id}".`);
         // Under SKIP and QUEUE_ONE one run at a time (SPEC §3b); ALLOW lets a manual run start beside others.
         if (locked.overlap !== 'ALLOW' && (await runningCount(tx, id)) > 0) throw conflict(`A run of job "${id}" is already in progress.`);
-        const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs });
+        // Its connector's breaker and limit of calls (SPEC §3b): while the circuit is open, the run is recorded SKIPPED.
+        const skipped = (await scheduler.gate.admitManual?.(tx, locked, now)) ?? null;
+        const inserted = await insertManualRun(tx, { jobId: id, now, holder: scheduler.holder, leaseMs: scheduler.leaseMs, skipped });
         // The run's id goes in details: entries with a runId are what happened in the run itself.
-        const audit: NewLogEntry = {
-          at: now,
-          level: 'INFO',
-          message: `Job "${id}" run ${inserted.id} started by request`,
-          jobId: id,
-          details: { runId: inserted.id, actor },
-        };
+        const audit: NewLogEntry = skipped
+          ? {
+              at: now,
+              level: 'WARNING',
+              message: `Job "${id}" skipped its manual run ${inserted.id}: ${skipped}`,
+              jobId: id,
+              runId: inserted.id,
+              details: { runId: inserted.id, actor },
+            }
+          : {
+              at: now,
+              level: 'INFO',
+              message: `Job "${id}" run ${inserted.id} started by request`,
+              jobId: id,
+              details: { runId: inserted.id, actor },
+            };
         return { job: locked, run: inserted, entries: await insertLogEntries(tx, [audit]) };
       }),
     );
-    void scheduler.launch(run, job);
+    if (run.status === 'RUNNING') void scheduler.launch(run, job);
+    else this.deps.bus.publish('run:skipped', { at: now, run });
     for (const entry of entries) this.deps.bus.publish('log:added', { entry });
     return run;
   }

@@ -25,8 +25,11 @@ export interface RunDeps {
   halted?: AbortSignal;
   /** Writes a run's end on its first try, with others' (the scheduler's group commit); else `finishRun` alone. */
   endRun?: (runId: string, end: RunEnd) => Promise<FinishedRun | null>;
-  /** Told of every end written, with what it did to its job (a retry waiting, a failure counted). */
-  ended?: (run: RunRow, job: RunJob, finished: FinishedRun) => void;
+  /**
+   * Told of every end written, with what it did to its job (a retry waiting, a failure counted).
+   * The run is done once what this returns has settled (its connector's circuit counted); it never rejects.
+   */
+  ended?: (run: RunRow, job: RunJob, finished: FinishedRun) => Promise<void> | void;
   /** In [0, 1): the jitter of retry backoffs. */
   random?: () => number;
 }
@@ -171,7 +174,7 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
         deps.log.info({ runId: run.id, status: outcome.status }, 'run end was recorded by an earlier try whose reply was lost');
       deps.bus.publish('run:finished', { at: now, run: result.run });
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
-      deps.ended?.(result.run, job, result);
+      await deps.ended?.(result.run, job, result);
       return result.run;
     } catch (error) {
       if (deps.halted?.aborted) {

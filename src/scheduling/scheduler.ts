@@ -116,6 +116,11 @@ export class Scheduler {
     };
   }
 
+  /** What stands between a due run and its call (connectors' breakers and limits): manual runs go through it too. */
+  get gate(): ClaimGate {
+    return this.#options.gate;
+  }
+
   get leaseMs(): number {
     return this.#options.leaseSeconds * 1000;
   }
@@ -160,13 +165,16 @@ export class Scheduler {
    */
   async #claimDue(onClaim?: (started: Started) => void): Promise<number> {
     let count = 0;
+    // Connectors found with no call free: the round's later batches pass over their jobs, which
+    // would otherwise fill every batch and keep other connectors' due jobs from being claimed.
+    const full = new Set<string>();
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
-      const { claimed, clashes } = await this.claiming(
+      const { claimed, clashes, held } = await this.claiming(
         claimDueJobs(
           this.#deps.sql,
-          { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs },
+          { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs, except: [...full] },
           (job) => planJobClaim(job, now),
           (run, planned) => claimLogEntries(run, planned, now),
           (planned) => clashLogEntry(planned, now),
@@ -181,7 +189,8 @@ export class Scheduler {
         onClaim?.({ ...claim, done });
       }
       for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
-      if (claimed.length + clashes.length < this.#options.batchSize) break;
+      for (const connectorId of held.connectors) full.add(connectorId);
+      if (claimed.length + clashes.length + held.jobs < this.#options.batchSize) break;
     }
     return count;
   }
@@ -395,18 +404,23 @@ export class Scheduler {
   }
 
   /**
-   * After a run's end is written: a due time waiting under QUEUE_ONE, or a retry, can start now
-   * or soon, so the loop looks again; a job whose failures reached its limit is paused.
+   * After a run's end is written: a due time waiting under QUEUE_ONE, a retry, or a run waiting
+   * for a call of its connector to end can start now or soon, so the loop looks again; a job whose
+   * failures reached its limit is paused; the connector's circuit counts the call (the run is done
+   * once it has).
    */
-  #afterEnd(run: RunRow, job: RunJob, finished: FinishedRun): void {
-    if (job.overlap === 'QUEUE_ONE' || run.trigger === 'MANUAL' || job.retryMaxAttempts > 1) this.wake();
+  #afterEnd(run: RunRow, job: RunJob, finished: FinishedRun): Promise<void> | undefined {
+    const { gate } = this.#options;
+    if (job.overlap === 'QUEUE_ONE' || run.trigger === 'MANUAL' || job.retryMaxAttempts > 1 || gate.holdsBack?.(job.connectorId))
+      this.wake();
     const after = finished.job;
     if (after?.enabled && after.autoPauseAfterFailures !== null && after.consecutiveFailures >= after.autoPauseAfterFailures) {
       const note = autoPauseNote(after.consecutiveFailures, run.error);
-      this.#options.autoPause(run.jobId, note).catch((error: unknown) =>
-        this.#deps.log.error({ err: toError(error), jobId: run.jobId }, 'auto-pausing a job failed'),
-      );
+      this.#options
+        .autoPause(run.jobId, note)
+        .catch((error: unknown) => this.#deps.log.error({ err: toError(error), jobId: run.jobId }, 'auto-pausing a job failed'));
     }
+    return gate.ended?.(run, job) ?? undefined;
   }
 
   #publishClaim({ run, entries }: Claimed): void {

@@ -4,6 +4,7 @@ import { parseAllowList } from '../../src/connectors/address-policy.ts';
 import { HttpConnector, type HttpConnectorOptions } from '../../src/connectors/http.ts';
 import { DatabaseConnectorRegistry } from '../../src/connectors/registry.ts';
 import { ConnectorService } from '../../src/connectors/connector-service.ts';
+import { ConnectorGate } from '../../src/connectors/connector-gate.ts';
 import type { Sql } from '../../src/db/client.ts';
 import { EventBus } from '../../src/events/bus.ts';
 import type { Topic, TopicEvent, Topics } from '../../src/events/topics.ts';
@@ -57,6 +58,7 @@ export function harness(
   const registry = new DatabaseConnectorRegistry(sql, [connector], {
     HTTP: (row) => new HttpConnector(row, { ...options.http, allow: parseAllowList('127.0.0.1') }),
   });
+  const gate = new ConnectorGate({ sql, clock, bus, log: silentLog, settingsOf: (id) => registry.rowOf(id) });
   // eslint-disable-next-line prefer-const -- assigned once the scheduler it needs exists, as in src/instance.ts
   let jobs: JobService;
   const scheduler = new Scheduler(
@@ -66,6 +68,7 @@ export function harness(
       leaseSeconds: options.leaseSeconds ?? 15,
       batchSize: options.batchSize ?? 500,
       autoPause: (jobId, note) => jobs.autoPause(jobId, note),
+      gate,
     },
   );
   jobs = new JobService({
