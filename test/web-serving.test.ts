@@ -47,16 +47,19 @@ function rawGet(
 }
 
 /** A build as scripts/build-web.mjs lays it out. */
-function fakeBuild(dir: string): void {
-  const build = path.join(dir, 'abc123');
+function fakeBuild(dir: string, id = 'abc123'): void {
+  const build = path.join(dir, id);
   fs.mkdirSync(path.join(build, 'assets'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'current.json'), JSON.stringify({ build: 'abc123' }));
-  fs.writeFileSync(path.join(build, 'index.html'), '<!doctype html><script type="module" src="assets/main-ABCD1234.js"></script>');
+  fs.writeFileSync(
+    path.join(build, 'index.html'),
+    `<!doctype html><title>${id}</title><script type="module" src="assets/main-ABCD1234.js"></script>`,
+  );
   const script = 'console.log("the dashboard");\n'.repeat(100);
   fs.writeFileSync(path.join(build, 'assets', 'main-ABCD1234.js'), script);
   fs.writeFileSync(path.join(build, 'assets', 'main-ABCD1234.js.gz'), execFileSync('gzip', ['-c'], { input: script }));
   fs.writeFileSync(path.join(build, 'assets', 'main-ABCD1234.css'), 'body { margin: 0 }');
   fs.writeFileSync(path.join(build, 'assets', 'favicon.svg'), '<svg xmlns="http://www.w3.org/2000/svg"/>');
+  fs.writeFileSync(path.join(dir, 'current.json'), JSON.stringify({ build: id }));
 }
 
 describe('the dashboard served from a build', () => {
@@ -125,7 +128,7 @@ describe('the dashboard served from a build', () => {
 });
 
 describe('the dashboard before it is built', () => {
-  it('should answer / with 503 and say how to build it, then serve a build made meanwhile', async () => {
+  it('should answer / with 503 and say how to build it, then serve a build made meanwhile, and the next one', async () => {
     const dir = path.join(tmp, 'none');
     const { url, close } = await serve(dir);
     try {
@@ -134,6 +137,9 @@ describe('the dashboard before it is built', () => {
       assert.match(await response.text(), /npm run build/);
       fakeBuild(dir);
       assert.equal((await fetch(`${url}/`)).status, 200, 'no restart needed');
+      // Built again (another start, npm run build:web): the next page request gets the new build.
+      fakeBuild(dir, 'def456');
+      assert.match(await (await fetch(`${url}/`)).text(), /<title>def456<\/title>/);
     } finally {
       await close();
     }

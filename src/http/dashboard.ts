@@ -1,7 +1,8 @@
 // The dashboard (SPEC §11): the page at `/` and its assets, as scripts/build-web.mjs built them
 // into web/dist/. Served by the service itself, never from a CDN, so it works on a closed network.
-// The files of the current build are read into memory at the first request (some 100 KB, gzipped
-// once at build time): a rebuild by another start never pulls a file from under this server.
+// The files of the current build are read into memory (some 100 KB, gzipped once at build time):
+// a rebuild by another start never pulls a file from under this server. Each request for the page
+// looks whether web/dist/current.json names another build, and reads that one if it does.
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -49,6 +50,8 @@ GraphiQL is at <a href="graphql">/graphql</a>.</p>`;
 export class Dashboard {
   /** URL path → file; null: there is no build; undefined: not read yet. */
   #assets: Map<string, Asset> | null | undefined;
+  /** The build `#assets` holds. */
+  #build: string | null = null;
 
   constructor(private readonly dir: string = WEB_DIST) {}
 
@@ -63,7 +66,7 @@ export class Dashboard {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
       return;
     }
-    const assets = this.#load();
+    const assets = this.#load(urlPath === '/');
     if (!assets) {
       const status = urlPath === '/' ? 503 : 404;
       res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(NOT_BUILT);
@@ -94,25 +97,38 @@ export class Dashboard {
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  #load(): Map<string, Asset> | null {
-    if (this.#assets !== undefined) return this.#assets;
+  /** The current build's files; with `look`, after looking whether current.json names another. */
+  #load(look: boolean): Map<string, Asset> | null {
+    if (this.#assets && !(look && currentBuild(this.dir) !== this.#build)) return this.#assets;
     // A build removed between reading current.json and its files: current.json names a newer one.
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        return (this.#assets = readBuild(this.dir));
+        const build = currentBuild(this.dir);
+        if (build === null) break;
+        this.#assets = readBuild(this.dir, build);
+        this.#build = build;
+        return this.#assets;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       }
     }
     // Not built: asked again at the next request, so a build made meanwhile is served without a restart.
+    return this.#assets ?? null;
+  }
+}
+
+/** The build web/dist/current.json names, or null when there is none. */
+function currentBuild(dir: string): string | null {
+  try {
+    return path.basename((JSON.parse(fs.readFileSync(path.join(dir, 'current.json'), 'utf8')) as { build: string }).build);
+  } catch {
     return null;
   }
 }
 
-/** The files of the build web/dist/current.json names, by URL path. */
-function readBuild(dir: string): Map<string, Asset> {
-  const { build } = JSON.parse(fs.readFileSync(path.join(dir, 'current.json'), 'utf8')) as { build: string };
-  const root = path.join(dir, path.basename(build));
+/** The files of a build, by URL path. */
+function readBuild(dir: string, build: string): Map<string, Asset> {
+  const root = path.join(dir, build);
   const assets = new Map<string, Asset>();
   for (const file of fs.readdirSync(root, { recursive: true }).map(String)) {
     const full = path.join(root, file);
