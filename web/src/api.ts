@@ -48,6 +48,7 @@ export class Api {
   #reconnected = new Set<() => void>();
   #state = new Set<(state: ConnectionState) => void>();
   #unauthorized = new Set<() => void>();
+  #prefetched = new Map<string, Promise<unknown>>();
 
   constructor(readonly token: string | null) {
     this.endpoint = new URL('graphql', location.href).toString();
@@ -62,8 +63,28 @@ export class Api {
     return headers;
   }
 
+  /**
+   * Sends a query now whose answer a later `request` with the same query and variables takes
+   * (once): the page asks for its jobs while it still asks who it is, not after.
+   */
+  prefetch(query: string, variables: Record<string, unknown> = {}): void {
+    const answer = this.#send(query, variables);
+    answer.catch(() => {}); // its error goes to the `request` that takes it, if any
+    this.#prefetched.set(JSON.stringify([query, variables]), answer);
+  }
+
   /** One query or mutation; rejects with the API's first error (all of them, when several). */
-  async request<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  request<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+    const key = JSON.stringify([query, variables]);
+    const early = this.#prefetched.get(key);
+    if (early) {
+      this.#prefetched.delete(key);
+      return early as Promise<T>;
+    }
+    return this.#send(query, variables);
+  }
+
+  async #send<T>(query: string, variables: Record<string, unknown>): Promise<T> {
     let response: Response;
     try {
       response = await fetch(this.endpoint, { method: 'POST', headers: this.#headers(), body: JSON.stringify({ query, variables }) });

@@ -23,6 +23,8 @@ type Phase =
 /** Asks `me` with a token (or none): who it is, or why not. */
 async function signIn(token: string | null): Promise<Phase> {
   const api = new Api(token);
+  // The list is asked for at once: with auth off, or a good token, its answer is not waited for twice.
+  JobStore.prefetch(api);
   try {
     const { me } = await api.request<{ me: Session['me'] }>(ME);
     return { kind: 'in', session: { api, me } };

@@ -46,6 +46,12 @@ export class JobStore {
 
   constructor(private readonly api: Api) {}
 
+  /** Asks for what `start` reads first, before it is called (while the page asks who it is). */
+  static prefetch(api: Api): void {
+    api.prefetch(JOBS);
+    api.prefetch(RUNNING, { after: null });
+  }
+
   /** Subscribes to every job's events, then reads the lists; again after each reconnection. */
   start(): void {
     const unsubscribe = this.api.subscribe<{ jobEvents: JobEvent }>(
