@@ -68,12 +68,13 @@ async function main(): Promise<void> {
 
   const shown = ['127.0.0.1', '0.0.0.0', '::'].includes(config.HOST) ? 'localhost' : config.HOST;
   const scheme = config.TLS_CERT_FILE ? 'https' : 'http';
-  const url = `${scheme}://${shown.includes(':') ? `[${shown}]` : shown}:${service.port}/graphql`;
+  const origin = `${scheme}://${shown.includes(':') ? `[${shown}]` : shown}:${service.port}`;
+  const url = `${origin}/graphql`;
   // The sentence is for people; programs (the process helper of the tests and the chaos harness)
   // wait for `event: 'listening'` and read its fields, never the words.
   log.info(
     { event: 'listening', host: config.HOST, port: service.port, url, database: config.DATABASE_URL ? 'external' : 'embedded' },
-    `Server Jobs is running: GraphiQL at ${url}`,
+    `Server Jobs is running: the dashboard at ${origin}/, GraphiQL at ${url}`,
   );
   logAuth(config, log);
 }

@@ -302,7 +302,10 @@ describe('the service as a process', { concurrency: true }, () => {
       [listening['port'], listening['host'], listening['url'], listening['database']],
       [port, '127.0.0.1', `http://localhost:${port}/graphql`, 'external'],
     );
-    assert.equal(listening.msg, `Server Jobs is running: GraphiQL at http://localhost:${port}/graphql`);
+    assert.equal(
+      listening.msg,
+      `Server Jobs is running: the dashboard at http://localhost:${port}/, GraphiQL at http://localhost:${port}/graphql`,
+    );
     const health = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5_000) });
     assert.equal(health.status, 200);
     assert.match(health.headers.get('content-type') ?? '', /application\/json/);
