@@ -282,6 +282,18 @@ const SUBSCRIPTIONS = [
     query: 'subscription { logEntryAdded { message } }',
     check: (d: Json) => assert.match(d['logEntryAdded']['message'], /created/),
   },
+  {
+    field: 'connectorEvents',
+    query: 'subscription { connectorEvents { kind connectorId circuit { state failures } } }',
+    // A connector whose circuit opens at its first failed call (nothing listens on port 9), called once.
+    happen: async () => {
+      await h.connectors.update('c1', { breakerFailures: 1 });
+      const job = await h.jobs.create({ id: `circuit-${Date.now()}`, name: 'Circuit', externalCall: 'c1:ping', period: '1:0:0' });
+      await h.jobs.runNow(job.id);
+    },
+    check: (d: Json) =>
+      assert.deepEqual(d['connectorEvents'], { kind: 'CIRCUIT_OPENED', connectorId: 'c1', circuit: { state: 'OPEN', failures: 1 } }),
+  },
 ];
 
 describe('role matrix: subscriptions', () => {
@@ -302,7 +314,7 @@ describe('role matrix: subscriptions', () => {
         try {
           if (allowed) {
             await waitFor(() => h.bus.subscriptionCount > base, 'the subscription to start');
-            await happen();
+            await (sub.happen ?? happen)();
             const [first] = await live.until(1);
             answers.push({ who, text: JSON.stringify(first) });
             sub.check(first!);
@@ -328,7 +340,7 @@ describe('role matrix: subscriptions', () => {
           if (allowed) {
             assert.equal(response.status, 200);
             await waitFor(() => h.bus.subscriptionCount > base, 'the subscription to start');
-            await happen();
+            await (sub.happen ?? happen)();
             const frame = (await frames!.next()).value!;
             answers.push({ who, text: frame.data });
             assert.equal(frame.event, 'next');

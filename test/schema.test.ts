@@ -13,6 +13,25 @@ function fieldsOf(typeName: string, names: string[]): string[] {
   const fields = type.getFields();
   return names.map((name) => `${name}: ${fields[name]?.type.toString() ?? 'missing'}`);
 }
+/**
+ * True when a root field `name(arg: Type, …): Result` exists with that result and those arguments,
+ * any further argument optional: SPEC §5 lets fields and arguments be added, never changed.
+ */
+function hasRootField(signature: string): boolean {
+  const [, name, args, result] = /^(\w+)(?:\((.*)\))?: (.+)$/.exec(signature)!;
+  const field = [schema.getQueryType(), schema.getMutationType(), schema.getSubscriptionType()]
+    .map((type) => type?.getFields()[name!])
+    .find((f) => f !== undefined);
+  if (!field || field.type.toString() !== result) return false;
+  const wanted = new Map((args ? args.split(', ') : []).map((arg) => arg.split(': ') as [string, string]));
+  return (
+    field.args.every((arg) =>
+      wanted.has(arg.name)
+        ? wanted.get(arg.name) === arg.type.toString()
+        : !arg.type.toString().endsWith('!') || arg.defaultValue !== undefined,
+    ) && [...wanted.keys()].every((arg) => field.args.some((a) => a.name === arg))
+  );
+}
 const valuesOf = (name: string) => (schema.getType(name) as GraphQLEnumType | undefined)?.getValues().map((v) => v.name);
 
 describe('the public contract', () => {
@@ -20,8 +39,7 @@ describe('the public contract', () => {
     assert.equal(fs.readFileSync(SCHEMA_FILE, 'utf8'), printedSchema(), 'run `npm run schema:emit` and commit schema.graphql');
   });
 
-  it('should name every query, mutation and subscription the SPEC fixes', () => {
-    const sdl = printedSchema();
+  it('should name every query, mutation and subscription the SPEC fixes (more optional arguments may be added)', () => {
     for (const field of [
       'jobs(enabled: Boolean): [Job!]!',
       'job(id: ID!): Job',
@@ -38,7 +56,7 @@ describe('the public contract', () => {
       'jobEvents(jobId: ID): JobEvent!',
       'logEntryAdded(jobId: ID, minLevel: LogLevel): LogEntry!',
     ]) {
-      assert.ok(sdl.includes(field), `schema lacks ${field}`);
+      assert.ok(hasRootField(field), `schema lacks ${field}`);
     }
   });
 
