@@ -40,7 +40,11 @@ export const SECTIONS: Section[] = [
   { name: 'rate', what: 'the highest sustained runs/s before p99 lateness passes 100 ms, then overload', run: sustainedRate },
   { name: 'events', what: 'event delivery to 1,000 graphql-ws subscribers on a second instance', run: (context) => events(context) },
   { name: 'queries', what: '`jobs` (1,000 jobs) and `logEntries(first: 50)` beside a trivial query', run: queries },
-  { name: 'dashboard', what: 'the dashboard in Chromium with 10,000 jobs: first rows, a search keystroke, a new job shown', run: dashboard },
+  {
+    name: 'dashboard',
+    what: 'the dashboard in Chromium with 10,000 jobs: first rows, a search keystroke, a new job shown',
+    run: dashboard,
+  },
   { name: 'isolation', what: 'the per-call cost of running operations on worker threads', run: isolation },
   { name: 'purge', what: 'lateness while the housekeeping purges millions of old rows', run: purge },
   { name: 'soak', what: 'cost over time: 1,000 jobs at 0:0:1, lateness and RSS per minute', run: soak },
