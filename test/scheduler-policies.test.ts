@@ -15,8 +15,7 @@ beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
 const runsOf = (jobId: string) => sql<RunRow[]>`select * from job_runs where job_id = ${jobId} order by scheduled_at, attempt, id`;
 const jobRow = async (id: string) => (await sql<JobRow[]>`select * from jobs where id = ${id}`)[0]!;
-const warnings = (jobId: string) =>
-  sql<LogRow[]>`select * from log_entries where job_id = ${jobId} and level = 'WARNING' order by id`;
+const warnings = (jobId: string) => sql<LogRow[]>`select * from log_entries where job_id = ${jobId} and level = 'WARNING' order by id`;
 const at = (ms: number) => ms - T0;
 
 describe('overlap policies', () => {
@@ -25,7 +24,14 @@ describe('overlap policies', () => {
     const hold = gate();
     let calls = 0;
     h.connector.define('hold-first', () => (++calls === 1 ? hold.promise : Promise.resolve()));
-    await h.jobs.create({ id: 'очередь', name: 'x', externalCall: 'Test:hold-first', period: '0:0:1', timeoutSeconds: 60, overlap: 'QUEUE_ONE' });
+    await h.jobs.create({
+      id: 'очередь',
+      name: 'x',
+      externalCall: 'Test:hold-first',
+      period: '0:0:1',
+      timeoutSeconds: 60,
+      overlap: 'QUEUE_ONE',
+    });
     h.clock.set(T0 + 1000);
     const [first] = await h.scheduler.tick();
     assert.equal(first?.run.status, 'RUNNING');
@@ -57,7 +63,14 @@ describe('overlap policies', () => {
     const h = harness(sql);
     const hold = gate();
     h.connector.define('hang', () => hold.promise);
-    await h.jobs.create({ id: 'queued-pause', name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 60, overlap: 'QUEUE_ONE' });
+    await h.jobs.create({
+      id: 'queued-pause',
+      name: 'x',
+      externalCall: 'Test:hang',
+      period: '0:0:1',
+      timeoutSeconds: 60,
+      overlap: 'QUEUE_ONE',
+    });
     h.clock.set(T0 + 1000);
     const [first] = await h.scheduler.tick();
     h.clock.set(T0 + 2000);
@@ -158,7 +171,11 @@ describe('retries', () => {
     const firstBackoff = afterFirst.retryAt!.getTime() - (T0 + 600_000);
     assert.ok(firstBackoff >= 9000 && firstBackoff <= 11_000, `10 s ± 10% after the failed attempt ended (${firstBackoff} ms)`);
     assert.equal(afterFirst.consecutiveFailures, 0, 'a failure that will be retried is not final');
-    assert.equal((await earliestDue(sql))?.getTime(), afterFirst.retryAt!.getTime(), 'the loop sleeps until the retry, not the next due time');
+    assert.equal(
+      (await earliestDue(sql))?.getTime(),
+      afterFirst.retryAt!.getTime(),
+      'the loop sleeps until the retry, not the next due time',
+    );
     h.clock.set(afterFirst.retryAt!.getTime() - 1);
     assert.equal((await h.scheduler.tick()).length, 0, 'not before its backoff');
     h.clock.set(afterFirst.retryAt!.getTime());
@@ -212,6 +229,36 @@ describe('retries', () => {
     );
     const dropped = (await warnings('retry-dropped')).find((w) => /dropped its retry/.test(w.message));
     assert.ok(dropped, 'the drop is logged');
+  });
+
+  it("ALLOW: two overlapping attempts that fail keep the later due time's retry in the one slot and drop the other with a WARNING", async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hold-fail', async () => {
+      await hold.promise;
+      throw new Error('нет связи');
+    });
+    await h.jobs.create({
+      id: 'allow-retry',
+      name: 'x',
+      externalCall: 'Test:hold-fail',
+      period: '0:0:1',
+      timeoutSeconds: 60,
+      overlap: 'ALLOW',
+      retry: { maxAttempts: 2, backoffSeconds: 60 },
+    });
+    h.clock.set(T0 + 1000);
+    const [a] = await h.scheduler.tick();
+    h.clock.set(T0 + 2000);
+    const [b] = await h.scheduler.tick();
+    hold.open();
+    await Promise.all([a?.done, b?.done]);
+    const job = await jobRow('allow-retry');
+    assert.equal(job.retryScheduledAt?.getTime(), T0 + 2000, 'the later due time keeps the slot');
+    assert.equal(job.retryOf, b!.run.id);
+    const dropped = (await warnings('allow-retry')).filter((w) => /dropped its retry/.test(w.message));
+    assert.equal(dropped.length, 1, 'the other retry is dropped, and says so');
+    assert.match(dropped[0]!.message, new RegExp(`due at ${new Date(T0 + 1000).toISOString()}`));
   });
 
   it('does not retry a manual run, and counts it as a final outcome', async () => {

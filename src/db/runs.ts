@@ -266,6 +266,8 @@ export interface FinishedRun {
   repeated: boolean;
   /** The job after the end's effects, when it had any (and the job still exists). */
   job?: JobAfterEnd | undefined;
+  /** The WARNING of a retry dropped because this end's retry and another wanted the job's one slot. */
+  dropped?: LogRow | undefined;
 }
 
 /**
@@ -321,13 +323,23 @@ export async function finishRuns(sql: Sql, token: string, ends: (RunEnd & { runI
       logged.map((e) => ({ at: e.now, ...e.log!, jobId: byId.get(e.runId)!.jobId, runId: e.runId })),
     );
     const entryOf = new Map(entries.map((entry) => [entry.runId, entry]));
-    const jobs = await applyEndEffects(
+    const effected = ends.filter((e) => e.effects && byId.has(e.runId));
+    const effects = await applyEndEffects(
       q,
-      ends.filter((e) => e.effects && byId.has(e.runId)).map((e) => ({ jobId: byId.get(e.runId)!.jobId, effects: e.effects! })),
+      effected.map((e) => ({ jobId: byId.get(e.runId)!.jobId, effects: e.effects!, now: e.now })),
+    );
+    const drops = effects.map((effect) => effect.dropped).filter((entry) => entry !== null);
+    const dropped = await insertLogEntries(q, drops);
+    const effectOf = new Map(
+      effected.map((e, i) => [
+        e.runId,
+        { job: effects[i]!.job, dropped: effects[i]!.dropped ? dropped[drops.indexOf(effects[i]!.dropped!)] : undefined },
+      ]),
     );
     return ends.map((e) => {
       const run = byId.get(e.runId);
-      return run ? { run, entry: entryOf.get(e.runId) ?? null, repeated: false, job: e.effects ? jobs.get(run.jobId) : undefined } : null;
+      const effect = effectOf.get(e.runId);
+      return run ? { run, entry: entryOf.get(e.runId) ?? null, repeated: false, job: effect?.job, dropped: effect?.dropped } : null;
     });
   };
   // Successes write no entries: one statement, no transaction round trips.
@@ -336,32 +348,77 @@ export async function finishRuns(sql: Sql, token: string, ends: (RunEnd & { runI
 
 /**
  * Writes what run ends do to their jobs: the retry each failed attempt leaves waiting, and the
- * count of consecutive failures (a final failure adds one, a final success resets it). Answers
- * each job's count as it now stands; a deleted job has no row.
+ * count of consecutive failures (a final failure adds one, a final success resets it). Answers,
+ * per end in the order given, its job's count as it now stands (none for a deleted job) and the
+ * WARNING of a retry dropped for another.
+ *
+ * A job has one retry slot. Two failed attempts of different due times can both want it only when
+ * their runs overlap (ALLOW): the later due time's retry keeps it, and the other is dropped with a
+ * WARNING, as when the next due time arrives first — never overwritten in silence. Ends of one job
+ * in one batch are written one after the other, in the order given.
  */
-async function applyEndEffects(q: Queryable, ends: { jobId: string; effects: EndEffects }[]): Promise<Map<string, JobAfterEnd>> {
-  const changing = ends.filter((e) => e.effects.retry || e.effects.final);
-  if (changing.length === 0) return new Map();
-  const iso = (date: Date | undefined) => date?.toISOString() ?? null;
-  const rows = await q<(JobAfterEnd & { id: string })[]>`
-    update jobs j set
-      consecutive_failures = case v.final when 'failure' then j.consecutive_failures + 1 when 'success' then 0 else j.consecutive_failures end,
-      retry_at = coalesce(v.retry_at, j.retry_at),
-      retry_attempt = coalesce(v.retry_attempt, j.retry_attempt),
-      retry_of = coalesce(v.retry_of, j.retry_of),
-      retry_scheduled_at = coalesce(v.retry_scheduled_at, j.retry_scheduled_at)
-    from unnest(${q.array(changing.map((e) => e.jobId))}::text[],
-                ${q.array(changing.map((e) => e.effects.final) as string[])}::text[],
-                ${q.array(changing.map((e) => iso(e.effects.retry?.at)) as string[])}::timestamptz[],
-                ${q.array(changing.map((e) => e.effects.retry?.attempt ?? null) as number[])}::int[],
-                ${q.array(changing.map((e) => e.effects.retry?.retryOf ?? null) as string[])}::bigint[],
-                ${q.array(changing.map((e) => iso(e.effects.retry?.scheduledAt)) as string[])}::timestamptz[])
-         as v(id, final, retry_at, retry_attempt, retry_of, retry_scheduled_at)
-    where j.id = v.id
-      -- A success of a job with no failures counted changes nothing: no row version is written.
-      and (v.final is distinct from 'success' or j.consecutive_failures <> 0 or v.retry_at is not null)
-    returning j.id, j.consecutive_failures, j.auto_pause_after_failures, j.enabled`;
-  return new Map(rows.map((row) => [row.id, row]));
+async function applyEndEffects(
+  q: Queryable,
+  ends: { jobId: string; effects: EndEffects; now: Date }[],
+): Promise<{ job: JobAfterEnd | undefined; dropped: NewLogEntry | null }[]> {
+  const answers: { job: JobAfterEnd | undefined; dropped: NewLogEntry | null }[] = ends.map(() => ({ job: undefined, dropped: null }));
+  let pending = ends.map((end, index) => ({ ...end, index })).filter((e) => e.effects.retry || e.effects.final);
+  while (pending.length > 0) {
+    const seen = new Set<string>();
+    const round = pending.filter((e) => !seen.has(e.jobId) && seen.add(e.jobId));
+    pending = pending.filter((e) => !round.includes(e));
+    const iso = (date: Date | undefined) => date?.toISOString() ?? null;
+    const rows = await q<
+      (JobAfterEnd & { id: string; took: boolean; oldRetryOf: string | null; oldAttempt: number | null; oldScheduledAt: Date | null })[]
+    >`
+      update jobs j set
+        consecutive_failures = case v.final when 'failure' then j.consecutive_failures + 1 when 'success' then 0 else j.consecutive_failures end,
+        retry_at = case when v.takes then v.retry_at else j.retry_at end,
+        retry_attempt = case when v.takes then v.retry_attempt else j.retry_attempt end,
+        retry_of = case when v.takes then v.retry_of else j.retry_of end,
+        retry_scheduled_at = case when v.takes then v.retry_scheduled_at else j.retry_scheduled_at end
+      from (select u.*, u.retry_at is not null and (o.retry_at is null or u.retry_scheduled_at >= o.retry_scheduled_at) as takes,
+                   o.retry_of as old_retry_of, o.retry_attempt as old_attempt, o.retry_scheduled_at as old_scheduled_at
+            from unnest(${q.array(round.map((e) => e.jobId))}::text[],
+                        ${q.array(round.map((e) => e.effects.final) as string[])}::text[],
+                        ${q.array(round.map((e) => iso(e.effects.retry?.at)) as string[])}::timestamptz[],
+                        ${q.array(round.map((e) => e.effects.retry?.attempt ?? null) as number[])}::int[],
+                        ${q.array(round.map((e) => e.effects.retry?.retryOf ?? null) as string[])}::bigint[],
+                        ${q.array(round.map((e) => iso(e.effects.retry?.scheduledAt)) as string[])}::timestamptz[])
+                 as u(id, final, retry_at, retry_attempt, retry_of, retry_scheduled_at)
+            join jobs o on o.id = u.id) v
+      where j.id = v.id
+        -- A success of a job with no failures counted changes nothing: no row version is written.
+        and (v.final is distinct from 'success' or j.consecutive_failures <> 0 or v.retry_at is not null)
+      returning j.id, j.consecutive_failures, j.auto_pause_after_failures, j.enabled, v.takes as took,
+                v.old_retry_of, v.old_attempt, v.old_scheduled_at`;
+    const byJob = new Map(rows.map((row) => [row.id, row]));
+    for (const end of round) {
+      const row = byJob.get(end.jobId);
+      if (!row) continue;
+      const { consecutiveFailures, autoPauseAfterFailures, enabled } = row;
+      const retry = end.effects.retry;
+      // The retry that lost the slot: the one waiting, when this end's took it; else this end's own.
+      const lost = !retry
+        ? null
+        : !row.took
+          ? retry
+          : row.oldRetryOf !== null
+            ? { retryOf: row.oldRetryOf, attempt: row.oldAttempt!, scheduledAt: row.oldScheduledAt! }
+            : null;
+      answers[end.index] = {
+        job: { consecutiveFailures, autoPauseAfterFailures, enabled },
+        dropped: lost && {
+          at: end.now,
+          level: 'WARNING',
+          message: `Job "${end.jobId}" dropped its retry (attempt ${lost.attempt}) of the run due at ${lost.scheduledAt.toISOString()}: a retry of a later due time took its place`,
+          jobId: end.jobId,
+          details: { retryOf: lost.retryOf, attempt: lost.attempt, scheduledAt: lost.scheduledAt.toISOString() },
+        },
+      };
+    }
+  }
+  return answers;
 }
 
 /**

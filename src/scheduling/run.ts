@@ -174,6 +174,7 @@ async function recordEnd(deps: RunDeps, run: RunRow, job: RunJob, outcome: Outco
         deps.log.info({ runId: run.id, status: outcome.status }, 'run end was recorded by an earlier try whose reply was lost');
       deps.bus.publish('run:finished', { at: now, run: result.run });
       if (result.entry) deps.bus.publish('log:added', { entry: result.entry });
+      if (result.dropped) deps.bus.publish('log:added', { entry: result.dropped });
       await deps.ended?.(result.run, job, result);
       return result.run;
     } catch (error) {
