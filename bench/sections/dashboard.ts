@@ -41,6 +41,7 @@ export default async function dashboard(context: BenchContext): Promise<SectionR
     const paint: number[] = [];
     const keystroke: number[] = [];
     const live: number[] = [];
+    const create: number[] = [];
     for (let i = 0; i < repeats; i++) {
       const started = performance.now();
       const { page, close } = await openPage(browser, `http://localhost:${service.port}/`);
@@ -62,11 +63,14 @@ export default async function dashboard(context: BenchContext): Promise<SectionR
         }
         // A job created through the API, whose id the search matches: its row, once its event arrives.
         const id = `live-770-${i}`;
+        // From the answer: its JOB_CREATED event is published as the change commits, before it.
         const asked = performance.now();
         await service.gql('mutation($input: CreateJobInput!) { createJob(input: $input) { id } }', {
           input: { id, name: 'Live', externalCall: 'ServerOperationConnector:Noop', period: '1:0:0' },
         });
-        live.push(await msUntil(page, asked, ROW_SHOWN, id));
+        const answered = performance.now();
+        create.push(answered - asked);
+        live.push(await msUntil(page, answered, ROW_SHOWN, id));
       } finally {
         await close();
       }
@@ -77,13 +81,21 @@ export default async function dashboard(context: BenchContext): Promise<SectionR
       unit: 'ms',
       note: `p50 of ${s.n}; max ${s.max} ms; target ${target}`,
     });
-    const summaries = { paint: roundedSummary(paint), keystroke: roundedSummary(keystroke), live: roundedSummary(live) };
+    const summaries = {
+      paint: roundedSummary(paint),
+      keystroke: roundedSummary(keystroke),
+      live: roundedSummary(live),
+      create: roundedSummary(create),
+    };
     return {
       name: `Dashboard (${count.toLocaleString('en')} jobs, Chromium)`,
       rows: [
         row('navigation → first rows', summaries.paint, '≤ 3,000 ms'),
         row('search keystroke → narrowed list', summaries.keystroke, '≤ 1,000 ms'),
-        row('createJob answered → its row shown', summaries.live, '≤ 1,000 ms'),
+        {
+          ...row('createJob answered → its row shown', summaries.live, '≤ 1,000 ms'),
+          note: `${row('', summaries.live, '≤ 1,000 ms').note}; createJob itself ${summaries.create.p50} ms`,
+        },
       ],
       data: { jobs: count, ...summaries },
     };
