@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import {
   type CallResult,
+  type CallTask,
   cloneable,
   type FromWorker,
   type ListResult,
@@ -16,7 +17,7 @@ import {
   type WorkerOptions,
 } from './operation-protocol.ts';
 import type { CallContext } from './types.ts';
-import { pickWorker, WorkerLiveness } from './worker-choice.ts';
+import { pickWorker, WorkerLiveness, type WorkerState } from './worker-choice.ts';
 
 /**
  * The worker's module, beside this one: operation-worker.js when this runs compiled (dist/, what
@@ -65,15 +66,44 @@ interface Call {
 }
 
 interface Submission {
+  /** Its number, in the worker's answer. */
+  ticket: number;
   call: Call;
   claim: Int32Array;
+  /** When it was handed to its worker. */
   at: number;
+  /** The worker it was handed to; null while it waits for one. */
+  thread: Thread | null;
+}
+
+/** A worker as the pool sees it: its channel, and the calls handed to it that have not come back. */
+class Thread implements WorkerState {
+  /** Calls handed to it and not returned, by ticket. */
+  readonly calls = new Map<number, Submission>();
+  /** Calls for its next `calls` message. */
+  outbox: CallTask[] = [];
+  terminating = false;
+  /** Its channel closed: the thread has ended (or is ending). */
+  destroyed = false;
+
+  constructor(
+    readonly id: number,
+    readonly channel: MessagePort,
+    /** Its exit code once it has exited (the channel closes first). */
+    readonly exited: Promise<number | undefined>,
+  ) {}
+
+  get currentUsage(): number {
+    return this.calls.size;
+  }
 }
 
 /**
  * The worker threads that run server operations (SPEC §8: isolated from the scheduler's event
- * loop). piscina keeps the threads (and replaces one that exits); this class adds what a
- * scheduler needs of them:
+ * loop). piscina keeps the threads (and replaces one that exits) and loads the directory; calls
+ * go over each worker's own channel, those made together in one message a worker (and their
+ * results back in one message), since a message and the wake-up of a thread cost far more than a
+ * no-op call. This class adds what a scheduler needs of them:
  * - a call reaches the operation at most once: a worker starts it only by claiming it in shared
  *   memory, and a call queued behind a worker that has gone silent (a synchronous loop) is taken
  *   back and handed to another worker;
@@ -90,12 +120,15 @@ export class OperationPool {
   readonly #retiring = new Set<number>();
   /** Threads this pool terminated, and why: their other calls fail saying so. */
   readonly #replaced = new Map<number, string>();
-  readonly #submissions = new Set<Submission>();
   /** Calls not yet settled, by their number. */
   readonly #active = new Map<number, Call>();
-  /** Each worker's channel for aborts and log entries. */
-  readonly #channels = new Map<number, MessagePort>();
+  /** The workers whose channel has come, by thread id. */
+  readonly #threads = new Map<number, Thread>();
+  /** Calls not yet handed to a worker, in order. */
+  #waiting: Submission[] = [];
+  #dispatchQueued = false;
   #nextCall = 1;
+  #nextTicket = 1;
   readonly #watchdog: NodeJS.Timeout;
   #closing = false;
   #drained: (() => void) | null = null;
@@ -121,6 +154,7 @@ export class OperationPool {
       workerData,
       // Operations read their settings from the environment, as they did on the main thread.
       env: SHARE_ENV,
+      // piscina runs only the loading of the directory; calls go over the channels.
       loadBalancer: (_task, workers) => this.#pick(workers),
     });
     this.#piscina.on('message', (notice: WorkerNotice) => {
@@ -180,34 +214,90 @@ export class OperationPool {
   async close(): Promise<void> {
     this.#closing = true;
     clearInterval(this.#watchdog);
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const { call } of waiting)
+      this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: its workers are stopping`) });
     await this.#piscina.destroy();
   }
 
+  /** Queues the call for a worker: the calls made in one go leave together, as a microtask. */
   #submit(call: Call): void {
-    const submission: Submission = { call, claim: new Int32Array(new SharedArrayBuffer(4)), at: Date.now() };
-    call.current = submission;
-    this.#submissions.add(submission);
-    const { ctx } = call;
-    const task: Task = {
-      kind: 'call',
-      call: call.id,
-      name: call.name,
-      jobId: ctx.jobId,
-      runId: ctx.runId,
-      scheduledAt: ctx.scheduledAt.getTime(),
-      aborted: ctx.signal.aborted ? { reason: cloneable(ctx.signal.reason) } : null,
-      claim: submission.claim,
+    const submission: Submission = {
+      ticket: this.#nextTicket++,
+      call,
+      claim: new Int32Array(new SharedArrayBuffer(4)),
+      at: 0,
+      thread: null,
     };
-    this.#piscina.run(task).then(
-      (result: CallResult) => this.#returned(submission, result),
-      (error: unknown) => this.#lost(submission, toError(error)),
-    );
+    call.current = submission;
+    this.#waiting.push(submission);
+    this.#queueDispatch();
   }
 
-  #connect(thread: number, channel: MessagePort): void {
-    this.#channels.set(thread, channel);
+  #queueDispatch(): void {
+    if (this.#dispatchQueued || this.#waiting.length === 0) return;
+    this.#dispatchQueued = true;
+    queueMicrotask(() => {
+      this.#dispatchQueued = false;
+      this.#dispatch();
+    });
+  }
+
+  /** Hands the waiting calls to the least busy workers, one `calls` message a worker. */
+  #dispatch(): void {
+    const now = Date.now();
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    const used = new Set<Thread>();
+    for (const [i, submission] of waiting.entries()) {
+      const { call } = submission;
+      if (call.settled || call.current !== submission) continue; // aborted while it waited
+      const thread = this.#pickThread(now);
+      if (!thread) {
+        // Every worker is full, or none has started yet: the rest wait for a call to end or a worker to come.
+        this.#waiting = waiting.slice(i).concat(this.#waiting);
+        break;
+      }
+      submission.thread = thread;
+      submission.at = now;
+      thread.calls.set(submission.ticket, submission);
+      const { ctx } = call;
+      thread.outbox.push({
+        call: call.id,
+        ticket: submission.ticket,
+        name: call.name,
+        jobId: ctx.jobId,
+        runId: ctx.runId,
+        scheduledAt: ctx.scheduledAt.getTime(),
+        aborted: ctx.signal.aborted ? { reason: cloneable(ctx.signal.reason) } : null,
+        claim: submission.claim,
+      });
+      used.add(thread);
+    }
+    for (const thread of used) {
+      const message: ToWorker = { type: 'calls', calls: thread.outbox };
+      thread.outbox = [];
+      // While it holds calls, its channel keeps the process alive, as a pending task of piscina's did.
+      thread.channel.ref();
+      thread.channel.postMessage(message);
+    }
+  }
+
+  #connect(id: number, channel: MessagePort): void {
+    const worker = this.#piscina.threads.find((w) => w.threadId === id);
+    const exited = worker ? new Promise<number | undefined>((resolve) => worker.once('exit', resolve)) : Promise.resolve(undefined);
+    const thread = new Thread(id, channel, exited);
+    this.#threads.set(id, thread);
     channel.unref();
     channel.on('message', (message: FromWorker) => {
+      if (message.type === 'results') {
+        for (const { ticket, result } of message.results) {
+          const submission = thread.calls.get(ticket);
+          if (submission) this.#returned(submission, result);
+        }
+        return;
+      }
       const call = this.#active.get(message.call);
       const answer = (reply: ToWorker) => channel.postMessage(reply);
       if (!call) return answer({ type: 'logged', call: message.call, seq: message.seq, error: 'the run has ended' });
@@ -216,6 +306,20 @@ export class OperationPool {
         (error: unknown) => answer({ type: 'logged', call: message.call, seq: message.seq, error: toError(error).message }),
       );
     });
+    // A channel closes once the messages its worker sent have all come, then the worker exits.
+    channel.once('close', () => void this.#gone(thread));
+    this.#queueDispatch();
+  }
+
+  /** The worker ended (exited, was terminated, or the pool stopped): its calls that did not answer are lost. */
+  async #gone(thread: Thread): Promise<void> {
+    thread.destroyed = true;
+    if (this.#threads.get(thread.id) === thread) this.#threads.delete(thread.id);
+    const code = await thread.exited;
+    const error = new Error(
+      this.#closing ? 'Terminating worker thread' : code === undefined ? 'worker exited' : `worker exited with code: ${code}`,
+    );
+    for (const submission of [...thread.calls.values()]) this.#lost(submission, error);
   }
 
   /** The worker answered. */
@@ -247,8 +351,13 @@ export class OperationPool {
     this.#finish(call, { error: new Error(lostCallMessage(call.name, this.#replaced.get(state), call.abandoned, error)) });
   }
 
+  /** The call is no longer its worker's (it answered, went away, or was taken back). */
   #forget(submission: Submission): void {
-    this.#submissions.delete(submission);
+    const { thread } = submission;
+    if (!thread?.calls.delete(submission.ticket)) return;
+    if (thread.calls.size === 0) thread.channel.unref();
+    // A worker had no room: the calls waiting for one may go now.
+    this.#queueDispatch();
   }
 
   #finish(call: Call, outcome: { value: unknown } | { error: Error }): void {
@@ -267,10 +376,13 @@ export class OperationPool {
     if (call.settled || !submission) return;
     const state = Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED);
     if (state === UNCLAIMED) {
+      this.#forget(submission);
       this.#finish(call, { error: new Error(`Server operation "${call.name}" not started: the run was stopped`) });
       return;
     }
-    this.#channels.get(state)?.postMessage({ type: 'abort', call: call.id, reason: cloneable(call.ctx.signal.reason) } satisfies ToWorker);
+    this.#threads
+      .get(state)
+      ?.channel.postMessage({ type: 'abort', call: call.id, reason: cloneable(call.ctx.signal.reason) } satisfies ToWorker);
     const why = `server operation "${call.name}" (run ${call.ctx.runId})`;
     if (!this.#isAlive(state)) {
       call.abandoned = true;
@@ -292,7 +404,8 @@ export class OperationPool {
   /** Replaces each retiring thread that runs no live call any more. */
   #replaceRetired(why = 'a server operation on it did not stop when its run was aborted'): void {
     for (const thread of this.#retiring) {
-      const busy = [...this.#submissions].some((s) => Atomics.load(s.claim, 0) === thread && !s.call.abandoned && !s.call.settled);
+      const calls = this.#threads.get(thread)?.calls.values() ?? [];
+      const busy = [...calls].some((s) => Atomics.load(s.claim, 0) === thread && !s.call.abandoned && !s.call.settled);
       if (!busy) this.#replace(thread, why);
     }
   }
@@ -302,7 +415,9 @@ export class OperationPool {
     if (this.#replaced.has(thread)) return;
     this.#replaced.set(thread, why);
     this.#log.warn({ thread, reason: why }, 'replacing a server operations worker');
-    // piscina sees the exit, fails the calls that thread held and starts a new worker.
+    const state = this.#threads.get(thread);
+    if (state) state.terminating = true;
+    // Its channel closes (#gone fails the calls it held) and piscina starts a new worker.
     void this.#piscina.threads.find((worker) => worker.threadId === thread)?.terminate();
   }
 
@@ -310,10 +425,19 @@ export class OperationPool {
     return this.#liveness.isAlive(thread, now);
   }
 
-  /** The least busy worker that is alive and not retiring; a silent one only when none is alive. */
+  /** For the loading of the directory: the least busy worker that is alive and not retiring. */
   #pick(workers: PiscinaWorker[]): PiscinaWorker | null {
     const now = Date.now();
     return pickWorker(workers, {
+      isAlive: (id) => this.#isAlive(id, now),
+      excluded: (id) => this.#retiring.has(id) || this.#replaced.has(id),
+      maxUsage: CALLS_PER_WORKER,
+    });
+  }
+
+  /** For a call: the worker with the fewest calls that is alive and not retiring; a silent one only when none is alive. */
+  #pickThread(now: number): Thread | null {
+    return pickWorker(this.#threads.values(), {
       isAlive: (id) => this.#isAlive(id, now),
       excluded: (id) => this.#retiring.has(id) || this.#replaced.has(id),
       maxUsage: CALLS_PER_WORKER,
@@ -326,17 +450,16 @@ export class OperationPool {
     const threads = new Set(this.#piscina.threads.map((worker) => worker.threadId));
     this.#liveness.keepOnly(threads);
     for (const thread of this.#replaced.keys()) if (!threads.has(thread)) this.#replaced.delete(thread);
-    for (const [thread, channel] of this.#channels) {
-      if (threads.has(thread)) continue;
-      channel.close();
-      this.#channels.delete(thread);
-    }
+    // A worker piscina no longer has whose channel is still open: closing it ends its calls (#gone).
+    for (const thread of this.#threads.values()) if (!threads.has(thread.id)) thread.channel.close();
     if (![...threads].some((thread) => this.#isAlive(thread, now) && !this.#retiring.has(thread))) return;
-    for (const submission of [...this.#submissions]) {
-      if (now - submission.at <= STALL_MS || submission.call.settled) continue;
-      if (Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED) !== UNCLAIMED) continue;
-      this.#forget(submission);
-      this.#submit(submission.call);
+    for (const thread of [...this.#threads.values()]) {
+      for (const submission of [...thread.calls.values()]) {
+        if (now - submission.at <= STALL_MS || submission.call.settled) continue;
+        if (Atomics.compareExchange(submission.claim, 0, UNCLAIMED, REVOKED) !== UNCLAIMED) continue;
+        this.#forget(submission);
+        this.#submit(submission.call);
+      }
     }
   }
 }

@@ -24,20 +24,26 @@ export interface WorkerOptions {
 export const UNCLAIMED = 0;
 export const REVOKED = -1;
 
-export type Task =
-  | { kind: 'list' }
-  | {
-      kind: 'call';
-      /** The pool's number for the call, in the messages about it. */
-      call: number;
-      name: string;
-      jobId: string;
-      runId: string;
-      scheduledAt: number;
-      /** Set when the run was stopped before the call was handed over. */
-      aborted: { reason: unknown } | null;
-      claim: Int32Array;
-    };
+/** What piscina runs on a worker: loading the directory. Calls go over the worker's channel. */
+export type Task = { kind: 'list' };
+
+/** One call handed to a worker (in a `calls` message, with the others of the same moment). */
+export interface CallTask {
+  /** The pool's number for the call, in the messages about it (aborts, log entries). */
+  call: number;
+  /**
+   * The pool's number for this handing-over of the call, in its result: a call taken back from a
+   * worker may be handed to the same worker again, and the first one's answer must not end it.
+   */
+  ticket: number;
+  name: string;
+  jobId: string;
+  runId: string;
+  scheduledAt: number;
+  /** Set when the run was stopped before the call was handed over. */
+  aborted: { reason: unknown } | null;
+  claim: Int32Array;
+}
 
 export interface ListResult {
   names: string[];
@@ -51,10 +57,22 @@ export interface SerializedError {
 
 export type CallResult = { ok: true; value: unknown } | { ok: false; error: SerializedError } | { revoked: true };
 
-/** Worker → main, over the worker's channel. */
-export type FromWorker = { type: 'log'; call: number; seq: number; level: LogLevel; message: string; details: unknown };
-/** Main → worker, over the worker's channel. */
-export type ToWorker = { type: 'abort'; call: number; reason: unknown } | { type: 'logged'; call: number; seq: number; error?: string };
+/**
+ * Worker → main, over the worker's channel: a call's log entry, or the results of the calls that
+ * ended since the last such message (one message for all the calls that ended together).
+ */
+export type FromWorker =
+  | { type: 'log'; call: number; seq: number; level: LogLevel; message: string; details: unknown }
+  | { type: 'results'; results: { ticket: number; result: CallResult }[] };
+/**
+ * Main → worker, over the worker's channel: the calls handed to it since the last such message
+ * (one message for all the calls started together: a message costs more than a no-op call), an
+ * abort, or the answer to a log entry.
+ */
+export type ToWorker =
+  | { type: 'calls'; calls: CallTask[] }
+  | { type: 'abort'; call: number; reason: unknown }
+  | { type: 'logged'; call: number; seq: number; error?: string };
 
 /**
  * Worker → main, through piscina (the pool's 'message' event): its channel once at start (one

@@ -9,6 +9,7 @@ import { connect } from '../db/client.ts';
 import type { LogLevel } from '../db/rows.ts';
 import {
   type CallResult,
+  type CallTask,
   cloneable,
   type FromWorker,
   type ListResult,
@@ -29,7 +30,8 @@ const sql = connect(options.databaseUrl, { max: options.sqlMax, applicationName:
 const notify = (notice: WorkerNotice) => parentPort?.postMessage(notice);
 
 // The main thread tells a blocked worker from a busy one by these beats.
-// One channel to the main thread for every call of this worker: aborts in, log entries out.
+// One channel to the main thread for every call of this worker: calls and aborts in, results and
+// log entries out.
 const channel = new MessageChannel();
 parentPort?.postMessage({ channel: channel.port2, thread: threadId } satisfies WorkerNotice, [channel.port2]);
 const port = channel.port1;
@@ -41,6 +43,10 @@ const running = new Map<
   { abort: AbortController; waiting: Map<number, { resolve: () => void; reject: (error: Error) => void }> }
 >();
 port.on('message', (message: ToWorker) => {
+  if (message.type === 'calls') {
+    for (const task of message.calls) void start(task);
+    return;
+  }
   const call = running.get(message.call);
   if (!call) return;
   if (message.type === 'abort') {
@@ -95,9 +101,33 @@ async function load(dir: string): Promise<Loaded> {
   return { operations, problems };
 }
 
-export default async function run(task: Task): Promise<ListResult | CallResult> {
+/** piscina's task: the names of the directory's operations, and the files that failed. */
+export default async function run(_task: Task): Promise<ListResult> {
   const { operations, problems } = await loaded;
-  if (task.kind === 'list') return { names: [...operations.keys()].sort(), problems };
+  return { names: [...operations.keys()].sort(), problems };
+}
+
+/**
+ * Results not sent yet: the calls that end together go back in one message. It leaves as a
+ * microtask, before this thread takes its next message or timer: an operation that then blocks
+ * the thread cannot hold back the results of calls that ended before it.
+ */
+let results: { ticket: number; result: CallResult }[] = [];
+
+async function start(task: CallTask): Promise<void> {
+  const result = await settle(task);
+  if (results.length === 0) queueMicrotask(sendResults);
+  results.push({ ticket: task.ticket, result });
+}
+
+function sendResults(): void {
+  const message: FromWorker = { type: 'results', results };
+  results = [];
+  port.postMessage(message);
+}
+
+async function settle(task: CallTask): Promise<CallResult> {
+  const { operations } = await loaded;
   // Handed to another worker meanwhile (this one looked blocked): not ours to run.
   if (Atomics.compareExchange(task.claim, 0, UNCLAIMED, threadId) !== UNCLAIMED) return { revoked: true };
   const operation = operations.get(task.name);
@@ -107,7 +137,7 @@ export default async function run(task: Task): Promise<ListResult | CallResult> 
   return call(operation, task);
 }
 
-async function call(operation: Operation, task: Extract<Task, { kind: 'call' }>): Promise<CallResult> {
+async function call(operation: Operation, task: CallTask): Promise<CallResult> {
   const abort = new AbortController();
   if (task.aborted) abort.abort(task.aborted.reason);
   const state = { abort, waiting: new Map<number, { resolve: () => void; reject: (error: Error) => void }>() };
