@@ -105,10 +105,11 @@ const DowntimeImpactRef = builder.objectRef<DowntimeImpactValue>('DowntimeImpact
     job: t.field({ type: JobRef, resolve: (impact) => impact.job }),
     dueTimes: t.exposeInt('dueTimes', { description: 'Its due times in [from, to).' }),
     wouldRun: t.exposeInt('wouldRun', {
-      description: 'The runs that would start: 1 under RUN_ONCE, coalescing the rest; 0 under misfire SKIP.',
+      description:
+        'The runs that would start: 1 under RUN_ONCE, coalescing the rest; 0 under misfire SKIP, unless the window holds one lone due time (late by less than a period: no misfire, it runs).',
     }),
     wouldSkip: t.exposeInt('wouldSkip', {
-      description: 'The due times that would get no run at all: 0 under RUN_ONCE, all under misfire SKIP.',
+      description: 'The due times that would get no run at all: 0 under RUN_ONCE, all under misfire SKIP (but a lone one, which runs).',
     }),
     firstDue: t.field({ type: 'DateTime', nullable: true, resolve: (impact) => new Date(impact.firstDueMs) }),
     lastDue: t.field({ type: 'DateTime', nullable: true, resolve: (impact) => new Date(impact.lastDueMs) }),
