@@ -145,8 +145,12 @@ function runBaseline(commit: string, sections: string[]): SectionResult[] {
     run('git', ['checkout', '--quiet', sha], dir);
     run('npm', ['ci', '--silent'], dir);
   }
+  // Only the sections that commit's benchmark has (a section added since is this run's alone).
+  const known = readFileSync(path.join(dir, 'bench', 'sections', 'index.ts'), 'utf8');
+  const shared = sections.filter((name) => known.includes(`name: '${name}'`));
+  if (shared.length === 0) throw new Error(`--baseline: ${commit}'s benchmark has none of ${sections.join(', ')}`);
   const out = path.join(dir, 'baseline-result.json');
-  const args = ['--import', 'tsx', 'bench/index.ts', `--only=${sections.join(',')}`, `--out=${out}`, ...(values.quick ? ['--quick'] : [])];
+  const args = ['--import', 'tsx', 'bench/index.ts', `--only=${shared.join(',')}`, `--out=${out}`, ...(values.quick ? ['--quick'] : [])];
   run(process.execPath, args, dir);
   return (JSON.parse(readFileSync(out, 'utf8')) as { sections: SectionResult[] }).sections;
 }
