@@ -23,8 +23,8 @@ function run(id: number, jobId: string, status: RunStatus = 'RUNNING'): RunRow {
     leaseToken: null,
     leaseExpiresAt: null,
     cancelRequestedAt: null,
-  attempt: 1,
-  retryOf: null,
+    attempt: 1,
+    retryOf: null,
   };
 }
 const started = (r: RunRow): TopicEvent => ({ topic: 'run:started', payload: { at: r.startedAt!, run: r } });

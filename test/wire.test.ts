@@ -20,8 +20,8 @@ describe('event wire format', () => {
       leaseToken: '00000000-0000-4000-8000-000000000000',
       leaseExpiresAt: new Date('2026-01-31T08:00:15.120Z'),
       cancelRequestedAt: null,
-  attempt: 1,
-  retryOf: null,
+      attempt: 1,
+      retryOf: null,
     };
     const event: TopicEvent = { topic: 'run:started', payload: { at: new Date('2026-01-31T08:00:00.125Z'), run } };
     assert.deepEqual(decode(encode('a', event, 1)), { origin: 'a', seq: 1, event });

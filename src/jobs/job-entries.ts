@@ -58,7 +58,10 @@ export async function recordChangeSkipped(
 
 /** A job row's schedule, as the change accounting reads it. */
 export function scheduleOf(
-  job: Pick<JobRow, 'enabled' | 'anchorAt' | 'periodSeconds' | 'cron' | 'timeZone' | 'endAt' | 'nextDueAt' | 'queuedDueAt' | 'queuedMissed'>,
+  job: Pick<
+    JobRow,
+    'enabled' | 'anchorAt' | 'periodSeconds' | 'cron' | 'timeZone' | 'endAt' | 'nextDueAt' | 'queuedDueAt' | 'queuedMissed'
+  >,
 ): Schedule {
   return {
     enabled: job.enabled,

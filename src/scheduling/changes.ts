@@ -46,8 +46,7 @@ export function accountChange(
   lastRecordedMs: number | null = null,
 ): ChangeAccounting {
   const changed = !(after && sameSchedule(before, after));
-  const due =
-    before.enabled && changed && before.nextDueMs !== null ? planClaim(before.rule, before.nextDueMs, dbNowMs) : null;
+  const due = before.enabled && changed && before.nextDueMs !== null ? planClaim(before.rule, before.nextDueMs, dbNowMs) : null;
   const skipped = withQueued(due && { scheduledMs: due.scheduledMs, missed: due.missed }, changed ? before.queued : null);
   if (!after) return { skipped, nextDueMs: null };
   return { skipped, nextDueMs: nextDueAfter(after, Math.max(skipped?.scheduledMs ?? -Infinity, lastRecordedMs ?? -Infinity)) };

@@ -64,7 +64,8 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
   };
   let queued = job.queuedDueAt ? { at: job.queuedDueAt, missed: job.queuedMissed } : null;
   let retryCleared = false;
-  const due = job.enabled && job.nextDueAt && job.nextDueAt.getTime() <= nowMs ? planClaim(ruleOf(job), job.nextDueAt.getTime(), nowMs) : null;
+  const due =
+    job.enabled && job.nextDueAt && job.nextDueAt.getTime() <= nowMs ? planClaim(ruleOf(job), job.nextDueAt.getTime(), nowMs) : null;
 
   if (job.retryAt && due) {
     // A retry never shifts the schedule: the next due time comes first, and the retry is dropped.
@@ -89,7 +90,8 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
   }
   if (due) {
     const scheduledAt = new Date(due.scheduledMs);
-    if (due.missed > 0 && job.misfire === 'SKIP') runs.push(run({ scheduledAt, missed: due.missed, status: 'SKIPPED', skippedBecause: 'misfire' }));
+    if (due.missed > 0 && job.misfire === 'SKIP')
+      runs.push(run({ scheduledAt, missed: due.missed, status: 'SKIPPED', skippedBecause: 'misfire' }));
     else if (canStart()) runs.push(run({ scheduledAt, missed: due.missed, status: 'RUNNING' }));
     else if (job.overlap === 'QUEUE_ONE' && !queued) queued = { at: scheduledAt, missed: due.missed };
     else runs.push(run({ scheduledAt, missed: due.missed, status: 'SKIPPED', skippedBecause: 'overlap' }));
@@ -127,9 +129,7 @@ export function claimLogEntries(run: RunRow, planned: PlannedRun, nowMs: number)
   const due = run.scheduledAt.toISOString();
   const details = { scheduledAt: due, missed: run.missed };
   if (run.status === 'SKIPPED') {
-    const why =
-      planned.error ??
-      (planned.skippedBecause === 'misfire' ? 'misfire skipped' : 'the previous run is still in progress');
+    const why = planned.error ?? (planned.skippedBecause === 'misfire' ? 'misfire skipped' : 'the previous run is still in progress');
     entries.push({
       at,
       level: 'WARNING',
