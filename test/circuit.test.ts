@@ -132,7 +132,7 @@ describe('gating a claim', () => {
   const plan = (jobId: string, connectorId: string, runs = [run(jobId)]): JobClaimPlan => ({
     job: job(jobId, connectorId),
     runs,
-    after: { id: jobId, nextDueAt: at('10:01:30.000'), queuedDueAt: null, queuedMissed: 0, retryCleared: false },
+    after: { id: jobId, nextDueAt: at('10:01:30.000'), queuedDueAt: null, queuedMissed: 0, retryCleared: false, retryDropped: false },
     entries: [],
   });
   const connector = (over: Partial<GatedConnector>): GatedConnector => ({

@@ -394,3 +394,97 @@ describe('cron due times', () => {
     assert.equal(back.nextDueAt?.getTime(), T0 + 6000);
   });
 });
+
+describe('what the review of the policies found', () => {
+  it('counts a failure whose retry is dropped as final, so auto-pause still fires when every retry comes too late', async () => {
+    const h = harness(sql);
+    h.connector.define('fail', async () => {
+      throw new Error('сервер 1С недоступен');
+    });
+    await h.jobs.create({
+      id: 'late-retries',
+      name: 'x',
+      externalCall: 'Test:fail',
+      period: '0:0:10',
+      retry: { maxAttempts: 3, backoffSeconds: 60 },
+      autoPauseAfterFailures: 2,
+    });
+    const paused = nextEvent(h.bus, 'job:updated', (p) => p.job.id === 'late-retries' && !p.job.enabled);
+    for (const s of [10, 20, 30]) {
+      h.clock.set(T0 + s * 1000);
+      await tickAndSettle(h);
+    }
+    const { job } = await paused;
+    assert.equal(job.pausedNote, 'auto-paused after 2 consecutive failures: сервер 1С недоступен');
+  });
+
+  it('resumes from now when the same update also moves endAt: the paused time is not missed', async () => {
+    const h = harness(sql);
+    h.connector.define('ok', async () => {});
+    await h.jobs.create({ id: 'resume-end', name: 'x', externalCall: 'Test:ok', period: '0:0:10' });
+    await h.jobs.pause('resume-end');
+    h.clock.set(T0 + 3_600_000 + 5000);
+    const resumed = await h.jobs.update('resume-end', { enabled: true, endAt: new Date(T0 + 7_200_000) });
+    assert.equal(resumed.nextDueAt?.getTime(), T0 + 3_610_000);
+    h.clock.set(T0 + 3_610_000);
+    const [run] = await tickAndSettle(h);
+    assert.equal(run?.run.missed, 0);
+  });
+
+  it('keeps a due time already due, and a QUEUE_ONE due time waiting, when only endAt changes', async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hang', () => hold.promise);
+    await h.jobs.create({
+      id: 'end-only',
+      name: 'x',
+      externalCall: 'Test:hang',
+      period: '0:0:1',
+      timeoutSeconds: 60,
+      overlap: 'QUEUE_ONE',
+    });
+    h.clock.set(T0 + 1000);
+    const [first] = await h.scheduler.tick();
+    h.clock.set(T0 + 2000);
+    await h.scheduler.tick(); // 2 s waits
+    h.clock.set(T0 + 3500); // 3 s is due, not claimed
+    await h.jobs.update('end-only', { endAt: new Date(T0 + 60_000) });
+    assert.equal((await jobRow('end-only')).queuedDueAt?.getTime(), T0 + 2000, 'the waiting due time still waits');
+    assert.equal((await runsOf('end-only')).filter((r) => r.status === 'SKIPPED').length, 0, 'nothing recorded as skipped');
+    const [third] = await h.scheduler.tick();
+    assert.equal(third?.run.scheduledAt.getTime(), T0 + 3000, 'the due time of 3 s is claimed as usual');
+    hold.open();
+    await first?.done;
+  });
+
+  it("keeps a cron job's zone when only its cron changes", async () => {
+    const h = harness(sql);
+    await h.jobs.create({ id: 'zone-kept', name: 'x', externalCall: 'Test:ok', cron: '0 9 * * *', timeZone: 'Asia/Vladivostok' });
+    const updated = await h.jobs.update('zone-kept', { cron: '0 10 * * *' });
+    assert.equal(updated.timeZone, 'Asia/Vladivostok');
+  });
+
+  it('writes no retry onto a job paused while its failing attempt ran, and says the retry was dropped', async () => {
+    const h = harness(sql);
+    const hold = gate();
+    h.connector.define('hold-fail', async () => {
+      await hold.promise;
+      throw new Error('boom');
+    });
+    await h.jobs.create({
+      id: 'paused-retry',
+      name: 'x',
+      externalCall: 'Test:hold-fail',
+      period: '0:0:10',
+      timeoutSeconds: 60,
+      retry: { maxAttempts: 2 },
+    });
+    h.clock.set(T0 + 10_000);
+    const [first] = await h.scheduler.tick();
+    await h.jobs.pause('paused-retry');
+    hold.open();
+    await first?.done;
+    assert.equal((await jobRow('paused-retry')).retryAt, null);
+    assert.ok((await warnings('paused-retry')).some((w) => /dropped its retry.*the job is paused/.test(w.message)));
+  });
+});

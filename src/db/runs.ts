@@ -25,6 +25,8 @@ export interface ClaimResult {
   clashes: LogRow[];
   /** Jobs the gate left waiting (their connectors have no call free), and those connectors. */
   held: { jobs: number; connectors: string[] };
+  /** Jobs whose dropped retry made a failure final, counted: they may have reached their auto-pause. */
+  failuresCounted?: (JobAfterEnd & { id: string; lastError: string | null })[];
 }
 
 /**
@@ -105,8 +107,9 @@ export async function claimDueJobs(
     if (plans.length === 0) return { claimed: [], clashes: [], held };
     const after = plans.map((p) => p.after);
     const iso = (date: Date | null) => date?.toISOString() ?? null;
-    await tx`
+    const counted = await tx<(JobAfterEnd & { id: string; lastError: string | null })[]>`
       update jobs set next_due_at = v.next_due_at, queued_due_at = v.queued_due_at, queued_missed = v.queued_missed,
+             consecutive_failures = consecutive_failures + case when v.retry_dropped then 1 else 0 end,
              retry_at = case when v.retry_cleared then null else retry_at end,
              retry_attempt = case when v.retry_cleared then null else retry_attempt end,
              retry_of = case when v.retry_cleared then null else retry_of end,
@@ -115,9 +118,15 @@ export async function claimDueJobs(
                   ${tx.array(after.map((a) => iso(a.nextDueAt)) as string[])}::timestamptz[],
                   ${tx.array(after.map((a) => iso(a.queuedDueAt)) as string[])}::timestamptz[],
                   ${tx.array(after.map((a) => a.queuedMissed))}::int[],
-                  ${tx.array(after.map((a) => a.retryCleared))}::boolean[])
-           as v(id, next_due_at, queued_due_at, queued_missed, retry_cleared)
-      where jobs.id = v.id`;
+                  ${tx.array(after.map((a) => a.retryCleared))}::boolean[],
+                  ${tx.array(after.map((a) => a.retryDropped))}::boolean[])
+           as v(id, next_due_at, queued_due_at, queued_missed, retry_cleared, retry_dropped)
+      where jobs.id = v.id
+      returning case when v.retry_dropped then jobs.id end as id, consecutive_failures, auto_pause_after_failures, enabled,
+                case when v.retry_dropped then (
+                  select r.error from job_runs r where r.job_id = jobs.id and r.status in ('FAILED', 'TIMED_OUT')
+                  order by r.scheduled_at desc, r.attempt desc limit 1) end as last_error`;
+    const failuresCounted = counted.filter((row) => row.id !== null);
     const planned = plans.flatMap((p) => p.runs);
     const leaseUntil = new Date(args.now.getTime() + args.leaseMs);
     const runs =
@@ -163,7 +172,7 @@ export async function claimDueJobs(
     ]);
     const byRun = new Map(claimed.map((c) => [c.run.id, c]));
     for (const entry of entries) if (entry.runId !== null) byRun.get(entry.runId)?.entries.push(entry);
-    return { claimed, clashes: entries.filter((entry) => entry.runId === null), held };
+    return { claimed, clashes: entries.filter((entry) => entry.runId === null), held, failuresCounted };
   });
 }
 
@@ -372,12 +381,14 @@ async function applyEndEffects(
       (JobAfterEnd & { id: string; took: boolean; oldRetryOf: string | null; oldAttempt: number | null; oldScheduledAt: Date | null })[]
     >`
       update jobs j set
-        consecutive_failures = case v.final when 'failure' then j.consecutive_failures + 1 when 'success' then 0 else j.consecutive_failures end,
+        consecutive_failures = case v.final when 'failure' then j.consecutive_failures + 1 when 'success' then 0 else j.consecutive_failures end
+          -- A retry that loses the job's one slot (or meets a paused job) leaves its attempt the last: a final failure.
+          + case when v.retry_at is not null and (not v.takes or v.old_retry_of is not null) then 1 else 0 end,
         retry_at = case when v.takes then v.retry_at else j.retry_at end,
         retry_attempt = case when v.takes then v.retry_attempt else j.retry_attempt end,
         retry_of = case when v.takes then v.retry_of else j.retry_of end,
         retry_scheduled_at = case when v.takes then v.retry_scheduled_at else j.retry_scheduled_at end
-      from (select u.*, u.retry_at is not null and (o.retry_at is null or u.retry_scheduled_at >= o.retry_scheduled_at) as takes,
+      from (select u.*, u.retry_at is not null and o.enabled and (o.retry_at is null or u.retry_scheduled_at >= o.retry_scheduled_at) as takes,
                    o.retry_of as old_retry_of, o.retry_attempt as old_attempt, o.retry_scheduled_at as old_scheduled_at
             from unnest(${q.array(round.map((e) => e.jobId))}::text[],
                         ${q.array(round.map((e) => e.effects.final) as string[])}::text[],
@@ -386,7 +397,9 @@ async function applyEndEffects(
                         ${q.array(round.map((e) => e.effects.retry?.retryOf ?? null) as string[])}::bigint[],
                         ${q.array(round.map((e) => iso(e.effects.retry?.scheduledAt)) as string[])}::timestamptz[])
                  as u(id, final, retry_at, retry_attempt, retry_of, retry_scheduled_at)
-            join jobs o on o.id = u.id) v
+            -- Locked before deciding: another instance's end of the same job commits its retry first, or waits.
+            join jobs o on o.id = u.id
+            for update of o) v
       where j.id = v.id
         -- A success of a job with no failures counted changes nothing: no row version is written.
         and (v.final is distinct from 'success' or j.consecutive_failures <> 0 or v.retry_at is not null)
@@ -411,7 +424,9 @@ async function applyEndEffects(
         dropped: lost && {
           at: end.now,
           level: 'WARNING',
-          message: `Job "${end.jobId}" dropped its retry (attempt ${lost.attempt}) of the run due at ${lost.scheduledAt.toISOString()}: a retry of a later due time took its place`,
+          message: `Job "${end.jobId}" dropped its retry (attempt ${lost.attempt}) of the run due at ${lost.scheduledAt.toISOString()}: ${
+            row.took || row.enabled ? 'a retry of a later due time took its place' : 'the job is paused'
+          }`,
           jobId: end.jobId,
           details: { retryOf: lost.retryOf, attempt: lost.attempt, scheduledAt: lost.scheduledAt.toISOString() },
         },

@@ -155,7 +155,8 @@ function scheduleKind(
   return {
     periodSeconds: null,
     cron: cron == null ? current!.cron : validateCron(cron),
-    timeZone: timeZone == null ? (cron == null ? (current?.timeZone ?? 'UTC') : 'UTC') : validateTimeZone(timeZone),
+    // A new cron keeps a cron job's zone; a period job switched to cron starts in UTC.
+    timeZone: timeZone == null ? (current?.cron != null ? (current.timeZone ?? 'UTC') : 'UTC') : validateTimeZone(timeZone),
   };
 }
 

@@ -121,7 +121,8 @@ export class JobService {
    */
   async autoPause(id: string, note: string): Promise<void> {
     await this.#change(id, (job) =>
-      job.enabled
+      // Checked again under the row lock: a resume (which resets the count) meanwhile wins.
+      job.enabled && job.autoPauseAfterFailures !== null && job.consecutiveFailures >= job.autoPauseAfterFailures
         ? {
             changes: { enabled: false, pausedNote: note },
             message: `Job "${job.id}" ${note}`,

@@ -176,7 +176,9 @@ export function planUpdate(
 /** A resume: due times while paused were not due; the grid stays, and the next due time is the first after now. */
 export function resumeChanges(job: JobRow, changes: JobChanges, now: number): JobChanges {
   const next = firstDueAfter(ruleOf({ ...job, ...changes }), now);
-  const nextDueAt = changes.nextDueAt !== undefined ? changes.nextDueAt : next === null ? null : new Date(next);
+  // A change that moved the grid (a period, cron or start) chose its first due time, after now;
+  // any other keeps the row's next due time, which a pause left behind: it starts after now.
+  const nextDueAt = changes.anchorAt !== undefined ? (changes.nextDueAt ?? null) : next === null ? null : new Date(next);
   // A resume starts the count of failures afresh (SPEC §3b).
   return { enabled: true, pausedNote: null, nextDueAt, consecutiveFailures: 0 };
 }

@@ -67,7 +67,10 @@ function withQueued(
 
 /** True when a change leaves the schedule as it was (it renames, changes the call or the timeout). */
 export function sameSchedule(a: Schedule, b: Schedule): boolean {
-  return a.enabled === b.enabled && sameRule(a.rule, b.rule) && a.nextDueMs === b.nextDueMs;
+  // A new end alone keeps the due times before it (the claim stops at the end): nothing to account,
+  // and a due time waiting under QUEUE_ONE still waits.
+  const endOnly = a.rule.endMs !== b.rule.endMs && sameRule({ ...a.rule, endMs: null }, { ...b.rule, endMs: null });
+  return a.enabled === b.enabled && (endOnly || (sameRule(a.rule, b.rule) && a.nextDueMs === b.nextDueMs));
 }
 
 /** The schedule's next due time, or its first due time after `recordedMs` when that is not later. */

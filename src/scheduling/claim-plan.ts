@@ -35,6 +35,8 @@ export interface JobAfterClaim {
   queuedMissed: number;
   /** The waiting retry was started or dropped: its columns are cleared. */
   retryCleared: boolean;
+  /** It was dropped: the attempt it would have followed is the due time's last, a final failure (SPEC §3b). */
+  retryDropped: boolean;
 }
 
 export interface JobClaimPlan {
@@ -64,13 +66,14 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
   };
   let queued = job.queuedDueAt ? { at: job.queuedDueAt, missed: job.queuedMissed } : null;
   let retryCleared = false;
+  let retryDropped = false;
   const due =
     job.enabled && job.nextDueAt && job.nextDueAt.getTime() <= nowMs ? planClaim(ruleOf(job), job.nextDueAt.getTime(), nowMs) : null;
 
   if (job.retryAt && due) {
     // A retry never shifts the schedule: the next due time comes first, and the retry is dropped.
     entries.push(retryDroppedEntry(job, nowMs));
-    retryCleared = true;
+    retryCleared = retryDropped = true;
   }
   if (queued && canStart()) {
     runs.push(run({ scheduledAt: queued.at, missed: queued.missed, status: 'RUNNING' }));
@@ -79,7 +82,7 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
     // the retry is dropped (kept, it would be overwritten unlogged should this run fail too).
     if (job.retryAt && !retryCleared) {
       entries.push(retryDroppedEntry(job, nowMs));
-      retryCleared = true;
+      retryCleared = retryDropped = true;
     }
   }
   if (job.retryAt && !retryCleared && job.retryAt.getTime() <= nowMs && canStart()) {
@@ -108,6 +111,7 @@ export function planJobClaim(job: ClaimJob, nowMs: number): JobClaimPlan | null 
       queuedDueAt: queued?.at ?? null,
       queuedMissed: queued?.missed ?? 0,
       retryCleared,
+      retryDropped,
     },
   };
 }

@@ -9,6 +9,7 @@ import {
   type Claimed,
   finishRuns,
   type FinishedRun,
+  type JobAfterEnd,
   type Holder,
   renewLeases,
   type RunEnd,
@@ -171,7 +172,7 @@ export class Scheduler {
     // A shutdown that begins during a large backlog stops claiming between batches.
     while (!this.#stop.signal.aborted) {
       const now = this.#deps.clock.now();
-      const { claimed, clashes, held } = await this.claiming(
+      const { claimed, clashes, held, failuresCounted } = await this.claiming(
         claimDueJobs(
           this.#deps.sql,
           { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs, except: [...full] },
@@ -189,6 +190,8 @@ export class Scheduler {
         onClaim?.({ ...claim, done });
       }
       for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
+      // A retry dropped at the claim made its attempt's failure final: it may reach the job's auto-pause.
+      for (const job of failuresCounted ?? []) this.#autoPauseIfDue(job.id, job, job.lastError);
       for (const connectorId of held.connectors) full.add(connectorId);
       if (claimed.length + clashes.length + held.jobs < this.#options.batchSize) break;
     }
@@ -271,6 +274,8 @@ export class Scheduler {
       error: 'lease expired: the instance running it stopped',
     });
     if (expired.length > 0) {
+      // A due time waiting under QUEUE_ONE, or a retry, may start now that their jobs' runs ended.
+      this.wake();
       // Their holder stopped (killed, frozen, cut off): events it recorded just before may never
       // have been sent, and nobody can tell which. Subscriptions everywhere are told (SPEC §6).
       const holders = [...new Set(expired.map((run) => run.instance ?? 'an instance'))].join(', ');
@@ -413,14 +418,16 @@ export class Scheduler {
     const { gate } = this.#options;
     if (job.overlap === 'QUEUE_ONE' || run.trigger === 'MANUAL' || job.retryMaxAttempts > 1 || gate.holdsBack?.(job.connectorId))
       this.wake();
-    const after = finished.job;
-    if (after?.enabled && after.autoPauseAfterFailures !== null && after.consecutiveFailures >= after.autoPauseAfterFailures) {
-      const note = autoPauseNote(after.consecutiveFailures, run.error);
-      this.#options
-        .autoPause(run.jobId, note)
-        .catch((error: unknown) => this.#deps.log.error({ err: toError(error), jobId: run.jobId }, 'auto-pausing a job failed'));
-    }
+    if (finished.job) this.#autoPauseIfDue(run.jobId, finished.job, run.error);
     return gate.ended?.(run, job) ?? undefined;
+  }
+
+  /** Pauses a job whose consecutive failures reached its limit; the job service checks again under the row lock. */
+  #autoPauseIfDue(jobId: string, after: JobAfterEnd, lastError: string | null): void {
+    if (!after.enabled || after.autoPauseAfterFailures === null || after.consecutiveFailures < after.autoPauseAfterFailures) return;
+    this.#options
+      .autoPause(jobId, autoPauseNote(after.consecutiveFailures, lastError))
+      .catch((error: unknown) => this.#deps.log.error({ err: toError(error), jobId }, 'auto-pausing a job failed'));
   }
 
   #publishClaim({ run, entries }: Claimed): void {
