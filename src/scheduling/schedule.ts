@@ -80,8 +80,11 @@ export function planClaim(
     const claim = planGridClaim(nextDueMs, rule.periodMs, Math.max(until, nextDueMs));
     return claim && { ...claim, nextDueMs: withinEnd(rule, claim.nextDueMs) };
   }
+  // On time (the usual case): the next instant lies ahead, and one cron evaluation answers it all.
+  const following = firstDueAfter(rule, nextDueMs);
+  if (following === null || following > until) return { scheduledMs: nextDueMs, missed: 0, nextDueMs: following };
   const spec = cronOf(rule);
-  const count = until < nextDueMs ? 1 : cronCountBetween(spec, nextDueMs, until);
+  const count = cronCountBetween(spec, nextDueMs, until);
   const scheduledMs = count <= 1 ? nextDueMs : cronLastBetween(spec, nextDueMs, until)!.atMs;
   return { scheduledMs, missed: Math.max(0, count - 1), nextDueMs: firstDueAfter(rule, scheduledMs) };
 }
