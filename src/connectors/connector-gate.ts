@@ -4,7 +4,7 @@ import type { Queryable, Sql } from '../db/client.ts';
 import { lockConnectors, readConnector, saveCircuit } from '../db/connectors.ts';
 import { insertLogEntries, type NewLogEntry } from '../db/log.ts';
 import type { ConnectorRow, EndStatus, JobRow, RunRow } from '../db/rows.ts';
-import { type ClaimGate, runningCallsOf, stillRunning } from '../db/runs.ts';
+import { type Admission, type ClaimGate, runningCallsOf, stillRunning } from '../db/runs.ts';
 import { conflict, toError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { JobClaimPlan } from '../scheduling/claim-plan.ts';
@@ -44,15 +44,7 @@ export class ConnectorGate implements ClaimGate {
     return (this.deps.settingsOf(connectorId)?.maxConcurrent ?? null) !== null;
   }
 
-  async admit(
-    tx: Queryable,
-    plans: JobClaimPlan[],
-    now: Date,
-  ): Promise<{
-    plans: JobClaimPlan[];
-    inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void>;
-    held?: { jobs: number; connectors: string[] };
-  }> {
+  async admit(tx: Queryable, plans: JobClaimPlan[], now: Date): Promise<Admission> {
     const ids = [...new Set(plans.map((plan) => plan.job.connectorId))].filter((id) => gates(this.deps.settingsOf(id)));
     if (ids.length === 0) return { plans };
     const gated = gatePlans(plans, await this.#connectors(tx, ids, now), now.getTime());

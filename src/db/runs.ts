@@ -35,17 +35,15 @@ export interface ClaimResult {
  * a job's plan (the job stays due, untouched, and is looked at again) or turn planned RUNNING runs
  * into SKIPPED ones with an error; `inserted` then sees the runs as inserted.
  */
+export interface Admission {
+  plans: JobClaimPlan[];
+  inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void>;
+  /** The connectors whose plans it dropped for want of a free call, and how many plans. */
+  held?: { jobs: number; connectors: string[] };
+}
+
 export interface ClaimGate {
-  admit(
-    tx: Queryable,
-    plans: JobClaimPlan[],
-    now: Date,
-  ): Promise<{
-    plans: JobClaimPlan[];
-    inserted?: (tx: Queryable, runs: RunRow[]) => Promise<void>;
-    /** The connectors whose plans it dropped for want of a free call, and how many plans. */
-    held?: { jobs: number; connectors: string[] };
-  }>;
+  admit(tx: Queryable, plans: JobClaimPlan[], now: Date): Promise<Admission>;
   /**
    * The same for a manual run of a job whose row the caller has locked: null when it may call
    * now, or the error of a run recorded SKIPPED instead. May throw a CONFLICT (no call free).
