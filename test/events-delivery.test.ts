@@ -65,7 +65,8 @@ async function relayPair(notify: (texts: string[]) => 'ok' | 'fail' | 'lose-repl
     apply(target, thisArg, args: [TemplateStringsArray, ...unknown[]]) {
       const [strings, ...values] = args;
       if (Array.isArray(strings) && strings.join('').includes('pg_notify')) {
-        const texts = (values[1] as { value: string[] }).value;
+        // The payloads of one NOTIFY statement, sent as one JSON array.
+        const texts = JSON.parse(values[1] as string) as string[];
         attempts.push(texts);
         const decision = notify(texts);
         if (decision === 'fail') return Promise.reject(new Error('injected: NOTIFY failed'));
@@ -105,7 +106,9 @@ describe('a NOTIFY that fails', () => {
     await subscriber.until(() => jobIds(subscriber.state.seen).includes('e4'), 'the fourth event');
     assert.deepEqual(jobIds(subscriber.state.seen), ['e1', 'e2', 'e3', 'e4']);
     assert.equal(subscriber.state.error, null);
-    assert.ok(attempts.length >= 4, 'the failed batch and the one whose reply was lost were sent again');
+    // e1 went out failed, then with a reply lost, then again (with e4, if it was published by then).
+    const withE1 = attempts.filter((texts) => texts.some((text) => text.includes('"e1"')));
+    assert.ok(withE1.length >= 3, 'the failed batch and the one whose reply was lost were sent again');
     await subscriber.close();
   });
 

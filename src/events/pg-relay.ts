@@ -141,8 +141,10 @@ export class PgEventRelay {
     while (this.#queue.length > 0) {
       const batch = this.#queue.slice(0, BATCH);
       try {
+        // The payloads travel as one JSON array (a text parameter): a text[] parameter escaped
+        // every quote of every payload in JavaScript, a tenth of this process's time under load.
         await sql`select pg_notify(${EVENTS_CHANNEL}, payload)
-                  from unnest(${sql.array(packed(batch))}::text[]) with ordinality as t(payload, n) order by n`;
+                  from json_array_elements_text(${JSON.stringify(packed(batch))}::text::json) with ordinality as t(payload, n) order by n`;
         this.#queue.splice(0, batch.length);
         if (failures > 0) log.info({ failures }, 'sending events to other instances works again');
         failures = 0;
