@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { beforeEach, describe, it } from 'node:test';
 import { GroupCommit } from '../src/db/group-commit.ts';
 import type { RunRow } from '../src/db/rows.ts';
-import { finishRuns, type FinishedRun, type RunEnd } from '../src/db/runs.ts';
+import { finishRuns, type FinishedRun, renewLeases, type RunEnd } from '../src/db/runs.ts';
 import { testDatabase } from './helpers/db.ts';
 
 const { sql } = await testDatabase();
@@ -81,5 +81,38 @@ describe('run ends written together', () => {
     await assert.rejects(ends.submit(end(third!.id)), /went away/);
     const [row] = await sql<RunRow[]>`select * from job_runs where id = ${third!.id}`;
     assert.equal(row!.status, 'RUNNING', 'a failed batch changed nothing');
+  });
+});
+
+describe('run ends and lease renewals at the same time', () => {
+  it('should never deadlock, whatever order each lists its runs in', async () => {
+    // Under load a renewal asks for every run in flight while batches of ends are written: two
+    // statements locking many of the same rows. Each locked them in its own order, and PostgreSQL
+    // ended one of the two as a deadlock after a second's wait (runs stayed RUNNING meanwhile).
+    const runs = await runningRuns(3000, token);
+    const ids = runs.map((run) => run.id);
+    const until = new Date(now.getTime() + 60_000);
+    const failures: string[] = [];
+    const record = (error: unknown) => void failures.push(String((error as Error).message));
+    for (let round = 0; round < 6; round++) {
+      const slice = ids.slice(round * 500, (round + 1) * 500);
+      await Promise.all([
+        renewLeases(sql, token, [...ids].reverse(), until).catch(record),
+        finishRuns(
+          sql,
+          token,
+          slice.map((runId) => ({ runId, status: 'SUCCEEDED' as const, error: null, now })),
+        ).catch(record),
+        renewLeases(sql, token, ids, until).catch(record),
+        finishRuns(
+          sql,
+          token,
+          [...slice].reverse().map((runId) => ({ runId, status: 'SUCCEEDED' as const, error: null, now })),
+        ).catch(record),
+      ]);
+    }
+    assert.deepEqual(failures, []);
+    const [left] = await sql<{ count: number }[]>`select count(*)::int as count from job_runs where status = 'RUNNING'`;
+    assert.equal(left!.count, 0, 'every end was written');
   });
 });

@@ -316,12 +316,16 @@ export async function finishRuns(sql: Sql, token: string, ends: (RunEnd & { runI
   if (ends.length === 0) return [];
   const write = async (q: Queryable) => {
     const runs = await q<RunRow[]>`
+      with v as materialized (${lockHeldRuns(
+        q,
+        token,
+        q`select * from unnest(${q.array(ends.map((e) => e.runId))}::bigint[],
+                               ${q.array(ends.map((e) => e.status))}::text[],
+                               ${q.array(ends.map((e) => e.error) as string[])}::text[],
+                               ${q.array(ends.map((e) => e.now.toISOString()))}::timestamptz[]) as v(id, status, error, finished_at)`,
+      )})
       update job_runs r set status = v.status, error = v.error, finished_at = v.finished_at
-      from unnest(${q.array(ends.map((e) => e.runId))}::bigint[],
-                  ${q.array(ends.map((e) => e.status))}::text[],
-                  ${q.array(ends.map((e) => e.error) as string[])}::text[],
-                  ${q.array(ends.map((e) => e.now.toISOString()))}::timestamptz[]) as v(id, status, error, finished_at)
-      where r.id = v.id and r.lease_token = ${token} and r.status = 'RUNNING'
+      from v where r.id = v.id
       returning r.*`;
     const byId = new Map(runs.map((run) => [run.id, run]));
     const logged = ends.filter((e) => e.log && byId.has(e.runId));
@@ -441,10 +445,26 @@ async function applyEndEffects(
 export async function renewLeases(sql: Queryable, token: string, runIds: string[], until: Date): Promise<Map<string, boolean>> {
   if (runIds.length === 0) return new Map();
   const rows = await sql<{ id: string; cancelRequested: boolean }[]>`
-    update job_runs set lease_expires_at = ${until}
-    where id = any(${sql.array(runIds)}::bigint[]) and lease_token = ${token} and status = 'RUNNING'
-    returning id, cancel_requested_at is not null as cancel_requested`;
+    with v as materialized (${lockHeldRuns(sql, token, sql`select unnest(${sql.array(runIds)}::bigint[]) as id`)})
+    update job_runs r set lease_expires_at = ${until}
+    from v where r.id = v.id
+    returning r.id, r.cancel_requested_at is not null as cancel_requested`;
   return new Map(rows.map((r) => [r.id, r.cancelRequested]));
+}
+
+/**
+ * The rows of `values` (an `id` column and any others) whose runs are still RUNNING under
+ * `token`, those runs locked in id order. Every statement that writes many runs at once locks
+ * them through this: a renewal of every run in flight and a batch of ends, each taking its rows
+ * in its own order, deadlocked under load, and PostgreSQL ended one of them after a second's wait
+ * while thousands of runs stayed RUNNING.
+ */
+function lockHeldRuns(q: Queryable, token: string, values: ReturnType<Queryable>) {
+  return q`
+    select v.* from job_runs r join (${values}) v on v.id = r.id
+    where r.lease_token = ${token} and r.status = 'RUNNING'
+    order by r.id
+    for update of r`;
 }
 
 /** Asks whichever instance holds a running run to cancel it. */
