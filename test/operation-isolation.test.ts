@@ -113,6 +113,22 @@ describe('a server operation on a worker thread', () => {
     assert.deepEqual(polite.messages, ['polite', 'stopped politely']);
   });
 
+  test('should keep its worker when the main thread, not the worker, was too busy to hear its beats', async () => {
+    const polite = context('polite-starved');
+    const ending = connector.call('Polite', polite.ctx);
+    await polite.logged;
+    // The worker beats on meanwhile; its beats wait unread until this thread is free again.
+    const until = Date.now() + 1000;
+    while (Date.now() < until) {
+      // busy: an overloaded machine, a long pause of the main thread
+    }
+    // Aborted at once, before this thread reads a message: taken for blocked, the worker was
+    // replaced and the call failed ("… blocked it") instead of stopping as asked.
+    polite.abort.abort({ status: 'CANCELLED', error: 'test' });
+    await ending;
+    assert.deepEqual(polite.messages, ['polite', 'stopped politely']);
+  });
+
   test('should fail clearly when it ends its worker, and the next call should find a worker', async () => {
     await assert.rejects(connector.call('Exit', context('exit').ctx), {
       message: 'Server operation "Exit" ended its worker thread (worker exited with code: 7)',

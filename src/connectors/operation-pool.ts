@@ -163,7 +163,13 @@ export class OperationPool {
       else this.#log.error({ problem: notice.problem }, 'server operation problem (its worker goes on)');
     });
     this.#piscina.on('error', (error: unknown) => this.#log.error({ err: error }, 'server operations worker failed'));
-    this.#watchdog = setInterval(() => this.#rescue(), BEAT_MS);
+    this.#watchdog = setInterval(() => {
+      // The workers' messages sent before now are read in this turn's poll phase, which comes
+      // before setImmediate's: by then, beats sent before `at` have been heard.
+      const at = Date.now();
+      setImmediate(() => this.#liveness.heard(at));
+      this.#rescue();
+    }, BEAT_MS);
     this.#watchdog.unref();
   }
 
@@ -253,7 +259,7 @@ export class OperationPool {
     for (const [i, submission] of waiting.entries()) {
       const { call } = submission;
       if (call.settled || call.current !== submission) continue; // aborted while it waited
-      const thread = this.#pickThread(now);
+      const thread = this.#pickThread();
       if (!thread) {
         // Every worker is full, or none has started yet: the rest wait for a call to end or a worker to come.
         this.#waiting = waiting.slice(i).concat(this.#waiting);
@@ -421,24 +427,23 @@ export class OperationPool {
     void this.#piscina.threads.find((worker) => worker.threadId === thread)?.terminate();
   }
 
-  #isAlive(thread: number, now = Date.now()): boolean {
-    return this.#liveness.isAlive(thread, now);
+  #isAlive(thread: number): boolean {
+    return this.#liveness.isAlive(thread);
   }
 
   /** For the loading of the directory: the least busy worker that is alive and not retiring. */
   #pick(workers: PiscinaWorker[]): PiscinaWorker | null {
-    const now = Date.now();
     return pickWorker(workers, {
-      isAlive: (id) => this.#isAlive(id, now),
+      isAlive: (id) => this.#isAlive(id),
       excluded: (id) => this.#retiring.has(id) || this.#replaced.has(id),
       maxUsage: CALLS_PER_WORKER,
     });
   }
 
   /** For a call: the worker with the fewest calls that is alive and not retiring; a silent one only when none is alive. */
-  #pickThread(now: number): Thread | null {
+  #pickThread(): Thread | null {
     return pickWorker(this.#threads.values(), {
-      isAlive: (id) => this.#isAlive(id, now),
+      isAlive: (id) => this.#isAlive(id),
       excluded: (id) => this.#retiring.has(id) || this.#replaced.has(id),
       maxUsage: CALLS_PER_WORKER,
     });
@@ -452,7 +457,7 @@ export class OperationPool {
     for (const thread of this.#replaced.keys()) if (!threads.has(thread)) this.#replaced.delete(thread);
     // A worker piscina no longer has whose channel is still open: closing it ends its calls (#gone).
     for (const thread of this.#threads.values()) if (!threads.has(thread.id)) thread.channel.close();
-    if (![...threads].some((thread) => this.#isAlive(thread, now) && !this.#retiring.has(thread))) return;
+    if (![...threads].some((thread) => this.#isAlive(thread) && !this.#retiring.has(thread))) return;
     for (const thread of [...this.#threads.values()]) {
       for (const submission of [...thread.calls.values()]) {
         if (now - submission.at <= STALL_MS || submission.call.settled) continue;

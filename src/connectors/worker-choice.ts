@@ -10,9 +10,16 @@ export interface WorkerState {
  * Heartbeats of the operation workers: a worker silent for longer than `stallMs` is taken as
  * blocked (a synchronous loop in an operation). Times are the workers' own `Date.now()` beats,
  * compared with this thread's: the same wall clock, so no clock of the scheduler's applies.
+ *
+ * Silence is counted up to when this thread last read the workers' messages (`heard`), not up
+ * to now: a beat this thread has not read yet was not missed. When the main thread itself is
+ * starved (the machine overloaded, a long GC), every worker's beats wait unread; counting them
+ * as silence took healthy workers for blocked, replaced them, and failed every call they held.
  */
 export class WorkerLiveness {
   readonly #lastBeat = new Map<number, number>();
+  /** Beats sent before this time have been read. */
+  #heardAt: number | null = null;
 
   constructor(private readonly stallMs: number) {}
 
@@ -20,10 +27,15 @@ export class WorkerLiveness {
     this.#lastBeat.set(thread, atMs);
   }
 
+  /** This thread has read every message the workers sent before `atMs`. */
+  heard(atMs: number): void {
+    this.#heardAt = Math.max(this.#heardAt ?? atMs, atMs);
+  }
+
   /** A worker that has not beaten yet counts as alive: it is still starting. */
-  isAlive(thread: number, nowMs: number): boolean {
+  isAlive(thread: number): boolean {
     const beat = this.#lastBeat.get(thread);
-    return beat === undefined || nowMs - beat <= this.stallMs;
+    return beat === undefined || this.#heardAt === null || this.#heardAt - beat <= this.stallMs;
   }
 
   /** Forgets the threads that no longer exist. */
