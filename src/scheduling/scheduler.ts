@@ -29,8 +29,6 @@ export interface SchedulerOptions {
   leaseSeconds: number;
   /** How many due jobs one claim transaction takes. */
   batchSize?: number;
-  /** How many claim transactions run at once while a backlog of due jobs lasts. */
-  claimLanes?: number;
   /** The longest the loop sleeps without looking, for changes made by other instances. */
   maxIdleMs?: number;
   /** Counts for metrics: due times claimed, failed rounds. */
@@ -101,7 +99,6 @@ export class Scheduler {
     this.#deps = deps;
     this.#options = {
       batchSize: 500,
-      claimLanes: 2,
       maxIdleMs: 5000,
       observe: { claimed: () => {}, failed: () => {} },
       autoPause: () => Promise.resolve(),
@@ -166,61 +163,39 @@ export class Scheduler {
    * Claims due jobs batch after batch until a batch is not full, handing each claim to `onClaim`.
    * Resolves with how many were claimed. Under overload a backlog keeps every batch full for as
    * long as it lasts, so nothing of a claim is kept here: its run holds only what it needs.
-   *
-   * A first batch that comes back full means more is due: the rest is claimed by `claimLanes`
-   * transactions at a time (SKIP LOCKED keeps their jobs apart). A claim spends most of its time
-   * waiting, for the database and for its turn on this thread among the runs it started, so one
-   * claim at a time left both the database and this thread partly idle while due times waited.
    */
   async #claimDue(onClaim?: (started: Started) => void): Promise<number> {
+    let count = 0;
     // Connectors found with no call free: the round's later batches pass over their jobs, which
     // would otherwise fill every batch and keep other connectors' due jobs from being claimed.
     const full = new Set<string>();
-    const first = await this.#claimBatch(full, onClaim);
-    let count = first.claimed;
-    let backlog = first.taken >= this.#options.batchSize;
-    if (!backlog) return count;
-    const lane = async () => {
-      // A shutdown that begins during a large backlog stops claiming between batches.
-      while (backlog && !this.#stop.signal.aborted) {
-        const batch = await this.#claimBatch(full, onClaim);
-        count += batch.claimed;
-        if (batch.taken < this.#options.batchSize) backlog = false;
+    // A shutdown that begins during a large backlog stops claiming between batches.
+    while (!this.#stop.signal.aborted) {
+      const now = this.#deps.clock.now();
+      const { claimed, clashes, held, failuresCounted } = await this.claiming(
+        claimDueJobs(
+          this.#deps.sql,
+          { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs, except: [...full] },
+          (job) => planJobClaim(job, now),
+          (run, planned) => claimLogEntries(run, planned, now),
+          (planned) => clashLogEntry(planned, now),
+          this.#options.gate,
+        ),
+      );
+      count += claimed.length;
+      if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
+      for (const claim of claimed) {
+        this.#publishClaim(claim);
+        const done = claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null;
+        onClaim?.({ ...claim, done });
       }
-    };
-    await Promise.all(Array.from({ length: this.#options.claimLanes }, lane));
-    return count;
-  }
-
-  /**
-   * One claim transaction: starts the runs it claimed and publishes what it recorded. Answers how
-   * many runs it claimed, and how many jobs it took up (claimed, clashed or held back): a full
-   * batch means more may be due.
-   */
-  async #claimBatch(full: Set<string>, onClaim?: (started: Started) => void): Promise<{ claimed: number; taken: number }> {
-    if (this.#stop.signal.aborted) return { claimed: 0, taken: 0 };
-    const now = this.#deps.clock.now();
-    const { claimed, clashes, held, failuresCounted } = await this.claiming(
-      claimDueJobs(
-        this.#deps.sql,
-        { now: new Date(now), limit: this.#options.batchSize, holder: this.holder, leaseMs: this.leaseMs, except: [...full] },
-        (job) => planJobClaim(job, now),
-        (run, planned) => claimLogEntries(run, planned, now),
-        (planned) => clashLogEntry(planned, now),
-        this.#options.gate,
-      ),
-    );
-    if (claimed.length > 0) this.#options.observe.claimed(claimed.length);
-    for (const claim of claimed) {
-      this.#publishClaim(claim);
-      const done = claim.run.status === 'RUNNING' ? this.launch(claim.run, claim.job) : null;
-      onClaim?.({ ...claim, done });
+      for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
+      // A retry dropped at the claim made its attempt's failure final: it may reach the job's auto-pause.
+      for (const job of failuresCounted ?? []) this.#autoPauseIfDue(job.id, job, job.lastError);
+      for (const connectorId of held.connectors) full.add(connectorId);
+      if (claimed.length + clashes.length + held.jobs < this.#options.batchSize) break;
     }
-    for (const entry of clashes) this.#deps.bus.publish('log:added', { entry });
-    // A retry dropped at the claim made its attempt's failure final: it may reach the job's auto-pause.
-    for (const job of failuresCounted ?? []) this.#autoPauseIfDue(job.id, job, job.lastError);
-    for (const connectorId of held.connectors) full.add(connectorId);
-    return { claimed: claimed.length, taken: claimed.length + clashes.length + held.jobs };
+    return count;
   }
 
   /**
