@@ -29,7 +29,8 @@ export class WorkerLiveness {
 
   /** This thread has read every message the workers sent before `atMs`. */
   heard(atMs: number): void {
-    this.#heardAt = Math.max(this.#heardAt ?? atMs, atMs);
+    // Not the latest of them: after the wall clock steps back, beats must compare with the new time.
+    this.#heardAt = atMs;
   }
 
   /** A worker that has not beaten yet counts as alive: it is still starting. */

@@ -401,6 +401,8 @@ async function applyEndEffects(
                  as u(id, final, retry_at, retry_attempt, retry_of, retry_scheduled_at)
             -- Locked before deciding: another instance's end of the same job commits its retry first, or waits.
             join jobs o on o.id = u.id
+            -- In id order, as changes to many jobs lock them: two instances ending runs of the same jobs cannot deadlock.
+            order by o.id
             for update of o) v
       where j.id = v.id
         -- A success of a job with no failures counted changes nothing: no row version is written.
@@ -454,17 +456,18 @@ export async function renewLeases(sql: Queryable, token: string, runIds: string[
 
 /**
  * The rows of `values` (an `id` column and any others) whose runs are still RUNNING under
- * `token`, those runs locked in id order. Every statement that writes many runs at once locks
- * them through this: a renewal of every run in flight and a batch of ends, each taking its rows
- * in its own order, deadlocked under load, and PostgreSQL ended one of them after a second's wait
- * while thousands of runs stayed RUNNING.
+ * `token`, those runs locked in id order. A holder's renewal of every run in flight and its
+ * batches of ends lock through this: each taking its rows in its own order, they deadlocked under
+ * load, and PostgreSQL ended one of them after a second's wait while thousands of runs stayed
+ * RUNNING. (Runs of other holders are locked by the lease sweep, which takes only runs whose
+ * holder stopped renewing them.)
  */
 function lockHeldRuns(q: Queryable, token: string, values: ReturnType<Queryable>) {
   return q`
     select v.* from job_runs r join (${values}) v on v.id = r.id
     where r.lease_token = ${token} and r.status = 'RUNNING'
     order by r.id
-    for update of r`;
+    for no key update of r`;
 }
 
 /** Asks whichever instance holds a running run to cancel it. */
