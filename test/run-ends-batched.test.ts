@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { beforeEach, describe, it } from 'node:test';
 import { GroupCommit } from '../src/db/group-commit.ts';
 import type { RunRow } from '../src/db/rows.ts';
-import { finishRuns, type FinishedRun, renewLeases, type RunEnd } from '../src/db/runs.ts';
+import { abandonRuns, finishRuns, type FinishedRun, renewLeases, type RunEnd } from '../src/db/runs.ts';
 import { testDatabase } from './helpers/db.ts';
 
 const { sql } = await testDatabase();
@@ -13,6 +13,16 @@ beforeEach(() => sql`truncate jobs, job_runs, log_entries`);
 
 const token = randomUUID();
 const now = new Date('2027-03-28T00:59:59.000Z');
+
+/** Resolves once `count` sessions wait for a row lock. */
+async function waitForLockWaits(count: number): Promise<void> {
+  for (;;) {
+    const [row] = await sql<{ waiting: number }[]>`
+      select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`;
+    if (row!.waiting >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 async function runningRuns(count: number, holder: string, prefix = 'выгрузка'): Promise<RunRow[]> {
   return sql<RunRow[]>`
@@ -114,5 +124,33 @@ describe('run ends and lease renewals at the same time', () => {
     assert.deepEqual(failures, []);
     const [left] = await sql<{ count: number }[]>`select count(*)::int as count from job_runs where status = 'RUNNING'`;
     assert.equal(left!.count, 0, 'every end was written');
+  });
+
+  it('should never deadlock with the sweep of expired leases either', async () => {
+    // A slow holder renews three runs whose leases have just expired while another instance
+    // sweeps them. Read through the index of leases, the sweep meets them in the order their
+    // leases expired (c, g, a), the renewal in id order (a, g, c). A third session holds g until
+    // both wait for it; then each held the row the other needed next, and one was ended as a deadlock.
+    const [a, g, c] = await runningRuns(3, token, 'sweep');
+    const expired = (run: RunRow, ms: number) =>
+      sql`update job_runs set lease_expires_at = ${new Date(now.getTime() - ms)} where id = ${run!.id}`;
+    await expired(a!, 1);
+    await expired(g!, 2);
+    await expired(c!, 3);
+    const gate = await sql.reserve();
+    try {
+      await gate`begin`;
+      await gate`select id from job_runs where id = ${g!.id} for update`;
+      const failures: string[] = [];
+      const record = (error: Error) => void failures.push(error.message);
+      const sweep = abandonRuns(sql, { now, expiredBefore: now, error: 'lease expired' }).catch(record);
+      const renewal = renewLeases(sql, token, [a!.id, g!.id, c!.id], new Date(now.getTime() + 60_000)).catch(record);
+      await waitForLockWaits(2);
+      await gate`commit`;
+      await Promise.all([sweep, renewal]);
+      assert.deepEqual(failures, []);
+    } finally {
+      gate.release();
+    }
   });
 });

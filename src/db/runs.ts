@@ -510,9 +510,13 @@ export async function abandonRuns(
       : 'exceptToken' in args
         ? sql`lease_token is distinct from ${args.exceptToken}::uuid`
         : sql`lease_token = ${args.heldBy}::uuid and id = any(${sql.array(args.runIds)}::bigint[])`;
+  // Locked in id order, as the holder's renewals and ends lock them (see lockHeldRuns): the sweep
+  // may meet a slow holder renewing the very runs whose leases just expired.
   return sql<AbandonedRun[]>`
+    with v as materialized (
+      select id from job_runs where status = 'RUNNING' and ${condition} order by id for no key update)
     update job_runs set status = 'ABANDONED', finished_at = ${args.now}, error = ${args.error}
-    where status = 'RUNNING' and ${condition}
+    from v where job_runs.id = v.id
     returning job_runs.*, (select j.connector_id || ':' || j.method from jobs j where j.id = job_runs.job_id) as external_call`;
 }
 
