@@ -5,6 +5,7 @@
 // watcher prints what the database's sessions wait on as soon as more than STALL_RUNS (3,000)
 // runs are in progress at once: a stall, such as the deadlock between lease renewals and batched
 // run ends that this found. At the end it prints the runs that did not succeed, by status and error.
+// SERVICE_ENV (JSON) adds to the service's environment, e.g. SERVICE_ENV='{"LOG_LEVEL":"debug"}'.
 import path from 'node:path';
 import postgres from 'postgres';
 import { openBench, root, sleep } from './lib.ts';
@@ -18,6 +19,7 @@ const profileDir = process.env['PROFILE_DIR'] ?? path.join(root, 'bench', 'resul
 const { context, close } = await openBench(false);
 const load = await openLoad(context, 'profile', {
   nodeArgs: process.env['NO_PROFILE'] ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+  env: process.env['SERVICE_ENV'] ? (JSON.parse(process.env['SERVICE_ENV']) as Record<string, string>) : {},
 });
 const sql = postgres(load.url, { max: 1, onnotice: () => {} });
 try {

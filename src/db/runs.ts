@@ -105,7 +105,9 @@ export async function claimDueJobs(
     if (plans.length === 0) return { claimed: [], clashes: [], held };
     const after = plans.map((p) => p.after);
     const iso = (date: Date | null) => date?.toISOString() ?? null;
-    const counted = await tx<(JobAfterEnd & { id: string; lastError: string | null })[]>`
+    // Sent without waiting for its answer: the runs' insert below does not depend on it, and
+    // both go out together (pipelined on the transaction's connection), one round trip for two.
+    const updating = tx<(JobAfterEnd & { id: string; lastError: string | null })[]>`
       update jobs set next_due_at = v.next_due_at, queued_due_at = v.queued_due_at, queued_missed = v.queued_missed,
              consecutive_failures = consecutive_failures + case when v.retry_dropped then 1 else 0 end,
              retry_at = case when v.retry_cleared then null else retry_at end,
@@ -123,14 +125,13 @@ export async function claimDueJobs(
       returning case when v.retry_dropped then jobs.id end as id, consecutive_failures, auto_pause_after_failures, enabled,
                 case when v.retry_dropped then (
                   select r.error from job_runs r where r.job_id = jobs.id and r.status in ('FAILED', 'TIMED_OUT')
-                  order by r.scheduled_at desc, r.attempt desc limit 1) end as last_error`;
-    const failuresCounted = counted.filter((row) => row.id !== null);
+                  order by r.scheduled_at desc, r.attempt desc limit 1) end as last_error`.execute();
     const planned = plans.flatMap((p) => p.runs);
     const leaseUntil = new Date(args.now.getTime() + args.leaseMs);
-    const runs =
+    const inserting =
       planned.length === 0
-        ? []
-        : await tx<RunRow[]>`
+        ? Promise.resolve([] as RunRow[])
+        : tx<RunRow[]>`
       insert into job_runs (job_id, trigger, scheduled_at, started_at, finished_at, status, error, instance, missed,
                             attempt, retry_of, lease_token, lease_expires_at)
       -- A SKIPPED due time never started (SPEC §2): no started_at, so it shows no lateness and
@@ -154,7 +155,9 @@ export async function claimDueJobs(
       -- next_due_at lies after every due time recorded for its id (the claim and every change
       -- keep it so), so a repeat is not expected: it is never silent.
       on conflict do nothing
-      returning *`;
+      returning *`.execute();
+    const [counted, runs] = await Promise.all([updating, inserting]);
+    const failuresCounted = counted.filter((row) => row.id !== null);
     await admitted?.inserted?.(tx, runs);
     const jobsById = new Map<string, JobRow>(plans.map((p) => [p.job.id, p.job]));
     const key = (r: { jobId: string; trigger: string; scheduledAt: Date; attempt: number }) =>
