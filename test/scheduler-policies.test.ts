@@ -18,6 +18,19 @@ const jobRow = async (id: string) => (await sql<JobRow[]>`select * from jobs whe
 const warnings = (jobId: string) => sql<LogRow[]>`select * from log_entries where job_id = ${jobId} and level = 'WARNING' order by id`;
 const at = (ms: number) => ms - T0;
 
+/** A QUEUE_ONE job whose run of 1 s hangs (until `hold` opens) and whose due time of 2 s waits; the clock at 2 s. */
+async function queueOneWaiting(id: string) {
+  const h = harness(sql);
+  const hold = gate();
+  h.connector.define('hang', () => hold.promise);
+  await h.jobs.create({ id, name: 'x', externalCall: 'Test:hang', period: '0:0:1', timeoutSeconds: 60, overlap: 'QUEUE_ONE' });
+  h.clock.set(T0 + 1000);
+  const [first] = await h.scheduler.tick();
+  h.clock.set(T0 + 2000);
+  await h.scheduler.tick();
+  return { h, hold, first };
+}
+
 describe('overlap policies', () => {
   it('QUEUE_ONE: a due time during a run waits and starts the moment it ends, with its own due time; a further one is SKIPPED', async () => {
     const h = harness(sql);
@@ -60,21 +73,7 @@ describe('overlap policies', () => {
   });
 
   it('QUEUE_ONE: a pause accounts the waiting due time as SKIPPED with the due times it leaves', async () => {
-    const h = harness(sql);
-    const hold = gate();
-    h.connector.define('hang', () => hold.promise);
-    await h.jobs.create({
-      id: 'queued-pause',
-      name: 'x',
-      externalCall: 'Test:hang',
-      period: '0:0:1',
-      timeoutSeconds: 60,
-      overlap: 'QUEUE_ONE',
-    });
-    h.clock.set(T0 + 1000);
-    const [first] = await h.scheduler.tick();
-    h.clock.set(T0 + 2000);
-    await h.scheduler.tick();
+    const { h, hold, first } = await queueOneWaiting('queued-pause');
     h.clock.set(T0 + 2500);
     await h.jobs.pause('queued-pause', 'maintenance');
     hold.open();
@@ -432,21 +431,7 @@ describe('what the review of the policies found', () => {
   });
 
   it('keeps a due time already due, and a QUEUE_ONE due time waiting, when only endAt changes', async () => {
-    const h = harness(sql);
-    const hold = gate();
-    h.connector.define('hang', () => hold.promise);
-    await h.jobs.create({
-      id: 'end-only',
-      name: 'x',
-      externalCall: 'Test:hang',
-      period: '0:0:1',
-      timeoutSeconds: 60,
-      overlap: 'QUEUE_ONE',
-    });
-    h.clock.set(T0 + 1000);
-    const [first] = await h.scheduler.tick();
-    h.clock.set(T0 + 2000);
-    await h.scheduler.tick(); // 2 s waits
+    const { h, hold, first } = await queueOneWaiting('end-only');
     h.clock.set(T0 + 3500); // 3 s is due, not claimed
     await h.jobs.update('end-only', { endAt: new Date(T0 + 60_000) });
     assert.equal((await jobRow('end-only')).queuedDueAt?.getTime(), T0 + 2000, 'the waiting due time still waits');

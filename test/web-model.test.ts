@@ -7,7 +7,6 @@ import { languageOf } from '../web/src/i18n.ts';
 import {
   ALL,
   canOperate,
-  type Job,
   type JobDetails,
   formOf,
   latenessMs,
@@ -18,21 +17,9 @@ import {
   visibleJobs,
   withRun,
 } from '../web/src/model.ts';
+import { webJob } from './helpers/web-job.ts';
 
-const job = (id: string, overrides: Partial<Job> = {}): Job => ({
-  id,
-  name: `Job ${id}`,
-  externalCall: 'ServerOperationConnector:Noop',
-  connectorId: 'ServerOperationConnector',
-  period: '0:00:05',
-  cron: null,
-  timeZone: null,
-  enabled: true,
-  pausedNote: null,
-  nextRunAt: '2026-01-01T00:00:05.000Z',
-  consecutiveFailures: 0,
-  ...overrides,
-});
+const job = webJob;
 
 const run = (id: string, scheduledAt: string, overrides: Partial<Run> = {}): Run => ({
   id,

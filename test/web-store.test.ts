@@ -7,21 +7,9 @@ import type { Api } from '../web/src/api.ts';
 import { JOB_EVENTS, JOBS, RUNNING, STRIPS } from '../web/src/documents.ts';
 import type { Job, JobEvent, Run } from '../web/src/model.ts';
 import { JobStore } from '../web/src/store.ts';
+import { webJob } from './helpers/web-job.ts';
 
-const job = (id: string, overrides: Partial<Job> = {}): Job => ({
-  id,
-  name: id,
-  externalCall: 'ServerOperationConnector:Noop',
-  connectorId: 'ServerOperationConnector',
-  period: '0:00:05',
-  cron: null,
-  timeZone: null,
-  enabled: true,
-  pausedNote: null,
-  nextRunAt: null,
-  consecutiveFailures: 0,
-  ...overrides,
-});
+const job = (id: string, overrides: Partial<Job> = {}): Job => webJob(id, { name: id, nextRunAt: null, ...overrides });
 
 const run = (id: string, jobId: string, status: Run['status'], at = '2026-01-01T00:00:00.000Z'): Run => ({
   id,
